@@ -1,0 +1,224 @@
+"""Command line: the OCF entry point. The only module that writes to stdout or exits."""
+
+from __future__ import annotations
+
+import os
+import sys
+from typing import Mapping, Sequence, TextIO
+
+from .ocf import OCFExit
+
+ACTIONS_HELP = {
+    "start": "start the domain (transient) and wait until it runs",
+    "stop": "shut the domain down (graceful, then destroy, then kill), inside the timeout",
+    "monitor": "0 running, 7 not running, 1 failed (interval 0 or unset: a probe)",
+    "status": "same as monitor",
+    "validate-all": "check parameters and the config file",
+    "meta-data": "print the OCF metadata",
+    "usage": "print this help",
+}
+
+USAGE = """usage: {agent} ACTION [options]
+
+Normally run by Pacemaker with parameters in OCF_RESKEY_* variables. By hand:
+  --NAME VALUE | --NAME=VALUE   set parameter NAME (e.g. --config /etc/vm.xml)
+  -o NAME=VALUE                 set parameter NAME (as ocf-tester does)
+  --timeout SECONDS             op timeout (OCF_RESKEY_CRM_meta_timeout)
+  --interval SECONDS            monitor interval (0 or unset: probe)
+  -v, --verbose                 show the log on a terminal (-vv: debug lines)
+  -h, --help                    this help
+
+Actions:
+{actions}
+Parameters (from the metadata):
+{params}
+"""
+
+
+class UsageError(Exception):
+    pass
+
+
+class Args:
+    def __init__(self) -> None:
+        self.action: str | None = None
+        self.params: dict[str, str] = {}
+        self.meta: dict[str, str] = {}
+        self.verbose = 0
+        self.help = False
+
+
+def _seconds_to_ms(option: str, value: str) -> str:
+    try:
+        return str(int(float(value) * 1000))
+    except ValueError:
+        raise UsageError(f"{option} takes a number of seconds, not {value!r}") from None
+
+
+def parse_args(argv: Sequence[str]) -> Args:
+    args = Args()
+    i = 0
+    while i < len(argv):
+        arg = argv[i]
+        i += 1
+
+        def value(option: str = arg) -> str:
+            nonlocal i
+            if i >= len(argv):
+                raise UsageError(f"option {option} needs a value")
+            i += 1
+            return argv[i - 1]
+
+        if arg in ("-h", "--help"):
+            args.help = True
+        elif arg in ("-v", "--verbose"):
+            args.verbose += 1
+        elif arg == "-vv":
+            args.verbose += 2
+        elif arg == "-o":
+            name, sep, val = value().partition("=")
+            if not sep or not name:
+                raise UsageError("-o takes NAME=VALUE")
+            args.params[name] = val
+        elif arg.startswith("--"):
+            name, sep, val = arg[2:].partition("=")
+            if not sep:
+                val = value()
+            if name == "timeout":
+                args.meta["timeout"] = _seconds_to_ms("--timeout", val)
+            elif name == "interval":
+                args.meta["interval"] = _seconds_to_ms("--interval", val)
+            elif name:
+                args.params[name.replace("-", "_")] = val
+            else:
+                raise UsageError("empty option name")
+        elif args.action is None:
+            args.action = arg
+        # Further positional arguments are ignored, as OCF asks.
+    return args
+
+
+def _print_usage(agent: str, out: TextIO) -> None:
+    from .metadata import load_schema
+
+    acts = "\n".join(f"  {a:<14}{h}" for a, h in ACTIONS_HELP.items())
+    try:
+        schema = load_schema(agent)
+        params = "\n".join(
+            f"  {p.name:<16}{p.type:<9}default {p.default!r:<10}{p.shortdesc}"
+            for p in schema.parameters.values())
+    except (OSError, ValueError) as exc:
+        params = f"  (metadata unavailable: {exc})"
+    out.write(USAGE.format(agent=agent, actions=acts, params=params))
+
+
+def _meta_data(agent: str, out: TextIO) -> int:
+    from .metadata import metadata_path
+
+    try:
+        data = metadata_path(agent).read_bytes()
+    except OSError as exc:
+        sys.stderr.write(f"ocf-exit-reason:cannot read the metadata: {exc}\n")
+        return OCFExit.ERR_INSTALLED
+    out.flush()
+    out.buffer.write(data) if hasattr(out, "buffer") else out.write(data.decode())
+    return OCFExit.SUCCESS
+
+
+def _report(rc: int, reason: str, interactive: bool, err: TextIO) -> None:
+    if rc != OCFExit.SUCCESS:
+        text = reason or f"{OCFExit(rc).name if rc in OCFExit._value2member_map_ else rc}"
+        # One line, whatever the reason contained.
+        err.write(f"ocf-exit-reason:{' '.join(text.split())}\n")
+    if interactive:
+        name = OCFExit(rc).name if rc in OCFExit._value2member_map_ else str(rc)
+        err.write(f"{name} (rc={rc}){': ' + reason if reason else ''}\n")
+    err.flush()
+
+
+def main(argv: Sequence[str], environ: Mapping[str, str], agent: str = "PyVirtualDomain",
+         out: TextIO | None = None, err: TextIO | None = None) -> int:
+    out = out or sys.stdout
+    err = err or sys.stderr
+    interactive = err.isatty()
+    try:
+        args = parse_args(argv)
+    except UsageError as exc:
+        _report(OCFExit.ERR_ARGS, str(exc), interactive, err)
+        return OCFExit.ERR_ARGS
+
+    if args.action == "meta-data":
+        return _meta_data(agent, out)
+    if args.help or args.action in ("usage", "help"):
+        _print_usage(agent, out)
+        return OCFExit.SUCCESS
+    if args.action is None:
+        _print_usage(agent, err)
+        _report(OCFExit.ERR_ARGS, "no action given", interactive, err)
+        return OCFExit.ERR_ARGS
+
+    from .actions import ACTIONS
+
+    if args.action not in ACTIONS:
+        _report(OCFExit.ERR_UNIMPLEMENTED, f"action {args.action!r} is not implemented",
+                interactive, err)
+        return OCFExit.ERR_UNIMPLEMENTED
+    return _run_action(args, environ, agent, interactive, err)
+
+
+def _run_action(args: Args, environ: Mapping[str, str], agent: str, interactive: bool,
+                err: TextIO) -> int:
+    from .actions import ACTIONS, Context
+    from .errors import AgentError
+    from .log import Log
+    from .metadata import load_schema
+    from .ocf import META_PREFIX, OCFEnv
+    from .params import build_params
+    from .profiles import PROFILES
+
+    assert args.action is not None
+    merged = dict(environ)
+    for key, val in args.meta.items():
+        merged[META_PREFIX + key] = val
+    env = OCFEnv.from_environ(args.action, merged, args.params, agent)
+    show_log = (not interactive) or args.verbose > 0
+    log = Log(agent, env.instance, err if show_log else None,
+              debug=env.debug or args.verbose > 1, facility=env.log_facility)
+    try:
+        schema = load_schema(agent)
+    except (OSError, ValueError) as exc:
+        _report(OCFExit.ERR_INSTALLED, f"cannot read the agent's metadata: {exc}",
+                interactive, err)
+        return OCFExit.ERR_INSTALLED
+    ctx = Context(env=env, profile=PROFILES[agent], schema=schema,
+                  params=build_params(env.params, schema), log=log, environ=merged)
+    try:
+        result = ACTIONS[args.action](ctx)
+        rc, reason = int(result.rc), result.reason
+    except AgentError as exc:
+        rc, reason = int(exc.rc), exc.reason
+    except Exception as exc:  # noqa: BLE001 - an agent must answer, never die with a traceback
+        import traceback
+
+        log.debug(traceback.format_exc())
+        rc, reason = int(OCFExit.ERR_GENERIC), f"internal error: {type(exc).__name__}: {exc}"
+    if rc != OCFExit.SUCCESS and reason:
+        (log.info if rc == OCFExit.NOT_RUNNING else log.error)(reason)
+    _report(rc, reason, interactive, err)
+    return rc
+
+
+def run(agent: str) -> None:
+    """Entry point of the executables in agents/: run the action and exit with its code.
+
+    os._exit skips interpreter finalisation: nothing is left to flush, and a libvirt call
+    abandoned in a worker thread (frozen daemon) cannot hold up the exit."""
+    try:
+        rc = main(sys.argv[1:], os.environ, agent)
+    except KeyboardInterrupt:
+        rc = OCFExit.ERR_GENERIC
+    try:
+        sys.stdout.flush()
+        sys.stderr.flush()
+    finally:
+        os._exit(int(rc))

@@ -1,0 +1,99 @@
+"""The OCF protocol layer: exit codes and the environment an agent is run with.
+
+Everything here is read from a mapping passed in (``os.environ`` in production), so tests
+build environments as plain dicts.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import IntEnum
+from typing import Mapping
+
+
+class OCFExit(IntEnum):
+    SUCCESS = 0
+    ERR_GENERIC = 1
+    ERR_ARGS = 2
+    ERR_UNIMPLEMENTED = 3
+    ERR_PERM = 4
+    ERR_INSTALLED = 5
+    ERR_CONFIGURED = 6
+    NOT_RUNNING = 7
+
+
+RESKEY_PREFIX = "OCF_RESKEY_"
+META_PREFIX = "OCF_RESKEY_CRM_meta_"
+# Set by Pacemaker for every action; not a parameter of the agent.
+PACEMAKER_INTERNAL_KEYS = frozenset({"crm_feature_set"})
+DEFAULT_STATE_DIR = "/run/resource-agents"
+
+
+def _int_or_none(value: str | None) -> int | None:
+    if value is None or value.strip() == "":
+        return None
+    try:
+        return int(value.strip())
+    except ValueError:
+        return None
+
+
+@dataclass(frozen=True)
+class OCFEnv:
+    """What Pacemaker (or a person at a terminal) told this run of the agent."""
+
+    action: str
+    instance: str
+    params: Mapping[str, str]
+    meta: Mapping[str, str]
+    meta_timeout_ms: int | None
+    meta_interval_ms: int
+    state_dir: str
+    check_level: int
+    debug: bool
+    log_facility: str | None
+    extra: Mapping[str, str] = field(default_factory=dict)
+
+    @property
+    def is_probe(self) -> bool:
+        """A probe is a monitor (or status) with interval 0 or none at all."""
+        return self.action in ("monitor", "status") and self.meta_interval_ms == 0
+
+    @property
+    def remote_node(self) -> str | None:
+        value = self.meta.get("remote_node", "").strip()
+        return value or None
+
+    @classmethod
+    def from_environ(
+        cls,
+        action: str,
+        environ: Mapping[str, str],
+        overrides: Mapping[str, str] | None = None,
+        agent_name: str = "PyVirtualDomain",
+    ) -> OCFEnv:
+        params: dict[str, str] = {}
+        meta: dict[str, str] = {}
+        for key, value in environ.items():
+            if key.startswith(META_PREFIX):
+                meta[key[len(META_PREFIX):]] = value
+            elif key.startswith(RESKEY_PREFIX):
+                name = key[len(RESKEY_PREFIX):]
+                if name not in PACEMAKER_INTERNAL_KEYS:
+                    params[name] = value
+        if overrides:
+            params.update(overrides)
+        instance = environ.get("OCF_RESOURCE_INSTANCE") or agent_name
+        check_level = _int_or_none(environ.get("OCF_CHECK_LEVEL")) or 0
+        return cls(
+            action=action,
+            instance=instance,
+            params=params,
+            meta=meta,
+            meta_timeout_ms=_int_or_none(meta.get("timeout")),
+            meta_interval_ms=_int_or_none(meta.get("interval")) or 0,
+            state_dir=environ.get("HA_RSCTMP") or DEFAULT_STATE_DIR,
+            check_level=check_level,
+            debug=environ.get("HA_debug", "0") not in ("", "0"),
+            log_facility=environ.get("HA_LOGFACILITY") or None,
+        )

@@ -1,0 +1,159 @@
+"""Finding (and, as the last resort, killing) a domain's emulator process without libvirt.
+
+Used when libvirtd cannot be asked. A process counts only if it runs in this host's network
+namespace, so that guests of another libvirt host sharing the kernel (test hosts in network
+namespaces) are never mistaken for ours.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from typing import Any
+
+from .domxml import DomainIdentity
+
+LXC_CONTROLLER = "libvirt_lxc"
+
+
+def _own_netns() -> str | None:
+    try:
+        return os.readlink("/proc/self/ns/net")
+    except OSError:
+        return None
+
+
+def _netns(pid: int) -> str | None:
+    try:
+        return os.readlink(f"/proc/{pid}/ns/net")
+    except OSError:
+        return None
+
+
+def _qemu_guest_name(value: str) -> str:
+    """The name in qemu's ``-name guest=NAME,debug-threads=on`` (commas doubled in NAME)."""
+    if value.startswith("guest="):
+        value = value[len("guest="):]
+    out: list[str] = []
+    i = 0
+    while i < len(value):
+        if value[i] == ",":
+            if i + 1 < len(value) and value[i + 1] == ",":
+                out.append(",")
+                i += 2
+                continue
+            break
+        out.append(value[i])
+        i += 1
+    return "".join(out)
+
+
+def _arg_after(cmdline: list[str], flag: str) -> str | None:
+    for i, arg in enumerate(cmdline[:-1]):
+        if arg == flag:
+            return cmdline[i + 1]
+    return None
+
+
+def matches(ident: DomainIdentity, name: str, cmdline: list[str]) -> bool:
+    """Whether a process (its name and argv) is the emulator of this domain."""
+    if not cmdline:
+        return False
+    if ident.virt_type == "lxc":
+        if name != LXC_CONTROLLER and os.path.basename(cmdline[0]) != LXC_CONTROLLER:
+            return False
+        return ident.name in (_arg_after(cmdline, "--name"), _arg_after(cmdline, "-n"))
+    exe = os.path.basename(cmdline[0])
+    is_qemu = exe.startswith("qemu-system") or exe == "qemu-kvm" or name.startswith("qemu-system") \
+        or (ident.emulator is not None and exe == os.path.basename(ident.emulator))
+    if not is_qemu:
+        return False
+    uuid_arg = _arg_after(cmdline, "-uuid")
+    if ident.uuid and uuid_arg:
+        return uuid_arg.lower() == ident.uuid
+    name_arg = _arg_after(cmdline, "-name")
+    return name_arg is not None and _qemu_guest_name(name_arg) == ident.name
+
+
+def find_emulators(ident: DomainIdentity) -> list[Any]:
+    """psutil.Process objects of this domain's emulator (qemu, or the libvirt_lxc controller)."""
+    import psutil
+
+    own = _own_netns()
+    found = []
+    for proc in psutil.process_iter(["pid", "name", "cmdline"]):
+        info = proc.info
+        try:
+            if not matches(ident, info.get("name") or "", info.get("cmdline") or []):
+                continue
+        except (TypeError, ValueError):
+            continue
+        if own is not None and _netns(info["pid"]) not in (own, None):
+            continue
+        found.append(proc)
+    return found
+
+
+def kill_emulators(ident: DomainIdentity, term_wait_s: float,
+                   kill_wait_s: float) -> tuple[list[int], list[int]]:
+    """SIGTERM the domain's emulator (for a container, everything below its controller too),
+    SIGKILL what is left after ``term_wait_s``; return (pids signalled, pids still running
+    after ``kill_wait_s`` more)."""
+    import psutil
+
+    targets: list[Any] = []
+    for proc in find_emulators(ident):
+        targets.append(proc)
+        if ident.virt_type == "lxc":
+            try:
+                targets.extend(proc.children(recursive=True))
+            except psutil.Error:
+                pass
+    alive = targets
+    for sig, wait_s in ((signal.SIGTERM, term_wait_s), (signal.SIGKILL, kill_wait_s)):
+        for proc in alive:
+            try:
+                proc.send_signal(sig)
+            except psutil.Error:
+                pass
+        alive = _wait_stopped(alive, wait_s)
+        if not alive:
+            break
+    return [p.pid for p in targets], [p.pid for p in alive]
+
+
+def _wait_stopped(procs: list[Any], wait_s: float) -> list[Any]:
+    # A killed child of libvirtd stays a zombie until libvirtd reaps it (never, while the
+    # daemon is frozen): a zombie no longer runs anything, so it counts as stopped.
+    end = time.monotonic() + max(0.0, wait_s)
+    while True:
+        alive = [p for p in procs if _is_running(p)]
+        if not alive or time.monotonic() >= end:
+            return alive
+        time.sleep(0.05)
+
+
+def _is_running(proc: Any) -> bool:
+    import psutil
+
+    try:
+        # is_running() also tells a reused pid from the process we found.
+        return bool(proc.is_running() and proc.status() != psutil.STATUS_ZOMBIE)
+    except psutil.NoSuchProcess:
+        return False
+    except psutil.Error:
+        return True
+
+
+def running_emulator_pids(ident: DomainIdentity) -> list[int]:
+    return [p.pid for p in find_emulators(ident) if _is_running(p)]
+
+
+def wait_gone(ident: DomainIdentity, wait_s: float) -> list[int]:
+    end = time.monotonic() + wait_s
+    while True:
+        pids = running_emulator_pids(ident)
+        if not pids or time.monotonic() >= end:
+            return pids
+        time.sleep(0.1)

@@ -1,0 +1,175 @@
+"""Actions run in-process against libvirt's test:/// driver (no daemon)."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from pathlib import Path
+from typing import Any
+
+from pyvirtualdomain import actions, state
+from pyvirtualdomain.ocf import OCFExit
+
+from .conftest import TEST_URI, drv_xml, make_ctx
+
+
+def _params(cfg: Path, **extra: str) -> dict[str, str]:
+    return {"config": str(cfg), "hypervisor": TEST_URI, **extra}
+
+
+def _names(conn: Any) -> set[str]:
+    return {d.name() for d in conn.listAllDomains() if d.isActive()}
+
+
+def test_start_creates_transient_domain_and_records_it(test_conn, write_config, state_dir):
+    cfg = write_config(drv_xml("u1"))
+    r = actions.start(make_ctx("start", _params(cfg), state_dir))
+    assert r.rc == OCFExit.SUCCESS
+    dom = test_conn.lookupByName("u1")
+    assert dom.isActive() and not dom.isPersistent()
+    rec = json.loads(next(state_dir.glob("PyVirtualDomain-*.json")).read_text())
+    assert rec["name"] == "u1" and rec["uuid"] == dom.UUIDString()
+
+
+def test_start_twice_is_success_and_keeps_the_same_domain(test_conn, write_config, state_dir):
+    cfg = write_config(drv_xml("u2"))
+    assert actions.start(make_ctx("start", _params(cfg), state_dir)).rc == 0
+    first = test_conn.lookupByName("u2").ID()
+    assert actions.start(make_ctx("start", _params(cfg), state_dir)).rc == 0
+    assert test_conn.lookupByName("u2").ID() == first
+
+
+def test_monitor_probe_and_recurring(test_conn, write_config, state_dir):
+    cfg = write_config(drv_xml("u3"))
+    probe = make_ctx("monitor", _params(cfg), state_dir)
+    assert probe.env.is_probe
+    r = actions.monitor(probe)
+    assert r.rc == OCFExit.NOT_RUNNING and "u3" in r.reason
+    assert actions.start(make_ctx("start", _params(cfg), state_dir)).rc == 0
+    recurring = make_ctx("monitor", _params(cfg), state_dir, meta={"interval": "10000"})
+    assert not recurring.env.is_probe
+    assert actions.monitor(recurring).rc == OCFExit.SUCCESS
+
+
+def test_stop_graceful_then_absent(test_conn, write_config, state_dir):
+    cfg = write_config(drv_xml("u4"))
+    assert actions.start(make_ctx("start", _params(cfg), state_dir)).rc == 0
+    assert actions.stop(make_ctx("stop", _params(cfg), state_dir)).rc == OCFExit.SUCCESS
+    assert "u4" not in _names(test_conn)
+    assert not list(state_dir.glob("PyVirtualDomain-*.json"))
+    # stopping again, and monitoring, an absent domain
+    assert actions.stop(make_ctx("stop", _params(cfg), state_dir)).rc == OCFExit.SUCCESS
+    assert actions.monitor(make_ctx("monitor", _params(cfg), state_dir,
+                                    meta={"interval": "10000"})).rc == OCFExit.NOT_RUNNING
+
+
+def test_stop_with_unsupported_shutdown_mode_destroys(test_conn, write_config, state_dir):
+    # The test driver rejects shutdown flags: the agent must fall through to destroy.
+    cfg = write_config(drv_xml("u5"))
+    assert actions.start(make_ctx("start", _params(cfg), state_dir)).rc == 0
+    import io
+    log = io.StringIO()
+    ctx = make_ctx("stop", _params(cfg, shutdown_mode="acpi"), state_dir, stream=log)
+    assert actions.stop(ctx).rc == OCFExit.SUCCESS
+    assert "u5" not in _names(test_conn)
+    assert "not possible" in log.getvalue() and "destroying" in log.getvalue()
+
+
+def test_force_stop_skips_graceful(test_conn, write_config, state_dir):
+    import io
+    cfg = write_config(drv_xml("u6"))
+    assert actions.start(make_ctx("start", _params(cfg), state_dir)).rc == 0
+    log = io.StringIO()
+    ctx = make_ctx("stop", _params(cfg, force_stop="true"), state_dir, stream=log)
+    assert actions.stop(ctx).rc == OCFExit.SUCCESS
+    assert "asked domain" not in log.getvalue()
+    assert "destroying domain u6" in log.getvalue()
+    assert "u6" not in _names(test_conn)
+
+
+def test_config_unreadable_after_start_uses_record(test_conn, write_config, state_dir):
+    cfg = write_config(drv_xml("u7"))
+    assert actions.start(make_ctx("start", _params(cfg), state_dir)).rc == 0
+    cfg.unlink()
+    assert actions.monitor(make_ctx("monitor", _params(cfg), state_dir)).rc == 0
+    assert actions.stop(make_ctx("stop", _params(cfg), state_dir)).rc == 0
+    assert "u7" not in _names(test_conn)
+
+
+def test_config_edited_to_other_name_still_stops_the_started_domain(test_conn, write_config,
+                                                                    state_dir):
+    cfg = write_config(drv_xml("u8"))
+    assert actions.start(make_ctx("start", _params(cfg), state_dir)).rc == 0
+    cfg.write_text(drv_xml("u8-renamed"))
+    r = actions.monitor(make_ctx("monitor", _params(cfg), state_dir, meta={"interval": "1000"}))
+    assert r.rc == OCFExit.ERR_GENERIC and "u8" in r.reason
+    assert actions.stop(make_ctx("stop", _params(cfg), state_dir)).rc == 0
+    assert "u8" not in _names(test_conn)
+
+
+def test_probe_without_config_or_record_is_not_running(test_conn, tmp_path, state_dir):
+    r = actions.monitor(make_ctx("monitor", {"config": str(tmp_path / "nope.xml")}, state_dir))
+    assert r.rc == OCFExit.NOT_RUNNING
+    r = actions.monitor(make_ctx("monitor", {"config": str(tmp_path / "nope.xml")}, state_dir,
+                                 meta={"interval": "10000"}))
+    assert r.rc == OCFExit.ERR_INSTALLED
+
+
+def test_lookup_by_uuid_distinguishes_same_name(test_conn, write_config, state_dir):
+    other = test_conn.createXML(drv_xml("u9", str(uuid.uuid4())), 0)
+    cfg = write_config(drv_xml("u9", str(uuid.uuid4())))
+    r = actions.monitor(make_ctx("monitor", _params(cfg), state_dir))
+    assert r.rc == OCFExit.NOT_RUNNING
+    # start must not adopt the other domain: libvirt refuses the name clash
+    import pytest
+
+    from pyvirtualdomain.errors import AgentError
+    with pytest.raises(AgentError, match="already exists") as info:
+        actions.start(make_ctx("start", _params(cfg), state_dir))
+    assert info.value.rc == OCFExit.ERR_GENERIC
+    assert other.isActive()
+    other.destroy()
+
+
+def test_persistent_autostart_definition_refused(test_conn, write_config, state_dir):
+    import pytest
+
+    from pyvirtualdomain.errors import NotInstalled
+    xml = drv_xml("u10")
+    dom = test_conn.defineXML(xml)
+    dom.setAutostart(1)
+    cfg = write_config(xml)
+    try:
+        with pytest.raises(NotInstalled, match="autostart"):
+            actions.start(make_ctx("start", _params(cfg), state_dir))
+        assert cfg.exists()
+        assert not dom.isActive()
+    finally:
+        dom.undefine()
+
+
+def test_persistent_definition_with_remote_node_refused(test_conn, write_config, state_dir):
+    import pytest
+
+    from pyvirtualdomain.errors import NotInstalled
+    xml = drv_xml("u11")
+    dom = test_conn.defineXML(xml)
+    cfg = write_config(xml)
+    try:
+        with pytest.raises(NotInstalled, match="guest node g1"):
+            actions.start(make_ctx("start", _params(cfg), state_dir, meta={"remote_node": "g1"}))
+        # without remote-node: a warning, and it runs
+        assert actions.start(make_ctx("start", _params(cfg), state_dir)).rc == 0
+        assert dom.isActive()
+        assert cfg.exists()
+    finally:
+        if dom.isActive():
+            dom.destroy()
+        dom.undefine()
+
+
+def test_record_file_is_written_atomically_and_ignored_when_corrupt(state_dir):
+    p = state.record_path(str(state_dir), "PyVirtualDomain", "r/1")
+    assert "/" not in Path(p).name
+    Path(p).write_text("{not json")
+    assert state.load(p) is None

@@ -1,0 +1,78 @@
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from pyvirtualdomain.domxml import load_domain, with_uuid
+from pyvirtualdomain.errors import ConfigError, NotInstalled, PermissionProblem
+from pyvirtualdomain.ocf import OCFExit
+
+
+def test_identity(write_config):
+    p = write_config("<domain type='kvm' xmlns:q='http://libvirt.org/schemas/domain/qemu/1.0'>"
+                     "<name> vm1 </name><uuid>6F1C1A4A4F3B4A0B8C1D2E3F40516273</uuid>"
+                     "<devices><emulator>/usr/bin/qemu-system-x86_64</emulator></devices>"
+                     "<q:commandline/></domain>")
+    _, ident = load_domain(str(p))
+    assert ident.name == "vm1" and ident.virt_type == "kvm"
+    assert ident.uuid == "6f1c1a4a-4f3b-4a0b-8c1d-2e3f40516273"
+    assert ident.emulator == "/usr/bin/qemu-system-x86_64"
+
+
+@pytest.mark.parametrize("text,rc,needle", [
+    ("", OCFExit.ERR_CONFIGURED, "empty"),
+    ("<domain type='kvm'><name>x</name>", OCFExit.ERR_CONFIGURED, "not well-formed"),
+    ("<domain type='kvm'></domain>", OCFExit.ERR_CONFIGURED, "no <name>"),
+    ("<network><name>x</name></network>", OCFExit.ERR_CONFIGURED, "<network>"),
+    ("<domain><name>x</name></domain>", OCFExit.ERR_CONFIGURED, "no type"),
+    ("<domain type='kvm'><name>x</name><uuid>nope</uuid></domain>", OCFExit.ERR_CONFIGURED,
+     "not a UUID"),
+    ("<!DOCTYPE d [<!ENTITY e SYSTEM 'file:///etc/passwd'>]><domain type='kvm'><name>&e;</name>"
+     "</domain>", OCFExit.ERR_CONFIGURED, ""),
+])
+def test_bad_configs(write_config, text, rc, needle):
+    p = write_config(text)
+    with pytest.raises(ConfigError) as info:
+        load_domain(str(p))
+    assert info.value.rc == rc and needle in info.value.reason and str(p) in info.value.reason
+
+
+def test_missing_and_relative(tmp_path):
+    with pytest.raises(NotInstalled) as info:
+        load_domain(str(tmp_path / "absent.xml"))
+    assert info.value.rc == OCFExit.ERR_INSTALLED
+    with pytest.raises(ConfigError):
+        load_domain("relative.xml")
+    with pytest.raises(ConfigError):
+        load_domain("")
+    with pytest.raises(ConfigError):
+        load_domain(str(tmp_path))
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root to drop to another user")
+def test_unreadable_config_is_permission_problem(write_config):
+    p = write_config("<domain type='kvm'><name>x</name></domain>")
+    os.chmod(p, 0)
+    pid = os.fork()
+    if pid == 0:  # child: become nobody and try
+        try:
+            os.setgid(65534)
+            os.setuid(65534)
+            try:
+                load_domain(str(p))
+            except PermissionProblem:
+                os._exit(0)
+            except BaseException:  # noqa: BLE001 - any other outcome fails the test
+                os._exit(2)
+            os._exit(1)
+        finally:
+            os._exit(3)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+
+
+def test_with_uuid_keeps_the_rest(write_config):
+    raw = b"<domain type='test'>\n  <name>a</name>\n  <memory>1</memory>\n</domain>"
+    out = with_uuid(raw, "/x", "6f1c1a4a-4f3b-4a0b-8c1d-2e3f40516273")
+    assert "<uuid>6f1c1a4a-4f3b-4a0b-8c1d-2e3f40516273</uuid>" in out and "<memory>1" in out
