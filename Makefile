@@ -7,7 +7,7 @@ PY         := $(VENV)/bin/python
 PYTHON     ?= $(PY)
 DESTDIR    ?=
 OCF_DIR    ?= /usr/lib/ocf/resource.d/custom
-AGENTS     := PyVirtualDomain
+AGENTS     := PyVirtualDomain PyLXCDomain
 PYTEST_ARGS ?=
 
 DEBIAN_PACKAGES := libvirt-daemon libvirt-daemon-driver-qemu libvirt-daemon-driver-lxc \
@@ -49,7 +49,7 @@ install-agents:
 	done
 
 lint: deps-python
-	$(VENV)/bin/ruff check lib tests bench tools agents/PyVirtualDomain
+	$(VENV)/bin/ruff check lib tests bench tools agents/PyVirtualDomain agents/PyLXCDomain
 
 typecheck: deps-python
 	$(VENV)/bin/mypy

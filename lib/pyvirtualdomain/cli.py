@@ -190,8 +190,10 @@ def _run_action(args: Args, environ: Mapping[str, str], agent: str, interactive:
         _report(OCFExit.ERR_INSTALLED, f"cannot read the agent's metadata: {exc}",
                 interactive, err)
         return OCFExit.ERR_INSTALLED
-    ctx = Context(env=env, profile=PROFILES[agent], schema=schema,
-                  params=build_params(env.params, schema), log=log, environ=merged)
+    profile = PROFILES[agent]
+    ctx = Context(env=env, profile=profile, schema=schema,
+                  params=build_params(env.params, schema, profile.shutdown_modes), log=log,
+                  environ=merged)
     try:
         result = ACTIONS[args.action](ctx)
         rc, reason = int(result.rc), result.reason

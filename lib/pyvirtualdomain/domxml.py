@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import errno
 import os
-import uuid as uuidlib
 from dataclasses import dataclass
 
 from .errors import ConfigError, NotInstalled, PermissionProblem
@@ -88,6 +87,8 @@ def parse_identity(data: bytes, path: str) -> DomainIdentity:
         raise ConfigError(f"config {path}: domain has no <name>")
     if "/" in name or any(ord(c) < 32 for c in name):
         raise ConfigError(f"config {path}: domain name {name!r} is not a valid libvirt name")
+    import uuid as uuidlib
+
     uuid_text = (root.findtext("uuid") or "").strip()
     canonical: str | None = None
     if uuid_text:

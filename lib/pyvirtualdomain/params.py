@@ -47,18 +47,19 @@ def _convert(spec: ParameterSpec, raw: str) -> Value:
     return raw
 
 
-def _shutdown_modes(raw: str) -> tuple[str, ...]:
+def _shutdown_modes(raw: str, allowed: tuple[str, ...]) -> tuple[str, ...]:
     modes = tuple(m.strip().lower() for m in raw.replace(" ", ",").split(",") if m.strip())
-    bad = [m for m in modes if m not in SHUTDOWN_MODES]
+    bad = [m for m in modes if m not in allowed]
     if bad:
         raise ValueError(
             f"shutdown_mode={raw!r}: unknown mode {', '.join(bad)}"
-            f" (use one or more of {', '.join(SHUTDOWN_MODES)})"
+            f" (use one or more of {', '.join(allowed)})"
         )
     return modes
 
 
-def build_params(raw: Mapping[str, str], schema: AgentSchema) -> Params:
+def build_params(raw: Mapping[str, str], schema: AgentSchema,
+                 shutdown_modes: tuple[str, ...] = SHUTDOWN_MODES) -> Params:
     problems: list[str] = []
     values: dict[str, Value] = {}
     for name, spec in schema.parameters.items():
@@ -78,7 +79,7 @@ def build_params(raw: Mapping[str, str], schema: AgentSchema) -> Params:
 
     modes: tuple[str, ...] = ()
     try:
-        modes = _shutdown_modes(str(values.get("shutdown_mode", "")))
+        modes = _shutdown_modes(str(values.get("shutdown_mode", "")), shutdown_modes)
     except ValueError as exc:
         problems.append(str(exc))
 

@@ -14,6 +14,15 @@ class Profile:
     fixed_default_uri: str | None
 
 
-VIRTUAL_DOMAIN = Profile(agent_name="PyVirtualDomain", virt_types=None, fixed_default_uri=None)
+    # Shutdown modes this hypervisor driver implements (params check shutdown_mode against it).
+    shutdown_modes: tuple[str, ...]
 
-PROFILES = {p.agent_name: p for p in (VIRTUAL_DOMAIN,)}
+
+VIRTUAL_DOMAIN = Profile(agent_name="PyVirtualDomain", virt_types=None, fixed_default_uri=None,
+                         shutdown_modes=("acpi", "agent", "initctl", "signal", "paravirt"))
+
+# libvirt-lxc implements only initctl and signal shutdown; containers are never migrated.
+LXC_DOMAIN = Profile(agent_name="PyLXCDomain", virt_types=frozenset({"lxc"}),
+                     fixed_default_uri="lxc:///system", shutdown_modes=("initctl", "signal"))
+
+PROFILES = {p.agent_name: p for p in (VIRTUAL_DOMAIN, LXC_DOMAIN)}

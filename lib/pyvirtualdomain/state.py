@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 import time
 from dataclasses import asdict, dataclass
 
@@ -58,6 +57,8 @@ def load(path: str) -> DomainRecord | None:
 
 def save(path: str, record: DomainRecord) -> None:
     """Write atomically: a temp file in the same directory, fsync, rename."""
+    import tempfile  # only start writes the record: keep it off the monitor's import path
+
     directory = os.path.dirname(path)
     os.makedirs(directory, mode=0o755, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=directory)

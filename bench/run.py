@@ -1,0 +1,181 @@
+"""Benchmarks: PyVirtualDomain against ocf:heartbeat:VirtualDomain on the same running guest,
+in the same run, interleaved round by round, with floors measured the same way.
+
+Starts its own libvirtd (stopped at the end by pid), boots one tiny guest, and writes the
+table to docs/benchmarks.md. Run as root: `make bench` (ROUNDS=N to change the count).
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from tests.harness.common import CLEAN_PATH, DEFAULT_CACHE_DIR  # noqa: E402
+from tests.harness.domains import remove_domain  # noqa: E402
+from tests.harness.guest import (  # noqa: E402
+    INIT_MARKER,
+    build_artifacts,
+    detect_virt_type,
+    domain_xml,
+    wait_for_console,
+)
+from tests.harness.libvirtd import Libvirtd  # noqa: E402
+
+OURS = ROOT / "agents" / "PyVirtualDomain"
+VD = Path("/usr/lib/ocf/resource.d/heartbeat/VirtualDomain")
+PY = sys.executable
+URI = "qemu:///system"
+
+
+@dataclass
+class Series:
+    wall_ms: list[float] = field(default_factory=list)
+    cpu_ms: list[float] = field(default_factory=list)
+    rcs: set[int] = field(default_factory=set)
+
+    def med(self) -> float:
+        return statistics.median(self.wall_ms)
+
+    def cpu(self) -> float:
+        return statistics.median(self.cpu_ms)
+
+
+def measure(argv: list[str], env: dict[str, str]) -> tuple[float, float, int]:
+    """Wall and CPU (user+sys of the whole process tree the command waited for) of one run."""
+    t0 = time.perf_counter()
+    proc = subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            stdin=subprocess.DEVNULL)
+    _, status, ru = os.wait4(proc.pid, 0)
+    wall = (time.perf_counter() - t0) * 1000
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    # Children the command reaped are included in ru only through the command's own
+    # accounting; shell agents reap their children, so their CPU is counted.
+    return wall, (ru.ru_utime + ru.ru_stime) * 1000, proc.returncode
+
+
+def main() -> int:
+    rounds = int(os.environ.get("ROUNDS", "30"))
+    work = ROOT / "build" / "bench"
+    (work / "state-ours").mkdir(parents=True, exist_ok=True)
+    (work / "state-vd").mkdir(parents=True, exist_ok=True)
+    name = "pyvd-bench"
+    daemon = Libvirtd()
+    daemon.start()
+    try:
+        arts = build_artifacts(DEFAULT_CACHE_DIR)
+        virt = detect_virt_type(arts, DEFAULT_CACHE_DIR)
+        console = work / f"{name}.console.log"
+        cfg = work / f"{name}.xml"
+        cfg.write_text(domain_xml(name, "graceful", arts, virt, console))
+        base = {"PATH": CLEAN_PATH, "OCF_ROOT": "/usr/lib/ocf", "OCF_RESOURCE_INSTANCE": name,
+                "OCF_RESKEY_config": str(cfg), "OCF_RESKEY_hypervisor": URI,
+                "OCF_RESKEY_CRM_meta_timeout": "30000"}
+        ours_env = {**base, "HA_RSCTMP": str(work / "state-ours")}
+        vd_env = {**base, "HA_RSCTMP": str(work / "state-vd")}
+        start = subprocess.run([PY, str(OURS), "start"], env=ours_env, capture_output=True,
+                               text=True, timeout=120)
+        if start.returncode != 0:
+            print(start.stderr, file=sys.stderr)
+            return 1
+        wait_for_console(console, INIT_MARKER, 30)
+        rec = {**base, "OCF_RESKEY_CRM_meta_interval": "10000"}
+        vd_noutil = {f"OCF_RESKEY_{k}": "false" for k in (
+            "autoset_utilization_cpu", "autoset_utilization_host_memory",
+            "autoset_utilization_hv_memory")}
+        floor_q = (f"import libvirt; c=libvirt.open({URI!r}); "
+                   f"c.lookupByName({name!r}).state()")
+        rows: dict[str, tuple[list[str], dict[str, str]]] = {
+            "floor: python -c pass": ([PY, "-c", "pass"], base),
+            "floor: python + libvirt state query": ([PY, "-c", floor_q], base),
+            "floor: virsh domstate": (["virsh", "-c", URI, "domstate", name], base),
+            "meta-data: ours": ([PY, str(OURS), "meta-data"], ours_env),
+            "meta-data: VirtualDomain": ([str(VD), "meta-data"], vd_env),
+            "validate-all: ours": ([PY, str(OURS), "validate-all"], ours_env),
+            "validate-all: VirtualDomain": ([str(VD), "validate-all"], vd_env),
+            "probe: ours": ([PY, str(OURS), "monitor"], ours_env),
+            "probe: VirtualDomain": ([str(VD), "monitor"], vd_env),
+            "monitor: ours": ([PY, str(OURS), "monitor"],
+                              {**rec, "HA_RSCTMP": str(work / "state-ours")}),
+            "monitor: VirtualDomain": ([str(VD), "monitor"],
+                                       {**rec, "HA_RSCTMP": str(work / "state-vd")}),
+            "monitor: VirtualDomain, utilization off": (
+                [str(VD), "monitor"], {**rec, **vd_noutil, "HA_RSCTMP": str(work / "state-vd")}),
+        }
+        series = {k: Series() for k in rows}
+        for argv, env in rows.values():  # warm caches once
+            measure(argv, env)
+        for _ in range(rounds):
+            for key, (argv, env) in rows.items():
+                wall, cpu, rc = measure(argv, env)
+                s = series[key]
+                s.wall_ms.append(wall)
+                s.cpu_ms.append(cpu)
+                s.rcs.add(rc)
+        subprocess.run([PY, str(OURS), "stop"], env=ours_env, capture_output=True, timeout=120)
+    finally:
+        remove_domain(name)
+        daemon.stop()
+    write_report(series, rounds, virt)
+    return 0
+
+
+def _ratio(series: dict[str, Series], ours: str, ref: str) -> str:
+    if ours not in series or ref not in series:
+        return ""
+    a, b = series[ours], series[ref]
+    return f"{a.med() / b.med():.2f}x wall, {a.cpu() / max(b.cpu(), 0.001):.2f}x CPU"
+
+
+def write_report(series: dict[str, Series], rounds: int, virt: str) -> None:
+    lines = [
+        "| row | exit codes | wall median ms | min | max | CPU median ms |",
+        "|---|---|---:|---:|---:|---:|",
+    ]
+    for key, s in series.items():
+        lines.append(f"| {key} | {','.join(map(str, sorted(s.rcs)))} | {s.med():.1f} | "
+                     f"{min(s.wall_ms):.1f} | {max(s.wall_ms):.1f} | {s.cpu():.1f} |")
+    ratios = [
+        ("meta-data, ours / VirtualDomain", "meta-data: ours", "meta-data: VirtualDomain"),
+        ("meta-data, ours / python -c pass", "meta-data: ours", "floor: python -c pass"),
+        ("validate-all, ours / VirtualDomain", "validate-all: ours",
+         "validate-all: VirtualDomain"),
+        ("probe, ours / VirtualDomain", "probe: ours", "probe: VirtualDomain"),
+        ("recurring monitor, ours / VirtualDomain", "monitor: ours", "monitor: VirtualDomain"),
+        ("recurring monitor, ours / VirtualDomain without utilization", "monitor: ours",
+         "monitor: VirtualDomain, utilization off"),
+        ("recurring monitor, ours / python+libvirt floor", "monitor: ours",
+         "floor: python + libvirt state query"),
+    ]
+    lines += ["", "| ratio | value |", "|---|---|"]
+    lines += [f"| {label} | {_ratio(series, a, b)} |" for label, a, b in ratios]
+    body = "\n".join(lines)
+    doc = f"""# Benchmarks
+
+Measured by `make bench` ({rounds} rounds, rows interleaved round by round, after one warm-up
+run each) on {time.strftime('%Y-%m-%d')}, {platform.node()}: {os.cpu_count()} cores,
+Python {platform.python_version()}, one running tiny guest (`<domain type='{virt}'>`), both
+agents on the same guest and the same libvirtd. CPU is user+sys of the agent process and the
+children it waited for. `monitor` rows are recurring monitors (interval 10 s); `probe` is
+interval 0. VirtualDomain's recurring monitor with its default parameters also updates the
+resource's utilization attributes (three `virsh dominfo` calls and `crm_resource`); the row
+"utilization off" sets autoset_utilization_*=false. PyVirtualDomain does not do utilization
+yet, so the fair comparison for now is against that row.
+
+{body}
+"""
+    out = ROOT / "docs" / "benchmarks.md"
+    out.write_text(doc)
+    print(doc)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
