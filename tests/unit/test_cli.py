@@ -152,3 +152,37 @@ def test_terminal_shows_result_name_and_log_only_with_v(tmp_path):
     assert "NOT_RUNNING (rc=7)" in text and "INFO:" not in text
     rc, text = _run_on_pty([*args, "-v"])
     assert rc == 7 and "INFO:" in text and "NOT_RUNNING (rc=7)" in text
+
+
+LXC_AGENT = ROOT / "agents" / "PyLXCDomain"
+
+
+def run_lxc(args: list[str], env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, str(LXC_AGENT), *args],
+                          env={"PATH": "/usr/bin:/bin", **(env or {})}, capture_output=True,
+                          text=True, timeout=60)
+
+
+def test_lxc_meta_data_has_no_migration():
+    r = run_lxc(["meta-data"])
+    assert r.returncode == 0
+    assert r.stdout == (ROOT / "metadata" / "PyLXCDomain.xml").read_text()
+    assert "migrate_to" not in r.stdout and "migrate_from" not in r.stdout
+    assert 'name="container"' not in r.stdout  # Pacemaker reserves that meta attribute
+
+
+def test_lxc_validate_rejects_non_lxc_domain(tmp_path):
+    cfg = tmp_path / "vm.xml"
+    cfg.write_text("<domain type='kvm'><name>v</name></domain>")
+    r = run_lxc(["validate-all", "--config", str(cfg)])
+    assert r.returncode == 6
+    assert "domain type 'kvm' is not handled by PyLXCDomain" in reasons(r.stderr)[0]
+
+
+def test_lxc_rejects_vm_only_shutdown_modes(tmp_path):
+    cfg = tmp_path / "ct.xml"
+    cfg.write_text("<domain type='lxc'><name>c</name></domain>")
+    r = run_lxc(["validate-all", "--config", str(cfg), "--shutdown_mode", "acpi"])
+    assert r.returncode == 6 and "use one or more of initctl, signal" in reasons(r.stderr)[0]
+    ok = run_lxc(["validate-all", "--config", str(cfg), "--shutdown_mode", "signal"])
+    assert ok.returncode == 0, ok.stderr

@@ -67,13 +67,15 @@ def test_params_problems(raw, needle):
     assert p.force_stop is False  # bad values fall back to the default
 
 
-def test_metadata_valid_against_ra_api_dtd():
+@pytest.mark.parametrize("agent", ["PyVirtualDomain", "PyLXCDomain"])
+def test_metadata_valid_against_ra_api_dtd(agent):
     from lxml import etree
 
     assert DTD.exists(), "resource-agents' ra-api-1.dtd is required (make deps installs it)"
     dtd = etree.DTD(str(DTD))
-    doc = etree.parse(str(metadata_path("PyVirtualDomain")))
+    doc = etree.parse(str(metadata_path(agent)))
     assert dtd.validate(doc), dtd.error_log.filter_from_errors()
+    assert doc.getroot().get("name") == agent
 
 
 def test_metadata_lists_exactly_the_parameters_params_knows():
