@@ -1,0 +1,40 @@
+"""Test harness for PyVirtualDomain: a real libvirtd, tiny real guests, and the agent run as
+Pacemaker runs it. Used by tests/integration, the demo and the benchmarks (no pytest here)."""
+
+from .agent import AgentHung, AgentResult, exit_reason, run_agent
+from .common import DEFAULT_CACHE_DIR, DEFAULT_RUN_DIR, DEFAULT_URI, REPO_ROOT, HarnessError
+from .domains import (
+    DomainFacts,
+    create_transient,
+    define_persistent,
+    domain_facts,
+    domain_state,
+    kill_qemu,
+    qemu_pids,
+    remove_domain,
+    wait_for_state,
+)
+from .guest import (
+    ACPID_MARKER,
+    INIT_MARKER,
+    POWERBUTTON_MARKER,
+    SHUTDOWN_MARKER,
+    GuestArtifacts,
+    build_artifacts,
+    console_text,
+    detect_virt_type,
+    domain_xml,
+    wait_for_console,
+)
+from .libvirtd import Libvirtd
+from .resource import GuestResource, new_guest_resource
+
+__all__ = [
+    "ACPID_MARKER", "DEFAULT_CACHE_DIR", "DEFAULT_RUN_DIR", "DEFAULT_URI", "INIT_MARKER",
+    "POWERBUTTON_MARKER", "REPO_ROOT", "SHUTDOWN_MARKER", "AgentHung", "AgentResult",
+    "DomainFacts", "GuestArtifacts", "GuestResource", "HarnessError", "Libvirtd",
+    "build_artifacts", "console_text", "create_transient", "define_persistent",
+    "detect_virt_type", "domain_facts", "domain_state", "domain_xml", "exit_reason",
+    "kill_qemu", "new_guest_resource", "qemu_pids", "remove_domain", "run_agent",
+    "wait_for_console", "wait_for_state",
+]

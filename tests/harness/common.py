@@ -1,0 +1,98 @@
+"""Paths and small helpers shared by the harness modules (no pytest here)."""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from pathlib import Path
+from typing import Callable, TypeVar
+
+T = TypeVar("T")
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+VENV_PYTHON = REPO_ROOT / ".venv" / "bin" / "python"
+AGENTS_DIR = REPO_ROOT / "agents"
+# Built guest artefacts and cached decisions (gitignored: /build/).
+DEFAULT_CACHE_DIR = REPO_ROOT / "build" / "guest"
+# Pidfiles and logs of the daemons the harness starts.
+DEFAULT_RUN_DIR = Path(os.environ.get("PYVD_TEST_RUN_DIR", "/run/pyvd-test"))
+DEFAULT_URI = "qemu:///system"
+# What Pacemaker's executor gives an agent as PATH.
+CLEAN_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
+
+class HarnessError(RuntimeError):
+    """The test environment could not be set up or torn down as asked."""
+
+
+class CallTimeout(HarnessError):
+    """A bounded call did not return in time (e.g. libvirtd is frozen)."""
+
+
+def bounded(fn: Callable[[], T], timeout_s: float, what: str) -> T:
+    """Run ``fn`` in a daemon thread and wait at most ``timeout_s`` for it.
+
+    libvirt-python calls block until libvirtd answers; a frozen daemon never does. An
+    abandoned call keeps its thread, which is a daemon thread and so never blocks exit."""
+    box: dict[str, object] = {}
+    done = threading.Event()
+
+    def run() -> None:
+        try:
+            box["value"] = fn()
+        except BaseException as exc:  # noqa: BLE001 - re-raised in the caller
+            box["error"] = exc
+        finally:
+            done.set()
+
+    threading.Thread(target=run, name=f"bounded:{what}", daemon=True).start()
+    if not done.wait(timeout_s):
+        raise CallTimeout(f"{what}: no answer within {timeout_s:.1f}s")
+    if "error" in box:
+        raise box["error"]  # type: ignore[misc]
+    return box["value"]  # type: ignore[return-value]
+
+
+def wait_until(predicate: Callable[[], bool], timeout_s: float, interval_s: float = 0.1) -> bool:
+    """Poll ``predicate`` until it is true or ``timeout_s`` has passed; its last answer."""
+    end = time.monotonic() + timeout_s
+    while True:
+        if predicate():
+            return True
+        if time.monotonic() >= end:
+            return False
+        time.sleep(interval_s)
+
+
+def pid_alive(pid: int) -> bool:
+    """True while ``pid`` runs; a zombie (exited, not yet reaped) counts as gone."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            stat = f.read()
+    except OSError:
+        return False
+    # state is the field after the parenthesised command name (which may contain spaces)
+    state = stat[stat.rfind(b")") + 2:stat.rfind(b")") + 3]
+    return state not in (b"Z", b"X")
+
+
+def read_cmdline(pid: int) -> list[str]:
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            raw = f.read()
+    except OSError:
+        return []
+    return [a.decode("utf-8", "replace") for a in raw.split(b"\0") if a]
+
+
+def read_comm(pid: int) -> str:
+    try:
+        with open(f"/proc/{pid}/comm", encoding="utf-8", errors="replace") as f:
+            return f.read().strip()
+    except OSError:
+        return ""
+
+
+def all_pids() -> list[int]:
+    return [int(d) for d in os.listdir("/proc") if d.isdigit()]

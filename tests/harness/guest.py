@@ -1,0 +1,381 @@
+"""Tiny real guests: a PVH-bootable vmlinux and a busybox initramfs, and their domain XML.
+
+The guest's /init prints markers on the serial console (ttyS0, logged to a file by libvirt):
+
+    HARNESS-INIT-MARKER mode=<mode> ...   init runs
+    HARNESS-ACPID started                 (graceful) the ACPI power button is now honoured
+    HARNESS-POWERBUTTON -> poweroff       (graceful) acpid saw the power button
+    HARNESS-SHUTDOWN ...                  busybox init runs its shutdown actions
+
+``harness.mode=graceful`` runs busybox acpid (power button -> poweroff);
+``harness.mode=ignore`` runs no acpid, so ACPI shutdown requests are ignored.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import io
+import json
+import lzma
+import os
+import platform
+import re
+import shutil
+import stat
+import tempfile
+import time
+import uuid as uuidlib
+import zlib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from xml.sax.saxutils import escape, quoteattr
+
+from .common import DEFAULT_CACHE_DIR, DEFAULT_URI, CallTimeout, HarnessError, wait_until
+from .domains import create_transient, remove_domain
+
+BUSYBOX = Path("/bin/busybox")
+EMULATOR = "/usr/bin/qemu-system-x86_64"
+MODES = ("graceful", "ignore")
+INIT_MARKER = "HARNESS-INIT-MARKER"
+ACPID_MARKER = "HARNESS-ACPID started"
+POWERBUTTON_MARKER = "HARNESS-POWERBUTTON"
+SHUTDOWN_MARKER = "HARNESS-SHUTDOWN"
+VIRT_TYPE_ENV = "PYVD_TEST_VIRT_TYPE"
+
+# Kernel modules, in load order (dependencies first): ACPI power button, and virtio-net for
+# tests that give the guest a network.
+MODULES = ("drivers/acpi/button", "drivers/input/evdev", "drivers/virtio/virtio",
+           "drivers/virtio/virtio_ring", "drivers/virtio/virtio_pci_legacy_dev",
+           "drivers/virtio/virtio_pci_modern_dev", "drivers/virtio/virtio_pci",
+           "net/core/failover", "drivers/net/net_failover", "drivers/net/virtio_net")
+
+INIT = """#!/bin/busybox sh
+/bin/busybox --install -s
+mount -t proc proc /proc
+mount -t sysfs sysfs /sys
+mount -t devtmpfs devtmpfs /dev 2>/dev/null || true
+mkdir -p /dev/pts && mount -t devpts devpts /dev/pts
+mode=graceful; ip=; tick=5
+for a in $(cat /proc/cmdline); do
+  case "$a" in
+    harness.mode=*) mode=${a#harness.mode=} ;;
+    harness.ip=*)   ip=${a#harness.ip=} ;;
+    harness.tick=*) tick=${a#harness.tick=} ;;
+  esac
+done
+for m in $(cat /modules/order); do insmod /modules/$m 2>/dev/null || true; done
+hostname guest
+ip link set lo up
+if [ -n "$ip" ]; then ip link set eth0 up && ip addr add "$ip" dev eth0; fi
+echo "$mode" > /run/harness.mode
+echo "$tick" > /run/harness.tick
+echo "HARNESS-INIT-MARKER mode=$mode uptime=$(cut -d' ' -f1 /proc/uptime)" > /dev/console
+exec /bin/busybox init
+"""
+
+INITTAB = """::sysinit:/etc/rc.sh
+::respawn:/etc/tick.sh
+::shutdown:/bin/sh -c 'echo "HARNESS-SHUTDOWN uptime=$(cut -d" " -f1 /proc/uptime)" > /dev/console'
+"""
+
+RC = """#!/bin/sh
+if [ "$(cat /run/harness.mode)" = graceful ]; then
+  acpid -c /etc/acpi -l /tmp/acpid.log
+  echo "HARNESS-ACPID started" > /dev/console
+else
+  echo "HARNESS-ACPID not started (shutdown requests will be ignored)" > /dev/console
+fi
+"""
+
+TICK = """#!/bin/sh
+t=$(cat /run/harness.tick)
+while :; do
+  sleep "$t"; echo "HARNESS-TICK uptime=$(cut -d' ' -f1 /proc/uptime)" > /dev/console
+done
+"""
+
+# busybox acpid maps KEY_POWER to the action file PWRF/00000080 below its -c directory.
+POWER_BUTTON = """#!/bin/sh
+echo "HARNESS-POWERBUTTON -> poweroff" > /dev/console
+poweroff
+"""
+
+
+@dataclass(frozen=True)
+class GuestArtifacts:
+    kernel: Path  # ELF vmlinux, booted through its PVH entry point
+    initramfs: Path  # gzip'd newc cpio
+    kernel_version: str
+    key: str  # kernel version + hash of the builder: names the cache entry
+
+
+# -- kernel ----------------------------------------------------------------------------------
+
+
+def _version_key(version: str) -> list[Any]:
+    return [int(p) if p.isdigit() else p for p in re.split(r"(\d+)", version)]
+
+
+def newest_kernel_version(boot: Path = Path("/boot")) -> str:
+    versions = [p.name[len("vmlinuz-"):] for p in boot.glob("vmlinuz-*")]
+    if not versions:
+        raise HarnessError(f"no {boot}/vmlinuz-* (install linux-image-amd64)")
+    return max(versions, key=_version_key)
+
+
+def extract_vmlinux(bzimage: bytes) -> bytes:
+    """The ELF vmlinux inside a compressed kernel image (xz, gzip, lzma, zstd if available)."""
+    magics = ((b"\xfd7zXZ\x00", "xz"), (b"\x1f\x8b\x08", "gz"), (b"\x28\xb5\x2f\xfd", "zstd"),
+              (b"]\x00\x00\x00", "lzma"))
+    for magic, kind in magics:
+        pos = bzimage.find(magic)
+        while pos != -1:
+            blob = bzimage[pos:]
+            out = b""
+            try:
+                if kind == "xz":
+                    out = lzma.LZMADecompressor(lzma.FORMAT_XZ).decompress(blob)
+                elif kind == "lzma":
+                    out = lzma.LZMADecompressor(lzma.FORMAT_ALONE).decompress(blob)
+                elif kind == "gz":
+                    out = zlib.decompressobj(16 + zlib.MAX_WBITS).decompress(blob)
+                else:
+                    import zstandard  # type: ignore[import-not-found]
+
+                    out = zstandard.ZstdDecompressor().decompressobj().decompress(blob)
+            except (lzma.LZMAError, zlib.error, ImportError, ValueError, EOFError):
+                out = b""
+            if out[:4] == b"\x7fELF":
+                return out
+            pos = bzimage.find(magic, pos + 1)
+    raise HarnessError("no compressed ELF payload found in the kernel image")
+
+
+# -- initramfs -------------------------------------------------------------------------------
+
+
+class Cpio:
+    """A minimal writer of the newc cpio format (what the kernel unpacks as initramfs)."""
+
+    def __init__(self) -> None:
+        self.buf = io.BytesIO()
+        self.ino = 1
+
+    def _entry(self, name: str, mode: int, data: bytes = b"", rdev: tuple[int, int] = (0, 0),
+               nlink: int = 1) -> None:
+        encoded = name.encode() + b"\0"
+        fields = (self.ino, mode, 0, 0, nlink, 0, len(data), 0, 0, rdev[0], rdev[1],
+                  len(encoded), 0)
+        self.ino += 1
+        header = b"070701" + b"".join(b"%08X" % f for f in fields)
+        self.buf.write(header + encoded)
+        self.buf.write(b"\0" * (-(len(header) + len(encoded)) % 4))
+        self.buf.write(data)
+        self.buf.write(b"\0" * (-len(data) % 4))
+
+    def directory(self, name: str) -> None:
+        self._entry(name, stat.S_IFDIR | 0o755, nlink=2)
+
+    def file(self, name: str, data: bytes, mode: int = 0o644) -> None:
+        self._entry(name, stat.S_IFREG | mode, data)
+
+    def chardev(self, name: str, major: int, minor: int, mode: int = 0o600) -> None:
+        self._entry(name, stat.S_IFCHR | mode, rdev=(major, minor))
+
+    def finish(self) -> bytes:
+        self._entry("TRAILER!!!", 0, nlink=1)
+        self.buf.write(b"\0" * (-self.buf.tell() % 512))
+        return self.buf.getvalue()
+
+
+def _module_bytes(moddir: Path, module: str) -> tuple[str, bytes] | None:
+    base = moddir / "kernel" / module
+    for suffix, unpack in ((".ko", None), (".ko.xz", lzma.decompress),
+                           (".ko.gz", gzip.decompress)):
+        path = Path(str(base) + suffix)
+        if path.is_file():
+            data = path.read_bytes()
+            return os.path.basename(module) + ".ko", unpack(data) if unpack else data
+    return None  # built into the kernel (or absent): init's insmod loop just skips it
+
+
+def build_initramfs(kernel_version: str) -> bytes:
+    if not BUSYBOX.is_file():
+        raise HarnessError(f"{BUSYBOX} missing (install busybox-static)")
+    moddir = Path("/lib/modules") / kernel_version
+    archive = Cpio()
+    for d in ("bin", "sbin", "usr", "usr/bin", "usr/sbin", "proc", "sys", "dev", "tmp", "run",
+              "etc", "etc/acpi", "etc/acpi/PWRF", "modules", "root"):
+        archive.directory(d)
+    archive.chardev("dev/console", 5, 1)
+    archive.file("bin/busybox", BUSYBOX.read_bytes(), 0o755)
+    order: list[str] = []
+    for module in MODULES:
+        found = _module_bytes(moddir, module)
+        if found is not None:
+            archive.file(f"modules/{found[0]}", found[1])
+            order.append(found[0])
+    archive.file("modules/order", "".join(f"{m}\n" for m in order).encode())
+    archive.file("init", INIT.encode(), 0o755)
+    archive.file("etc/inittab", INITTAB.encode())
+    archive.file("etc/rc.sh", RC.encode(), 0o755)
+    archive.file("etc/tick.sh", TICK.encode(), 0o755)
+    archive.file("etc/acpi/PWRF/00000080", POWER_BUTTON.encode(), 0o755)
+    archive.file("etc/passwd", b"root:x:0:0:root:/root:/bin/sh\n")
+    archive.file("etc/group", b"root:x:0:\n")
+    return gzip.compress(archive.finish(), compresslevel=6, mtime=0)
+
+
+def _builder_hash(kernel_image: Path) -> str:
+    h = hashlib.sha256(Path(__file__).read_bytes())
+    for path in (BUSYBOX, kernel_image):
+        st = path.stat()
+        h.update(f"{path}:{st.st_size}:{st.st_mtime_ns}".encode())
+    return h.hexdigest()[:12]
+
+
+def _write_atomic(path: Path, data: bytes) -> None:
+    fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+
+
+def build_artifacts(cache_dir: Path = DEFAULT_CACHE_DIR) -> GuestArtifacts:
+    """Kernel and initramfs for test guests, built once and cached in ``cache_dir``."""
+    version = newest_kernel_version()
+    image = Path("/boot") / f"vmlinuz-{version}"
+    key = f"{version}-{_builder_hash(image)}"
+    entry = Path(cache_dir) / key
+    entry.mkdir(parents=True, exist_ok=True)
+    kernel = entry / "vmlinux"
+    initramfs = entry / "initramfs.cpio.gz"
+    if not kernel.is_file():
+        _write_atomic(kernel, extract_vmlinux(image.read_bytes()))
+    if not initramfs.is_file():
+        _write_atomic(initramfs, build_initramfs(version))
+    return GuestArtifacts(kernel=kernel, initramfs=initramfs, kernel_version=version, key=key)
+
+
+# -- domains ---------------------------------------------------------------------------------
+
+
+def domain_xml(name: str, mode: str, artifacts: GuestArtifacts, virt_type: str,
+               console_log: Path | str, uuid: str | None = None, memory_mib: int = 128,
+               extra_cmdline: str = "") -> str:
+    """A diskless one-vCPU domain booting the test kernel, its console logged to a file."""
+    if mode not in MODES:
+        raise ValueError(f"mode {mode!r} is not one of {MODES}")
+    if virt_type not in ("qemu", "kvm"):
+        raise ValueError(f"virt_type {virt_type!r} is not qemu or kvm")
+    uuid_line = f"\n  <uuid>{escape(str(uuidlib.UUID(uuid)))}</uuid>" if uuid else ""
+    cmdline = f"console=ttyS0 quiet harness.mode={mode} {extra_cmdline}".strip()
+    return f"""<domain type={quoteattr(virt_type)}>
+  <name>{escape(name)}</name>{uuid_line}
+  <memory unit='MiB'>{int(memory_mib)}</memory>
+  <vcpu>1</vcpu>
+  <os>
+    <type arch='x86_64' machine='pc'>hvm</type>
+    <kernel>{escape(str(artifacts.kernel))}</kernel>
+    <initrd>{escape(str(artifacts.initramfs))}</initrd>
+    <cmdline>{escape(cmdline)}</cmdline>
+  </os>
+  <features><acpi/></features>
+  <on_poweroff>destroy</on_poweroff>
+  <on_reboot>restart</on_reboot>
+  <on_crash>destroy</on_crash>
+  <devices>
+    <emulator>{EMULATOR}</emulator>
+    <controller type='usb' model='none'/>
+    <serial type='pty'>
+      <log file={quoteattr(str(console_log))} append='off'/>
+      <target port='0'/>
+    </serial>
+    <console type='pty'><target type='serial' port='0'/></console>
+    <memballoon model='none'/>
+  </devices>
+</domain>
+"""
+
+
+def console_text(path: Path | str) -> str:
+    try:
+        with open(path, "rb") as f:
+            return f.read().decode("utf-8", "replace")
+    except OSError:
+        return ""
+
+
+def wait_for_console(path: Path | str, marker: str, timeout_s: float) -> bool:
+    """Whether ``marker`` appears in the console log within ``timeout_s``."""
+    return wait_until(lambda: marker in console_text(path), timeout_s, 0.05)
+
+
+def _boots(artifacts: GuestArtifacts, virt_type: str, workdir: Path, uri: str,
+           timeout_s: float) -> bool:
+    name = f"pyvd-virt-probe-{virt_type}-{os.getpid()}"
+    log = workdir / f"{name}.console.log"
+    xml = domain_xml(name, "ignore", artifacts, virt_type, log)
+    try:
+        try:
+            create_transient(xml, uri)
+        except CallTimeout:
+            return False
+        except Exception as exc:  # noqa: BLE001 - libvirt refusing this virt type = no
+            import libvirt
+
+            if isinstance(exc, libvirt.libvirtError):
+                return False
+            raise
+        return wait_for_console(log, INIT_MARKER, timeout_s)
+    finally:
+        remove_domain(name, uri)
+
+
+def detect_virt_type(artifacts: GuestArtifacts, cache_dir: Path = DEFAULT_CACHE_DIR,
+                     uri: str = DEFAULT_URI, boot_timeout_s: float = 20.0) -> str:
+    """"kvm" when a guest really boots under KVM here, else "qemu" (TCG).
+
+    Decided by a bounded boot of a throwaway transient domain (the presence of /dev/kvm
+    proves nothing: nested kvm_pvm accepts guests that never print a line), cached in
+    ``cache_dir``; environment variable PYVD_TEST_VIRT_TYPE=qemu|kvm forces the answer."""
+    forced = os.environ.get(VIRT_TYPE_ENV, "").strip()
+    if forced:
+        if forced not in ("qemu", "kvm"):
+            raise HarnessError(f"{VIRT_TYPE_ENV}={forced!r}: use qemu or kvm")
+        return forced
+    has_kvm = os.path.exists("/dev/kvm")
+    key = f"{artifacts.key}|{platform.release()}|kvm={has_kvm}"
+    cache = Path(cache_dir) / "virt-type.json"
+    try:
+        cached = json.loads(cache.read_text())
+        if cached.get("key") == key and cached.get("virt_type") in ("qemu", "kvm"):
+            return str(cached["virt_type"])
+    except (OSError, ValueError, AttributeError):
+        pass
+    Path(cache_dir).mkdir(parents=True, exist_ok=True)
+    workdir = Path(tempfile.mkdtemp(prefix="virt-probe-", dir=cache_dir))
+    started = time.monotonic()
+    if has_kvm and _boots(artifacts, "kvm", workdir, uri, boot_timeout_s):
+        answer = "kvm"
+    elif _boots(artifacts, "qemu", workdir, uri, max(boot_timeout_s, 60.0)):
+        answer = "qemu"
+    else:
+        # The console logs stay for a post-mortem.
+        raise HarnessError(f"the test guest boots neither under KVM nor TCG (console logs "
+                           f"in {workdir})")
+    took = time.monotonic() - started
+    shutil.rmtree(workdir, ignore_errors=True)
+    _write_atomic(cache, json.dumps({"key": key, "virt_type": answer,
+                                     "decided_in_s": round(took, 1)}).encode())
+    return answer

@@ -1,0 +1,132 @@
+"""Fixtures for integration tests: a real libvirtd, tiny real guests, the agent as a process.
+
+The session starts one libvirtd (stopped again by its pid at the end, whatever happened);
+each test gets guests with unique names, and every domain a test created is removed by name
+in its teardown (its qemu killed by pid as the last resort)."""
+
+from __future__ import annotations
+
+import os
+import re
+import secrets
+import shutil
+import signal
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from types import FrameType
+
+import pytest
+
+from tests.harness import (
+    GuestArtifacts,
+    GuestResource,
+    Libvirtd,
+    build_artifacts,
+    detect_virt_type,
+    kill_qemu,
+    new_guest_resource,
+    remove_domain,
+)
+
+# Names of every domain created in this session, removed again before libvirtd stops.
+_CREATED: set[str] = set()
+
+MakeGuest = Callable[..., GuestResource]
+
+
+def _require_environment() -> None:
+    if os.geteuid() != 0:
+        pytest.skip("integration tests run libvirtd and qemu as root")
+    missing = [p for p in ("libvirtd", "virtlogd", "qemu-system-x86_64") if not shutil.which(
+        p, path="/usr/sbin:/usr/bin:/sbin:/bin")]
+    if missing:
+        pytest.skip(f"not installed: {', '.join(missing)} (make deps-system)")
+
+
+def _sigterm_as_interrupt(signum: int, frame: FrameType | None) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
+@pytest.fixture(scope="session")
+def libvirtd() -> Iterator[Libvirtd]:
+    _require_environment()
+    daemon = Libvirtd()
+    # A CI job killed by SIGTERM should still stop the daemons and guests: make SIGTERM
+    # unwind like Ctrl-C, through the fixtures' teardown.
+    previous = signal.signal(signal.SIGTERM, _sigterm_as_interrupt)
+    try:
+        daemon.start()  # stops what it started when it fails
+    except BaseException:
+        signal.signal(signal.SIGTERM, previous)
+        raise
+    try:
+        yield daemon
+    finally:
+        try:
+            daemon.ensure_running()
+            for name in sorted(_CREATED):
+                remove_domain(name)
+        finally:
+            for name in sorted(_CREATED):
+                kill_qemu(name)
+            daemon.stop()
+            signal.signal(signal.SIGTERM, previous)
+
+
+@pytest.fixture(scope="session")
+def artifacts() -> GuestArtifacts:
+    return build_artifacts()
+
+
+@pytest.fixture(scope="session")
+def virt_type(libvirtd: Libvirtd, artifacts: GuestArtifacts) -> str:
+    return detect_virt_type(artifacts)
+
+
+def _unique_name(test_name: str) -> str:
+    stem = re.sub(r"[^A-Za-z0-9]+", "-", test_name.removeprefix("test_")).strip("-")[:28]
+    return f"pyvd-{stem}-{secrets.token_hex(3)}"
+
+
+@pytest.fixture
+def make_guest(request: pytest.FixtureRequest, tmp_path: Path, libvirtd: Libvirtd,
+               artifacts: GuestArtifacts, virt_type: str) -> Iterator[MakeGuest]:
+    """Factory: ``make_guest("graceful"|"ignore")`` writes a uniquely named guest XML file
+    (console log beside it) in tmp_path and returns its GuestResource. Nothing is started."""
+    created: list[GuestResource] = []
+
+    def make(mode: str = "graceful", uuid: str | None = None) -> GuestResource:
+        guest = new_guest_resource(tmp_path, _unique_name(request.node.name), mode, artifacts,
+                                   virt_type, uuid=uuid)
+        created.append(guest)
+        _CREATED.add(guest.name)
+        return guest
+
+    yield make
+
+    # A test may leave libvirtd frozen or stopped: bring it back to remove the domains by name.
+    problems: list[str] = []
+    try:
+        libvirtd.ensure_running()
+    except Exception as exc:  # noqa: BLE001 - still kill the guests below
+        problems.append(f"libvirtd could not be restarted: {exc}")
+    for guest in created:
+        done = remove_domain(guest.name)
+        if any(d.startswith("libvirt failed") for d in done):
+            problems.append(f"{guest.name}: {done}")
+        if not guest.qemu_pids():
+            _CREATED.discard(guest.name)
+    if problems:
+        pytest.fail("teardown: " + "; ".join(problems))
+
+
+@pytest.fixture
+def guest(make_guest: MakeGuest) -> GuestResource:
+    """A graceful guest's XML file (not started)."""
+    return make_guest("graceful")
+
+
+@pytest.fixture
+def ignoring_guest(make_guest: MakeGuest) -> GuestResource:
+    """A guest that ignores ACPI shutdown requests (not started)."""
+    return make_guest("ignore")
