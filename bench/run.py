@@ -19,7 +19,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from tests.harness.common import CLEAN_PATH, DEFAULT_CACHE_DIR  # noqa: E402
+from tests.harness.common import CLEAN_PATH, DEFAULT_CACHE_DIR, HostLock  # noqa: E402
 from tests.harness.domains import remove_domain  # noqa: E402
 from tests.harness.guest import (  # noqa: E402
     INIT_MARKER,
@@ -68,6 +68,8 @@ def main() -> int:
     (work / "state-ours").mkdir(parents=True, exist_ok=True)
     (work / "state-vd").mkdir(parents=True, exist_ok=True)
     name = "pyvd-bench"
+    lock = HostLock()
+    lock.acquire()
     daemon = Libvirtd()
     daemon.start()
     try:
@@ -124,6 +126,7 @@ def main() -> int:
     finally:
         remove_domain(name)
         daemon.stop()
+        lock.release()
     write_report(series, rounds, virt)
     return 0
 

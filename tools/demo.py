@@ -16,7 +16,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from tests.harness.common import CLEAN_PATH, DEFAULT_CACHE_DIR  # noqa: E402
+from tests.harness.common import CLEAN_PATH, DEFAULT_CACHE_DIR, HostLock  # noqa: E402
 from tests.harness.domains import domain_state, remove_domain  # noqa: E402
 from tests.harness.guest import (  # noqa: E402
     ACPID_MARKER,
@@ -56,6 +56,8 @@ def main() -> int:
     work.mkdir(parents=True, exist_ok=True)
     name = "pyvd-demo"
     failures = 0
+    lock = HostLock()
+    lock.acquire()
     daemon = Libvirtd()
     print("== starting libvirtd (first start probes qemu, ~15 s)")
     daemon.start()
@@ -88,6 +90,7 @@ def main() -> int:
         remove_domain(name)
         print("== stopping libvirtd")
         daemon.stop()
+        lock.release()
     print("== demo", "FAILED" if failures else "passed: every exit code as expected")
     return 1 if failures else 0
 

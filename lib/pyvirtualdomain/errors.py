@@ -114,6 +114,10 @@ def classify_libvirt_error(exc: Any, libvirt: Any) -> LibvirtFact:
         "VIR_ERR_ACCESS_DENIED",
     ):
         return HypervisorDenied(message, code)
+    if domain in _codes(libvirt, "VIR_FROM_AUTH", "VIR_FROM_POLKIT", "VIR_FROM_DBUS"):
+        # The daemon's authentication/authorisation path failed (e.g. polkit without a
+        # system bus for an unprivileged caller): we may not use this hypervisor.
+        return HypervisorDenied(message, code)
     if code in _codes(libvirt, "VIR_ERR_NO_CONNECT"):
         return DriverMissing(message, code)
     if code in _codes(libvirt, "VIR_ERR_SYSTEM_ERROR") and domain in _codes(

@@ -2,7 +2,14 @@
 Pacemaker runs it. Used by tests/integration, the demo and the benchmarks (no pytest here)."""
 
 from .agent import AgentHung, AgentResult, exit_reason, run_agent
-from .common import DEFAULT_CACHE_DIR, DEFAULT_RUN_DIR, DEFAULT_URI, REPO_ROOT, HarnessError
+from .common import (
+    DEFAULT_CACHE_DIR,
+    DEFAULT_RUN_DIR,
+    DEFAULT_URI,
+    REPO_ROOT,
+    HarnessError,
+    HostLock,
+)
 from .domains import (
     DomainFacts,
     create_transient,
@@ -32,7 +39,7 @@ from .resource import GuestResource, new_guest_resource
 __all__ = [
     "ACPID_MARKER", "DEFAULT_CACHE_DIR", "DEFAULT_RUN_DIR", "DEFAULT_URI", "INIT_MARKER",
     "POWERBUTTON_MARKER", "REPO_ROOT", "SHUTDOWN_MARKER", "AgentHung", "AgentResult",
-    "DomainFacts", "GuestArtifacts", "GuestResource", "HarnessError", "Libvirtd",
+    "DomainFacts", "GuestArtifacts", "GuestResource", "HarnessError", "HostLock", "Libvirtd",
     "build_artifacts", "console_text", "create_transient", "define_persistent",
     "detect_virt_type", "domain_facts", "domain_state", "domain_xml", "exit_reason",
     "kill_qemu", "new_guest_resource", "qemu_pids", "remove_domain", "run_agent",

@@ -96,3 +96,50 @@ def read_comm(pid: int) -> str:
 
 def all_pids() -> list[int]:
     return [int(d) for d in os.listdir("/proc") if d.isdigit()]
+
+
+class HostLock:
+    """One harness user (test session, demo, benchmark) at a time on this machine.
+
+    They all drive the one system libvirtd and stop, freeze and restart it: a second user
+    would see its daemon vanish. An exclusive flock, released by the kernel if the holder
+    dies, makes the second one wait (bounded) instead."""
+
+    def __init__(self, path: Path = Path("/run/pyvd-test.lock"), timeout_s: float = 3600.0):
+        self.path = path
+        self.timeout_s = timeout_s
+        self._fd: int | None = None
+
+    def acquire(self) -> None:
+        import fcntl
+
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        end = time.monotonic() + self.timeout_s
+        announced = False
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() >= end:
+                    os.close(fd)
+                    raise HarnessError(f"another harness user holds {self.path} for over "
+                                       f"{self.timeout_s:.0f}s") from None
+                if not announced:
+                    print(f"waiting for {self.path} (another test run, demo or benchmark)",
+                          flush=True)
+                    announced = True
+                time.sleep(0.5)
+        self._fd = fd
+
+    def release(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+
+    def __enter__(self) -> HostLock:
+        self.acquire()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()

@@ -20,6 +20,7 @@ import pytest
 from tests.harness import (
     GuestArtifacts,
     GuestResource,
+    HostLock,
     Libvirtd,
     build_artifacts,
     detect_virt_type,
@@ -50,6 +51,8 @@ def _sigterm_as_interrupt(signum: int, frame: FrameType | None) -> None:
 @pytest.fixture(scope="session")
 def libvirtd() -> Iterator[Libvirtd]:
     _require_environment()
+    lock = HostLock()
+    lock.acquire()
     daemon = Libvirtd()
     # A CI job killed by SIGTERM should still stop the daemons and guests: make SIGTERM
     # unwind like Ctrl-C, through the fixtures' teardown.
@@ -58,6 +61,7 @@ def libvirtd() -> Iterator[Libvirtd]:
         daemon.start()  # stops what it started when it fails
     except BaseException:
         signal.signal(signal.SIGTERM, previous)
+        lock.release()
         raise
     try:
         yield daemon
@@ -71,6 +75,7 @@ def libvirtd() -> Iterator[Libvirtd]:
                 kill_qemu(name)
             daemon.stop()
             signal.signal(signal.SIGTERM, previous)
+            lock.release()
 
 
 @pytest.fixture(scope="session")
