@@ -42,6 +42,8 @@ from .profiles import Profile
 POLL_S = 0.2
 # A shutdown request sent before the guest's OS listens (early boot) is lost: re-send it.
 SHUTDOWN_RESEND_S = 3.0
+# How often the graceful stop checks (by its processes) whether the domain restarted instead.
+RESTART_CHECK_S = 1.0
 # Most any single query of a healthy libvirtd may take before we call the daemon hung.
 QUERY_BOUND_S = 5.0
 # Safety margin kept back from the op timeout for start-up, the last write and our exit.
@@ -442,11 +444,26 @@ def _gone(dom: Domain, deadline: Deadline) -> bool:
     return state == DomainState.SHUTOFF
 
 
-def _graceful(ctx: Context, dom: Domain, until: Deadline) -> bool:
-    """Ask the guest to shut down, re-sending the request, until it is off or time is up."""
+def _emulators_replaced(target: Target, before: frozenset[int]) -> bool:
+    """Whether the domain's emulator processes are all new ones: it was restarted."""
+    if not before:
+        return False
+    now = _emulator_pids(target.ident)
+    return bool(now) and before.isdisjoint(now or ())
+
+
+def _graceful(ctx: Context, dom: Domain, target: Target, until: Deadline) -> bool:
+    """Ask the guest to shut down, re-sending the request, until it is off or time is up.
+
+    A guest may answer the request with a reboot (busybox init takes a container's SIGTERM
+    as one, and libvirt-lxc then starts the container again): when the domain's emulator
+    process has been replaced, stop asking and let it be destroyed."""
     modes = ctx.params.shutdown_mode
     how = "+".join(modes) if modes else "the hypervisor's default method"
     last_sent: float | None = None
+    before = frozenset(_emulator_pids(target.ident) or ()) if is_local_uri(target.uri) \
+        else frozenset()
+    last_check = until.now()
     while True:
         now = until.now()
         if last_sent is None or now - last_sent >= SHUTDOWN_RESEND_S:
@@ -467,6 +484,12 @@ def _graceful(ctx: Context, dom: Domain, until: Deadline) -> bool:
             last_sent = now
         if _gone(dom, until):
             return True
+        if before and until.now() - last_check >= RESTART_CHECK_S:
+            last_check = until.now()
+            if _emulators_replaced(target, before):
+                ctx.log.warning(f"domain {dom.name} restarted instead of shutting down (its "
+                                f"guest took the request ({how}) as a reboot); destroying it")
+                return _gone(dom, until)
         if until.remaining() <= POLL_S:
             ctx.log.warning(f"domain {dom.name} did not shut down in {until.total:.0f}s")
             return _gone(dom, until)
@@ -506,8 +529,7 @@ def _kill_emulator(ctx: Context, target: Target, deadline: Deadline, why: str) -
         ctx.log.info(f"{why}; no emulator process of {name} runs on this host")
         return Result(OCFExit.SUCCESS)
     ctx.log.warning(f"{why}; killing the emulator of {name} (pid {', '.join(map(str, pids))})")
-    # SIGTERM first lets qemu flush its disk caches, as libvirt's own destroy does.
-    term_s = min(5.0, deadline.remaining() / 3)
+    term_s = min(ctx.profile.kill_term_grace_s, deadline.remaining() / 3)
     _, alive = procs.kill_emulators(target.ident, term_s, max(0.2, deadline.remaining() - 0.2))
     if alive:
         return Result(OCFExit.ERR_GENERIC, f"{why}; emulator of {name} (pid "
@@ -532,7 +554,8 @@ def _stop_target(ctx: Context, target: Target, deadline: Deadline) -> Result:
             return _confirm_gone(ctx, target, f"domain {name} is shut off", deadline)
         stopped = False
         if not ctx.params.force_stop:
-            stopped = _graceful(ctx, dom, deadline.before(budget.destroy_s + budget.kill_s))
+            stopped = _graceful(ctx, dom, target,
+                                deadline.before(budget.destroy_s + budget.kill_s))
         if not stopped:
             stopped = _destroy(ctx, dom, deadline.before(budget.kill_s))
         if stopped:
@@ -589,10 +612,25 @@ def stop(ctx: Context) -> Result:
     return result
 
 
+def migrate_to(ctx: Context) -> Result:
+    from .migrate import migrate_to as run  # only migrations load the migration code
+
+    return run(ctx)
+
+
+def migrate_from(ctx: Context) -> Result:
+    from .migrate import migrate_from as run
+
+    return run(ctx)
+
+
+# Every action an agent implements; an agent offers those its metadata lists (cli.py).
 ACTIONS: dict[str, Callable[[Context], Result]] = {
     "start": start,
     "stop": stop,
     "monitor": monitor,
     "status": monitor,
     "validate-all": validate_all,
+    "migrate_to": migrate_to,
+    "migrate_from": migrate_from,
 }

@@ -14,6 +14,8 @@ ACTIONS_HELP = {
     "monitor": "0 running, 7 not running, 1 failed (interval 0 or unset: a probe)",
     "status": "same as monitor",
     "validate-all": "check parameters and the config file",
+    "migrate_to": "live-migrate the domain to OCF_RESKEY_CRM_meta_migrate_target",
+    "migrate_from": "wait until the migrated domain runs here",
     "meta-data": "print the OCF metadata",
     "usage": "print this help",
 }
@@ -157,12 +159,6 @@ def main(argv: Sequence[str], environ: Mapping[str, str], agent: str = "PyVirtua
         _report(OCFExit.ERR_ARGS, "no action given", interactive, err)
         return OCFExit.ERR_ARGS
 
-    from .actions import ACTIONS
-
-    if args.action not in ACTIONS:
-        _report(OCFExit.ERR_UNIMPLEMENTED, f"action {args.action!r} is not implemented",
-                interactive, err)
-        return OCFExit.ERR_UNIMPLEMENTED
     return _run_action(args, environ, agent, interactive, err)
 
 
@@ -191,6 +187,10 @@ def _run_action(args: Args, environ: Mapping[str, str], agent: str, interactive:
                 interactive, err)
         return OCFExit.ERR_INSTALLED
     profile = PROFILES[agent]
+    if args.action not in ACTIONS or args.action not in schema.actions:
+        _report(OCFExit.ERR_UNIMPLEMENTED, f"action {args.action!r} is not implemented by "
+                f"{agent}", interactive, err)
+        return OCFExit.ERR_UNIMPLEMENTED
     ctx = Context(env=env, profile=profile, schema=schema,
                   params=build_params(env.params, schema, profile.shutdown_modes), log=log,
                   environ=merged)

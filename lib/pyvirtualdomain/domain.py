@@ -90,3 +90,64 @@ def create_transient(hv: Hypervisor, xml: str, timeout_s: float) -> Domain:
     conn = hv.conn
     dom = hv.call(lambda: conn.createXML(xml, 0), timeout_s, "create domain")
     return Domain(hv, dom)
+
+
+class MigrationJob:
+    """Facts from libvirt's job statistics for a running migration."""
+
+    def __init__(self, stats: dict[str, Any]) -> None:
+        self.stats = stats
+
+    @property
+    def active(self) -> bool:
+        return int(self.stats.get("type", 0)) not in (0,)  # VIR_DOMAIN_JOB_NONE
+
+    def _int(self, *keys: str) -> int:
+        for key in keys:
+            if key in self.stats:
+                try:
+                    return int(self.stats[key])
+                except (TypeError, ValueError):
+                    return 0
+        return 0
+
+    @property
+    def remaining_bytes(self) -> int:
+        return self._int("data_remaining", "memory_remaining")
+
+    @property
+    def processed_bytes(self) -> int:
+        return self._int("data_processed", "memory_processed")
+
+    @property
+    def total_bytes(self) -> int:
+        return self._int("data_total", "memory_total")
+
+    @property
+    def bytes_per_s(self) -> int:
+        return self._int("memory_bps", "disk_bps")
+
+    @property
+    def dirty_rate_pages(self) -> int:
+        return self._int("memory_dirty_rate")
+
+    @property
+    def iteration(self) -> int:
+        return self._int("memory_iteration")
+
+
+def job(dom: Domain, timeout_s: float) -> MigrationJob:
+    stats = dom.hv.call(lambda: dom.dom.jobStats(0), timeout_s, "job statistics")
+    return MigrationJob(dict(stats or {}))
+
+
+def abort_job(dom: Domain, timeout_s: float) -> None:
+    dom.hv.call(dom.dom.abortJob, timeout_s, "abort job")
+
+
+def set_max_downtime(dom: Domain, ms: int, timeout_s: float) -> None:
+    dom.hv.call(lambda: dom.dom.migrateSetMaxDowntime(ms, 0), timeout_s, "set max downtime")
+
+
+def start_postcopy(dom: Domain, timeout_s: float) -> None:
+    dom.hv.call(lambda: dom.dom.migrateStartPostCopy(0), timeout_s, "start post-copy")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Mapping
 
 from .metadata import AgentSchema, ParameterSpec, parse_duration_s
@@ -12,6 +12,10 @@ FALSE_WORDS = frozenset({"0", "false", "no", "off", "n", "nein", ""})
 SHUTDOWN_MODES = ("acpi", "agent", "initctl", "signal", "paravirt")
 
 Value = str | bool | int | float
+MIGRATION_PARAMETERS = ("migration_transport", "migration_user", "migration_downtime",
+                        "migration_speed", "migration_network_suffix", "migrateuri",
+                        "migrate_options", "migrateport", "remoteuri",
+                        "migration_deadline_action")
 
 
 @dataclass(frozen=True)
@@ -20,6 +24,17 @@ class Params:
     hypervisor: str
     force_stop: bool
     shutdown_mode: tuple[str, ...]
+    # Live migration (VirtualDomain's names and meanings); defaults where an agent lacks them.
+    migration_transport: str = ""
+    migration_user: str = ""
+    migration_downtime: int = 0
+    migration_speed: int = 0
+    migration_network_suffix: str = ""
+    migrateuri: str = ""
+    migrate_options: str = ""
+    migrateport: int | None = None
+    remoteuri: str = ""
+    migration_deadline_action: str = "abort"
     # Problems found while building: wrong types, unknown names, missing required values.
     # validate-all and start refuse to go on with any; stop and monitor warn and use defaults.
     problems: tuple[str, ...] = ()
@@ -69,11 +84,14 @@ def build_params(raw: Mapping[str, str], schema: AgentSchema,
             text = default
         if spec.required and not text.strip():
             problems.append(f"required parameter {name} is not set")
+        if not text.strip() and spec.type != "string":
+            continue  # unset number without a default: the Params field's default applies
         try:
             values[name] = _convert(spec, text)
         except ValueError as exc:
             problems.append(str(exc))
-            values[name] = _convert(spec, default)
+            if default.strip() or spec.type == "string":
+                values[name] = _convert(spec, default)
     for name in sorted(set(raw) - set(schema.parameters)):
         problems.append(f"unknown parameter {name} (not supported by {schema.name})")
 
@@ -83,10 +101,34 @@ def build_params(raw: Mapping[str, str], schema: AgentSchema,
     except ValueError as exc:
         problems.append(str(exc))
 
-    return Params(
-        config=str(values.get("config", "")).strip(),
-        hypervisor=str(values.get("hypervisor", "")).strip(),
+    def text_of(name: str, default: str = "") -> str:
+        return str(values.get(name, default)).strip()
+
+    def number(name: str) -> int:
+        value = values.get(name, 0)
+        return value if isinstance(value, int) and not isinstance(value, bool) else 0
+
+    port_raw = raw.get("migrateport", "").strip()
+    params = Params(
+        config=text_of("config"),
+        hypervisor=text_of("hypervisor"),
         force_stop=bool(values.get("force_stop", False)),
         shutdown_mode=modes,
+        migration_transport=text_of("migration_transport"),
+        migration_user=text_of("migration_user"),
+        migration_downtime=number("migration_downtime"),
+        migration_speed=number("migration_speed"),
+        migration_network_suffix=text_of("migration_network_suffix"),
+        migrateuri=text_of("migrateuri"),
+        migrate_options=text_of("migrate_options"),
+        migrateport=number("migrateport") if port_raw and "migrateport" in values else None,
+        remoteuri=text_of("remoteuri"),
+        migration_deadline_action=text_of("migration_deadline_action", "abort").lower() or "abort",
         problems=tuple(problems),
     )
+    if any(name in raw for name in MIGRATION_PARAMETERS if name in schema.parameters):
+        from .migration import check_parameters
+
+        problems.extend(check_parameters(params))
+        params = replace(params, problems=tuple(problems))
+    return params

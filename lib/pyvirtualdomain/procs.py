@@ -98,8 +98,8 @@ def find_emulators(ident: DomainIdentity) -> list[Any]:
 def kill_emulators(ident: DomainIdentity, term_wait_s: float,
                    kill_wait_s: float) -> tuple[list[int], list[int]]:
     """SIGTERM the domain's emulator (for a container, everything below its controller too),
-    SIGKILL what is left after ``term_wait_s``; return (pids signalled, pids still running
-    after ``kill_wait_s`` more)."""
+    SIGKILL what is left after ``term_wait_s`` (at once when it is 0); return (pids
+    signalled, pids still running after ``kill_wait_s`` more)."""
     import psutil
 
     targets: list[Any] = []
@@ -111,7 +111,9 @@ def kill_emulators(ident: DomainIdentity, term_wait_s: float,
             except psutil.Error:
                 pass
     alive = targets
-    for sig, wait_s in ((signal.SIGTERM, term_wait_s), (signal.SIGKILL, kill_wait_s)):
+    steps = [(signal.SIGTERM, term_wait_s)] if term_wait_s > 0 else []
+    steps.append((signal.SIGKILL, kill_wait_s))
+    for sig, wait_s in steps:
         for proc in alive:
             try:
                 proc.send_signal(sig)

@@ -57,7 +57,8 @@ def test_meta_data_does_not_import_libvirt():
 def test_unknown_action_is_3_with_reason():
     r = run(["frobnicate", "extra", "args"])
     assert r.returncode == 3
-    assert reasons(r.stderr) == ["ocf-exit-reason:action 'frobnicate' is not implemented"]
+    assert reasons(r.stderr) == ["ocf-exit-reason:action 'frobnicate' is not implemented by "
+                               "PyVirtualDomain"]
 
 
 def test_no_action_is_2_and_help_lists_parameters():
@@ -186,3 +187,19 @@ def test_lxc_rejects_vm_only_shutdown_modes(tmp_path):
     assert r.returncode == 6 and "use one or more of initctl, signal" in reasons(r.stderr)[0]
     ok = run_lxc(["validate-all", "--config", str(cfg), "--shutdown_mode", "signal"])
     assert ok.returncode == 0, ok.stderr
+
+
+def test_lxc_has_no_migration_actions(tmp_path):
+    cfg = tmp_path / "ct.xml"
+    cfg.write_text("<domain type='lxc'><name>c</name></domain>")
+    for action in ("migrate_to", "migrate_from"):
+        r = run_lxc([action, "--config", str(cfg)])
+        assert r.returncode == 3, r.stderr
+
+
+def test_migrate_to_without_target_is_an_argument_error(tmp_path):
+    cfg = tmp_path / "vm.xml"
+    cfg.write_text("<domain type='test'><name>m</name></domain>")
+    r = run(["migrate_to", "--config", str(cfg), "--hypervisor", "test:///default"],
+            {"HA_RSCTMP": str(tmp_path)})
+    assert r.returncode == 2 and "migrate_target" in reasons(r.stderr)[0]

@@ -58,7 +58,11 @@ def test_params_defaults_and_types():
 @pytest.mark.parametrize("raw,needle", [
     ({"config": "/a", "force_stop": "maybe"}, "not a boolean"),
     ({"config": "/a", "shutdown_mode": "acpi,reboot"}, "unknown mode reboot"),
-    ({"config": "/a", "migration_speed": "1"}, "unknown parameter migration_speed"),
+    ({"config": "/a", "snapshot": "/x"}, "unknown parameter snapshot"),
+    ({"config": "/a", "migration_speed": "fast"}, "not an integer"),
+    ({"config": "/a", "migrate_options": "--frobnicate"}, "unknown option '--frobnicate'"),
+    ({"config": "/a", "migrate_options": "--timeout 5"}, "migration_deadline_action"),
+    ({"config": "/a", "migration_deadline_action": "panic"}, "use one of abort"),
     ({}, "required parameter config"),
 ])
 def test_params_problems(raw, needle):
@@ -80,7 +84,12 @@ def test_metadata_valid_against_ra_api_dtd(agent):
 
 def test_metadata_lists_exactly_the_parameters_params_knows():
     schema = load_schema("PyVirtualDomain")
-    assert set(schema.parameters) == {"config", "hypervisor", "force_stop", "shutdown_mode"}
+    from dataclasses import fields
+
+    known = {f.name for f in fields(Params)} - {"problems"}
+    assert set(schema.parameters) == known
+    assert set(load_schema("PyLXCDomain").parameters) == {"config", "hypervisor", "force_stop",
+                                                         "shutdown_mode"}
     assert schema.timeout_s("stop") == 90 and schema.timeout_s("monitor") == 30
     assert set(schema.actions) >= {"start", "stop", "monitor", "status", "meta-data",
                                    "validate-all"}
