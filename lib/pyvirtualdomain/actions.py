@@ -7,8 +7,7 @@ is derived from one monotonic deadline per action (deadline.py).
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
-from typing import Callable, Mapping
+from typing import Callable, Mapping, NamedTuple
 
 from . import state as staterec
 from .connection import Hypervisor, default_uri, is_local_uri, open_hypervisor, uri_problem
@@ -53,27 +52,26 @@ RUNNING_STATES = frozenset({DomainState.RUNNING, DomainState.BLOCKED, DomainStat
                             DomainState.SHUTDOWN, DomainState.PMSUSPENDED})
 
 
-@dataclass(frozen=True)
-class Result:
+class Result(NamedTuple):
     rc: OCFExit
     reason: str = ""
 
 
-@dataclass
 class Context:
-    env: OCFEnv
-    profile: Profile
-    schema: AgentSchema
-    params: Params
-    log: Log
-    environ: Mapping[str, str]
-    clock: Clock = time.monotonic
-    sleep: Callable[[float], None] = time.sleep
-    record_path: str = field(init=False)
+    """Everything an action needs, passed in (environment, clock, sleep) so tests can."""
 
-    def __post_init__(self) -> None:
-        self.record_path = staterec.record_path(self.env.state_dir, self.profile.agent_name,
-                                                self.env.instance)
+    def __init__(self, *, env: OCFEnv, profile: Profile, schema: AgentSchema, params: Params,
+                 log: Log, environ: Mapping[str, str], clock: Clock = time.monotonic,
+                 sleep: Callable[[float], None] = time.sleep) -> None:
+        self.env = env
+        self.profile = profile
+        self.schema = schema
+        self.params = params
+        self.log = log
+        self.environ = environ
+        self.clock = clock
+        self.sleep = sleep
+        self.record_path = staterec.record_path(env.state_dir, profile.agent_name, env.instance)
 
     def deadline(self, action: str) -> Deadline:
         return for_action(self.env.meta_timeout_ms, self.schema.timeout_s(action),
@@ -87,8 +85,7 @@ class Context:
         return default_uri(ident.virt_type, self.environ)
 
 
-@dataclass(frozen=True)
-class Target:
+class Target(NamedTuple):
     """A domain to act on, with the hypervisor it lives on."""
 
     ident: DomainIdentity
@@ -422,8 +419,7 @@ def _save_record(ctx: Context, dom: Domain, ident: DomainIdentity, uri: str, pat
 # stop
 
 
-@dataclass(frozen=True)
-class StopBudget:
+class StopBudget(NamedTuple):
     """How the stop's time is split: graceful phase, destroy, and the last resort."""
 
     kill_s: float

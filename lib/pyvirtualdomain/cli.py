@@ -4,9 +4,18 @@ from __future__ import annotations
 
 import os
 import sys
-from typing import Mapping, Sequence, TextIO
 
-from .ocf import OCFExit
+# meta-data must cost little more than the interpreter: this module imports nothing at load
+# time beyond os and sys (not even typing); the rest is imported by the actions that use it.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Mapping, Sequence
+    from typing import TextIO
+
+# OCF exit codes used before ocf.py is loaded (same values as ocf.OCFExit).
+RC_SUCCESS, RC_ERR_ARGS, RC_ERR_UNIMPLEMENTED, RC_ERR_INSTALLED = 0, 2, 3, 5
+RC_NAMES = {0: "SUCCESS", 1: "ERR_GENERIC", 2: "ERR_ARGS", 3: "ERR_UNIMPLEMENTED", 4: "ERR_PERM",
+            5: "ERR_INSTALLED", 6: "ERR_CONFIGURED", 7: "NOT_RUNNING"}
 
 ACTIONS_HELP = {
     "start": "start the domain (transient) and wait until it runs",
@@ -115,25 +124,29 @@ def _print_usage(agent: str, out: TextIO) -> None:
 
 
 def _meta_data(agent: str, out: TextIO) -> int:
-    from .metadata import metadata_path
+    from .locate import metadata_path
 
     try:
-        data = metadata_path(agent).read_bytes()
+        with open(metadata_path(agent), "rb") as f:
+            data = f.read()
     except OSError as exc:
         sys.stderr.write(f"ocf-exit-reason:cannot read the metadata: {exc}\n")
-        return OCFExit.ERR_INSTALLED
+        return RC_ERR_INSTALLED
     out.flush()
-    out.buffer.write(data) if hasattr(out, "buffer") else out.write(data.decode())
-    return OCFExit.SUCCESS
+    if hasattr(out, "buffer"):
+        out.buffer.write(data)
+    else:
+        out.write(data.decode())
+    return RC_SUCCESS
 
 
 def _report(rc: int, reason: str, interactive: bool, err: TextIO) -> None:
-    if rc != OCFExit.SUCCESS:
-        text = reason or f"{OCFExit(rc).name if rc in OCFExit._value2member_map_ else rc}"
+    if rc != RC_SUCCESS:
+        text = reason or RC_NAMES.get(rc, str(rc))
         # One line, whatever the reason contained.
         err.write(f"ocf-exit-reason:{' '.join(text.split())}\n")
     if interactive:
-        name = OCFExit(rc).name if rc in OCFExit._value2member_map_ else str(rc)
+        name = RC_NAMES.get(rc, str(rc))
         err.write(f"{name} (rc={rc}){': ' + reason if reason else ''}\n")
     err.flush()
 
@@ -146,18 +159,18 @@ def main(argv: Sequence[str], environ: Mapping[str, str], agent: str = "PyVirtua
     try:
         args = parse_args(argv)
     except UsageError as exc:
-        _report(OCFExit.ERR_ARGS, str(exc), interactive, err)
-        return OCFExit.ERR_ARGS
+        _report(RC_ERR_ARGS, str(exc), interactive, err)
+        return RC_ERR_ARGS
 
     if args.action == "meta-data":
         return _meta_data(agent, out)
     if args.help or args.action in ("usage", "help"):
         _print_usage(agent, out)
-        return OCFExit.SUCCESS
+        return RC_SUCCESS
     if args.action is None:
         _print_usage(agent, err)
-        _report(OCFExit.ERR_ARGS, "no action given", interactive, err)
-        return OCFExit.ERR_ARGS
+        _report(RC_ERR_ARGS, "no action given", interactive, err)
+        return RC_ERR_ARGS
 
     return _run_action(args, environ, agent, interactive, err)
 
@@ -168,7 +181,7 @@ def _run_action(args: Args, environ: Mapping[str, str], agent: str, interactive:
     from .errors import AgentError
     from .log import Log
     from .metadata import load_schema
-    from .ocf import META_PREFIX, OCFEnv
+    from .ocf import META_PREFIX, OCFEnv, OCFExit
     from .params import build_params
     from .profiles import PROFILES
 
@@ -183,14 +196,14 @@ def _run_action(args: Args, environ: Mapping[str, str], agent: str, interactive:
     try:
         schema = load_schema(agent)
     except (OSError, ValueError) as exc:
-        _report(OCFExit.ERR_INSTALLED, f"cannot read the agent's metadata: {exc}",
+        _report(RC_ERR_INSTALLED, f"cannot read the agent's metadata: {exc}",
                 interactive, err)
-        return OCFExit.ERR_INSTALLED
+        return RC_ERR_INSTALLED
     profile = PROFILES[agent]
     if args.action not in ACTIONS or args.action not in schema.actions:
-        _report(OCFExit.ERR_UNIMPLEMENTED, f"action {args.action!r} is not implemented by "
+        _report(RC_ERR_UNIMPLEMENTED, f"action {args.action!r} is not implemented by "
                 f"{agent}", interactive, err)
-        return OCFExit.ERR_UNIMPLEMENTED
+        return RC_ERR_UNIMPLEMENTED
     ctx = Context(env=env, profile=profile, schema=schema,
                   params=build_params(env.params, schema, profile.shutdown_modes), log=log,
                   environ=merged)
@@ -204,7 +217,7 @@ def _run_action(args: Args, environ: Mapping[str, str], agent: str, interactive:
 
         log.debug(traceback.format_exc())
         rc, reason = int(OCFExit.ERR_GENERIC), f"internal error: {type(exc).__name__}: {exc}"
-    if rc != OCFExit.SUCCESS and reason:
+    if rc != RC_SUCCESS and reason:
         (log.info if rc == OCFExit.NOT_RUNNING else log.error)(reason)
     _report(rc, reason, interactive, err)
     return rc
@@ -218,7 +231,7 @@ def run(agent: str) -> None:
     try:
         rc = main(sys.argv[1:], os.environ, agent)
     except KeyboardInterrupt:
-        rc = OCFExit.ERR_GENERIC
+        rc = 1  # OCF_ERR_GENERIC
     try:
         sys.stdout.flush()
         sys.stderr.flush()

@@ -4,15 +4,14 @@ from __future__ import annotations
 
 import errno
 import os
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from .errors import ConfigError, NotInstalled, PermissionProblem
 
 MAX_CONFIG_BYTES = 16 * 1024 * 1024
 
 
-@dataclass(frozen=True)
-class DomainIdentity:
+class DomainIdentity(NamedTuple):
     """What identifies the domain on a hypervisor, and what kind of guest it is."""
 
     name: str
@@ -21,8 +20,7 @@ class DomainIdentity:
     emulator: str | None = None
 
 
-@dataclass(frozen=True)
-class ConfigFile:
+class ConfigFile(NamedTuple):
     path: str
     data: bytes
     mtime_ns: int

@@ -6,14 +6,12 @@ this keeps lxml off the monitor path.
 
 from __future__ import annotations
 
-import sys
-from dataclasses import dataclass
-from pathlib import Path
-from typing import Mapping
+from typing import Mapping, NamedTuple
+
+from .locate import metadata_path
 
 
-@dataclass(frozen=True)
-class ParameterSpec:
+class ParameterSpec(NamedTuple):
     name: str
     type: str  # string | integer | boolean | time (ra-api-1.dtd)
     default: str | None
@@ -21,8 +19,7 @@ class ParameterSpec:
     shortdesc: str
 
 
-@dataclass(frozen=True)
-class AgentSchema:
+class AgentSchema(NamedTuple):
     name: str
     parameters: Mapping[str, ParameterSpec]
     action_timeouts_s: Mapping[str, float]
@@ -30,24 +27,6 @@ class AgentSchema:
 
     def timeout_s(self, action: str, fallback: float = 20.0) -> float:
         return self.action_timeouts_s.get(action, fallback)
-
-
-def metadata_dirs() -> list[Path]:
-    """Where the metadata lives: beside the package in a source checkout, else in the
-    data directory that ``pip install`` put it in."""
-    here = Path(__file__).resolve().parent
-    return [here.parent.parent / "metadata", Path(sys.prefix) / "share" / "pyvirtualdomain"]
-
-
-def metadata_path(agent_name: str) -> Path:
-    filename = f"{agent_name}.xml"
-    candidates = [d / filename for d in metadata_dirs()]
-    for candidate in candidates:
-        if candidate.is_file():
-            return candidate
-    raise FileNotFoundError(
-        f"metadata {filename} not found (looked in {', '.join(str(c.parent) for c in candidates)})"
-    )
 
 
 def parse_duration_s(text: str) -> float:

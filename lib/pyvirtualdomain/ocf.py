@@ -6,9 +6,8 @@ build environments as plain dicts.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from enum import IntEnum
-from typing import Mapping
+from typing import Mapping, NamedTuple
 
 
 class OCFExit(IntEnum):
@@ -38,8 +37,7 @@ def _int_or_none(value: str | None) -> int | None:
         return None
 
 
-@dataclass(frozen=True)
-class OCFEnv:
+class OCFEnv(NamedTuple):
     """What Pacemaker (or a person at a terminal) told this run of the agent."""
 
     action: str
@@ -52,7 +50,6 @@ class OCFEnv:
     check_level: int
     debug: bool
     log_facility: str | None
-    extra: Mapping[str, str] = field(default_factory=dict)
 
     @property
     def is_probe(self) -> bool:

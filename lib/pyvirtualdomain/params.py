@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
-from typing import Mapping
+from typing import Mapping, NamedTuple
 
 from .metadata import AgentSchema, ParameterSpec, parse_duration_s
 
@@ -18,8 +17,7 @@ MIGRATION_PARAMETERS = ("migration_transport", "migration_user", "migration_down
                         "migration_deadline_action")
 
 
-@dataclass(frozen=True)
-class Params:
+class Params(NamedTuple):
     config: str
     hypervisor: str
     force_stop: bool
@@ -130,5 +128,5 @@ def build_params(raw: Mapping[str, str], schema: AgentSchema,
         from .migration import check_parameters
 
         problems.extend(check_parameters(params))
-        params = replace(params, problems=tuple(problems))
+        params = params._replace(problems=tuple(problems))
     return params

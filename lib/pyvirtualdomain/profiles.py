@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from typing import NamedTuple
 
 
-@dataclass(frozen=True)
-class Profile:
+class Profile(NamedTuple):
     agent_name: str
     # Domain types (<domain type=...>) this agent accepts; None accepts any.
     virt_types: frozenset[str] | None

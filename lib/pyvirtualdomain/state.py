@@ -10,13 +10,12 @@ from __future__ import annotations
 import json
 import os
 import time
-from dataclasses import asdict, dataclass
+from typing import NamedTuple
 
 from .domxml import DomainIdentity
 
 
-@dataclass(frozen=True)
-class DomainRecord:
+class DomainRecord(NamedTuple):
     name: str
     uuid: str | None
     virt_type: str
@@ -64,7 +63,7 @@ def save(path: str, record: DomainRecord) -> None:
     fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=directory)
     try:
         with os.fdopen(fd, "w") as f:
-            json.dump(asdict(record), f)
+            json.dump(record._asdict(), f)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)

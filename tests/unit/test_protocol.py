@@ -10,7 +10,8 @@ import pytest
 from pyvirtualdomain import errors
 from pyvirtualdomain.connection import bounded, default_uri, is_local_uri, uri_problem
 from pyvirtualdomain.deadline import Deadline, for_action
-from pyvirtualdomain.metadata import load_schema, metadata_path, parse_duration_s
+from pyvirtualdomain.locate import metadata_path
+from pyvirtualdomain.metadata import load_schema, parse_duration_s
 from pyvirtualdomain.ocf import OCFEnv
 from pyvirtualdomain.params import Params, build_params
 
@@ -84,9 +85,7 @@ def test_metadata_valid_against_ra_api_dtd(agent):
 
 def test_metadata_lists_exactly_the_parameters_params_knows():
     schema = load_schema("PyVirtualDomain")
-    from dataclasses import fields
-
-    known = {f.name for f in fields(Params)} - {"problems"}
+    known = set(Params._fields) - {"problems"}
     assert set(schema.parameters) == known
     assert set(load_schema("PyLXCDomain").parameters) == {"config", "hypervisor", "force_stop",
                                                          "shutdown_mode"}
