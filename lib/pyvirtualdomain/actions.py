@@ -227,8 +227,12 @@ def _monitor_target(ctx: Context, target: Target, deadline: Deadline) -> Result:
         state, _reason = dom.state(deadline.bound(QUERY_BOUND_S))
         ctx.log.debug(f"domain {name} state: {state.value}")
         if state == DomainState.NOSTATE and dom.is_active(deadline.bound(QUERY_BOUND_S)):
-            return Result(OCFExit.SUCCESS)
-        return _state_result(state, name)
+            result = Result(OCFExit.SUCCESS)
+        else:
+            result = _state_result(state, name)
+        if result.rc == OCFExit.SUCCESS:
+            return _running_extras(ctx, dom, deadline)
+        return result
     except DomainNotFound:
         return Result(OCFExit.NOT_RUNNING, f"domain {name} is not running (not found on "
                                            f"{target.uri})")
@@ -243,6 +247,23 @@ def _monitor_target(ctx: Context, target: Target, deadline: Deadline) -> Result:
         return Result(OCFExit.ERR_GENERIC, f"monitor of {name} failed: {f.message}")
     finally:
         _close(hv)
+
+
+def _running_extras(ctx: Context, dom: Domain, deadline: Deadline) -> Result:
+    """What a monitor of a running domain does beyond its state: the user's monitor
+    scripts, then the utilization attributes (VirtualDomain parity)."""
+    p = ctx.params
+    if p.monitor_scripts.strip():
+        from .parity import run_monitor_scripts
+
+        failed = run_monitor_scripts(ctx, dom.name, deadline)
+        if failed is not None:
+            return failed
+    if ctx.env.under_pacemaker and not ctx.env.is_probe:
+        from .parity import update_utilization
+
+        update_utilization(ctx, dom, deadline)
+    return Result(OCFExit.SUCCESS)
 
 
 def monitor(ctx: Context) -> Result:
@@ -287,6 +308,13 @@ def validate_all(ctx: Context) -> Result:
         import libvirt  # noqa: F401
     except ImportError:
         raise NotInstalled("libvirt-python is not installed for this interpreter") from None
+    if ctx.params.snapshot or ctx.params.monitor_scripts:
+        from .parity import check_monitor_scripts, check_snapshot
+
+        check_snapshot(ctx)
+        missing = check_monitor_scripts(ctx.params.monitor_scripts)
+        if missing:
+            raise NotInstalled("; ".join(missing))
     return Result(OCFExit.SUCCESS)
 
 
@@ -381,10 +409,20 @@ def start(ctx: Context) -> Result:
             _persistent_hazard(ctx, dom, deadline)
             if ident.uuid is None:
                 xml = with_uuid(cfg.data, cfg.path, dom.uuid())
-        ctx.log.info(f"starting domain {ident.name} from {cfg.path} on {uri}")
-        dom = _create(ctx, hv, xml, cfg.path, deadline)
+        if ctx.params.start_resources:
+            from .parity import start_resources
+
+            start_resources(ctx, hv, cfg.data, cfg.path, deadline)
+        from .parity import restore_snapshot, wait_monitor_scripts
+
+        if restore_snapshot(ctx, hv, ident.name, deadline):
+            dom = lookup(hv, ident, deadline.bound(QUERY_BOUND_S))
+        else:
+            ctx.log.info(f"starting domain {ident.name} from {cfg.path} on {uri}")
+            dom = _create(ctx, hv, xml, cfg.path, deadline)
         _wait_running(ctx, dom, deadline)
         _save_record(ctx, dom, ident, uri, cfg.path, cfg.mtime_ns, cfg.size)
+        wait_monitor_scripts(ctx, ident.name, deadline)
         ctx.log.info(f"domain {ident.name} is running")
         return Result(OCFExit.SUCCESS)
     except DriverMissing as f:
@@ -549,7 +587,15 @@ def _stop_target(ctx: Context, target: Target, deadline: Deadline) -> Result:
         if _gone(dom, deadline):
             return _confirm_gone(ctx, target, f"domain {name} is shut off", deadline)
         stopped = False
-        if not ctx.params.force_stop:
+        p = ctx.params
+        if p.save_config_on_stop or p.sync_config_on_stop or p.snapshot:
+            from .parity import save_config, save_snapshot
+
+            save_config(ctx, dom, deadline.before(budget.destroy_s + budget.kill_s))
+            if p.snapshot and not p.force_stop:
+                stopped = save_snapshot(ctx, dom,
+                                        deadline.before(budget.destroy_s + budget.kill_s))
+        if not stopped and not p.force_stop:
             stopped = _graceful(ctx, dom, target,
                                 deadline.before(budget.destroy_s + budget.kill_s))
         if not stopped:
@@ -605,6 +651,10 @@ def stop(ctx: Context) -> Result:
             result = r
     if result.rc == OCFExit.SUCCESS:
         staterec.remove(ctx.record_path)
+        if ctx.env.under_pacemaker:
+            from .parity import forget_utilization
+
+            forget_utilization(ctx)
     return result
 
 

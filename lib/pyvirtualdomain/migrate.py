@@ -200,6 +200,10 @@ def migrate_to(ctx: Context) -> Result:
             assert dest is not None
             dconn = dest.conn
             run = MigrationRun(lambda: vdom.migrate3(dconn, mparams, flags))
+        if p.save_config_on_stop or p.sync_config_on_stop:
+            from .parity import save_config
+
+            save_config(ctx, dom, abort_at)
         t0 = deadline.now()
         run.start()
         if not _watch(ctx, dom, run, abort_at):
@@ -285,6 +289,9 @@ def migrate_from(ctx: Context) -> Result:
                     cfg_mtime, cfg_size = _config_facts(ctx)
                     _save_record(ctx, dom, ident, target.uri, ctx.params.config, cfg_mtime,
                                  cfg_size)
+                    from .parity import wait_monitor_scripts
+
+                    wait_monitor_scripts(ctx, ident.name, deadline)
                     ctx.log.info(f"{ident.name} arrived from {source} and runs here")
                     return Result(OCFExit.SUCCESS)
                 last = state.value

@@ -50,11 +50,17 @@ class OCFEnv(NamedTuple):
     check_level: int
     debug: bool
     log_facility: str | None
+    pacemaker: bool = False
 
     @property
     def is_probe(self) -> bool:
         """A probe is a monitor (or status) with interval 0 or none at all."""
         return self.action in ("monitor", "status") and self.meta_interval_ms == 0
+
+    @property
+    def under_pacemaker(self) -> bool:
+        """Run by Pacemaker's executor (or against a CIB file), so crm_resource can work."""
+        return self.pacemaker
 
     @property
     def remote_node(self) -> str | None:
@@ -93,4 +99,5 @@ class OCFEnv(NamedTuple):
             check_level=check_level,
             debug=environ.get("HA_debug", "0") not in ("", "0"),
             log_facility=environ.get("HA_LOGFACILITY") or None,
+            pacemaker=bool(environ.get("OCF_RESKEY_crm_feature_set") or environ.get("CIB_file")),
         )

@@ -11,6 +11,10 @@ FALSE_WORDS = frozenset({"0", "false", "no", "off", "n", "nein", ""})
 SHUTDOWN_MODES = ("acpi", "agent", "initctl", "signal", "paravirt")
 
 Value = str | bool | int | float
+BOOLEAN_EXTRAS = ("autoset_utilization_cpu", "autoset_utilization_host_memory",
+                  "autoset_utilization_hv_memory", "unset_utilization_cpu",
+                  "unset_utilization_host_memory", "unset_utilization_hv_memory",
+                  "save_config_on_stop", "sync_config_on_stop", "start_resources")
 MIGRATION_PARAMETERS = ("migration_transport", "migration_user", "migration_downtime",
                         "migration_speed", "migration_network_suffix", "migrateuri",
                         "migrate_options", "migrateport", "remoteuri",
@@ -33,6 +37,18 @@ class Params(NamedTuple):
     migrateport: int | None = None
     remoteuri: str = ""
     migration_deadline_action: str = "abort"
+    # VirtualDomain's extras (parity.py).
+    autoset_utilization_cpu: bool = True
+    autoset_utilization_host_memory: bool = True
+    autoset_utilization_hv_memory: bool = True
+    unset_utilization_cpu: bool = False
+    unset_utilization_host_memory: bool = False
+    unset_utilization_hv_memory: bool = False
+    monitor_scripts: str = ""
+    save_config_on_stop: bool = False
+    sync_config_on_stop: bool = False
+    snapshot: str = ""
+    start_resources: bool = False
     # Problems found while building: wrong types, unknown names, missing required values.
     # validate-all and start refuse to go on with any; stop and monitor warn and use defaults.
     problems: tuple[str, ...] = ()
@@ -122,6 +138,9 @@ def build_params(raw: Mapping[str, str], schema: AgentSchema,
         migrateport=number("migrateport") if port_raw and "migrateport" in values else None,
         remoteuri=text_of("remoteuri"),
         migration_deadline_action=text_of("migration_deadline_action", "abort").lower() or "abort",
+        **{name: bool(values[name]) for name in BOOLEAN_EXTRAS if name in values},
+        monitor_scripts=text_of("monitor_scripts"),
+        snapshot=text_of("snapshot"),
         problems=tuple(problems),
     )
     if any(name in raw for name in MIGRATION_PARAMETERS if name in schema.parameters):

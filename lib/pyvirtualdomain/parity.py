@@ -1,0 +1,320 @@
+"""VirtualDomain's extras, done without a shell: utilization attributes, monitor scripts,
+saving the live config back to the config file, RAM snapshots, starting the storage pools and
+networks a domain needs. Imported only by the actions that use them."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import tempfile
+from typing import TYPE_CHECKING, Any
+
+from .deadline import Deadline
+from .errors import AgentError, LibvirtFact, NotInstalled
+from .ocf import OCFExit
+
+if TYPE_CHECKING:
+    from .actions import Context, Result
+    from .domain import Domain
+
+UTILIZATION_ATTRS = ("cpu", "host_memory", "hv_memory")
+SUBPROCESS_BOUND_S = 10.0
+
+
+# -- utilization ------------------------------------------------------------------------------
+
+
+def _util_cache_path(ctx: Context) -> str:
+    return ctx.record_path[: -len(".json")] + ".utilization.json"
+
+
+def _crm_resource(ctx: Context, args: list[str], timeout_s: float) -> tuple[int, str]:
+    exe = shutil.which("crm_resource", path=ctx.environ.get("PATH") or os.defpath)
+    if exe is None:
+        return 127, "crm_resource not found"
+    env = {k: v for k, v in ctx.environ.items() if not k.startswith("OCF_RESKEY_")}
+    try:
+        r = subprocess.run([exe, "--resource", ctx.env.instance, "--utilization", *args],
+                           stdin=subprocess.DEVNULL, capture_output=True, text=True,
+                           timeout=max(0.5, timeout_s), env=env)
+    except subprocess.TimeoutExpired:
+        return 124, f"crm_resource did not answer in {timeout_s:.0f}s"
+    lines = (r.stderr or r.stdout).strip().splitlines()
+    return r.returncode, lines[-1] if lines else ""
+
+
+def update_utilization(ctx: Context, dom: Domain, deadline: Deadline) -> None:
+    """Write cpu/host_memory/hv_memory when they differ from what this agent last wrote
+    (remembered in the state dir: no crm_resource call on a monitor where nothing changed);
+    delete the attributes asked to be unset. Only under Pacemaker (or with CIB_file)."""
+    p = ctx.params
+    want_set = {a for a in UTILIZATION_ATTRS if getattr(p, f"autoset_utilization_{a}")}
+    want_unset = {a for a in UTILIZATION_ATTRS
+                  if getattr(p, f"unset_utilization_{a}") and a not in want_set}
+    if not (want_set or want_unset) or not ctx.env.under_pacemaker:
+        return
+    path = _util_cache_path(ctx)
+    try:
+        with open(path, encoding="utf-8") as f:
+            cache: dict[str, Any] = json.load(f)
+    except (OSError, ValueError):
+        cache = {}
+    values: dict[str, int] = {}
+    if want_set:
+        try:
+            info = dom.hv.call(dom.dom.info, deadline.bound(5.0), "domain info")
+        except LibvirtFact as f:
+            ctx.log.debug(f"utilization not updated: {f.message}")
+            return
+        mem_mib = int(info[2]) // 1024
+        values = {"cpu": int(info[3]), "host_memory": mem_mib, "hv_memory": mem_mib}
+    changed = False
+    for attr in sorted(want_set):
+        if cache.get(attr) == values[attr]:
+            continue
+        rc, out = _crm_resource(ctx, ["--set-parameter", attr, "--parameter-value",
+                                      str(values[attr])], deadline.bound(SUBPROCESS_BOUND_S))
+        if rc == 0:
+            ctx.log.info(f"utilization {attr}={values[attr]}")
+            cache[attr] = values[attr]
+            changed = True
+        else:
+            ctx.log.warning(f"cannot set utilization {attr}: {out}")
+    for attr in sorted(want_unset):
+        if attr in cache and cache[attr] is None:
+            continue
+        rc, out = _crm_resource(ctx, ["--delete-parameter", attr],
+                                deadline.bound(SUBPROCESS_BOUND_S))
+        if rc in (0, 105):  # 105: no such attribute, which is what we want
+            cache[attr] = None
+            changed = True
+        else:
+            ctx.log.warning(f"cannot delete utilization {attr}: {out}")
+    if changed:
+        _write_json_atomic(path, cache)
+
+
+def forget_utilization(ctx: Context) -> None:
+    """After a stop: the next start writes the attributes again."""
+    try:
+        os.unlink(_util_cache_path(ctx))
+    except FileNotFoundError:
+        pass
+
+
+def _write_json_atomic(path: str, data: dict[str, Any]) -> None:
+    directory = os.path.dirname(path)
+    os.makedirs(directory, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=directory)
+    with os.fdopen(fd, "w") as f:
+        json.dump(data, f)
+    os.replace(tmp, path)
+
+
+# -- monitor scripts ----------------------------------------------------------------------------
+
+
+def run_monitor_scripts(ctx: Context, name: str, deadline: Deadline) -> Result | None:
+    """Run each of monitor_scripts (no shell: whitespace-separated executables, as
+    VirtualDomain splits them), sharing the time left; the first failure is the result."""
+    from .actions import Result
+
+    scripts = ctx.params.monitor_scripts.split()
+    for i, script in enumerate(scripts):
+        budget = deadline.remaining() / (len(scripts) - i)
+        try:
+            r = subprocess.run([script], stdin=subprocess.DEVNULL, capture_output=True,
+                               text=True, timeout=max(0.1, budget), env=dict(ctx.environ))
+        except subprocess.TimeoutExpired:
+            return Result(OCFExit.ERR_GENERIC, f"monitor script {script} for {name} did not "
+                          f"finish in {budget:.1f}s")
+        except OSError as exc:
+            return Result(OCFExit.ERR_GENERIC, f"monitor script {script} for {name} cannot "
+                          f"run: {exc.strerror}")
+        if r.returncode != 0:
+            out = " ".join((r.stdout + r.stderr).split())[-300:]
+            return Result(OCFExit.ERR_GENERIC, f"monitor script {script} for {name} returned "
+                          f"{r.returncode}{': ' + out if out else ''}")
+        ctx.log.debug(f"monitor script {script} passed")
+    return None
+
+
+def wait_monitor_scripts(ctx: Context, name: str, deadline: Deadline) -> None:
+    """start and migrate_from: wait until the monitor scripts pass, inside the deadline."""
+    if not ctx.params.monitor_scripts.strip():
+        return
+    while True:
+        failed = run_monitor_scripts(ctx, name, deadline)
+        if failed is None:
+            return
+        if deadline.remaining() < 1.5:
+            raise AgentError(f"{failed.reason} (still failing at the end of the timeout)")
+        ctx.log.debug(f"{failed.reason}; retrying")
+        ctx.sleep(1.0)
+
+
+def check_monitor_scripts(scripts: str) -> list[str]:
+    return [f"monitor script {s} is not an executable file on this node"
+            for s in scripts.split() if not (os.path.isfile(s) and os.access(s, os.X_OK))]
+
+
+# -- config saving ------------------------------------------------------------------------------
+
+
+def save_config(ctx: Context, dom: Domain, deadline: Deadline) -> None:
+    """Write the domain's current (inactive) definition back into the config file, atomically
+    (temp file in the same directory, then rename), keeping the file's mode and owner."""
+    p = ctx.params
+    if not (p.save_config_on_stop or p.sync_config_on_stop):
+        return
+    try:
+        flags = int(dom.hv.libvirt.VIR_DOMAIN_XML_INACTIVE) | \
+            int(dom.hv.libvirt.VIR_DOMAIN_XML_SECURE)
+        xml = dom.hv.call(lambda: dom.dom.XMLDesc(flags), deadline.bound(5.0), "dump XML")
+    except LibvirtFact as fact:
+        ctx.log.warning(f"config not saved: cannot read the domain's XML: {fact.message}")
+        return
+    data = str(xml).encode()
+    path = p.config
+    try:
+        with open(path, "rb") as current:
+            if current.read() == data:
+                return
+        st = os.stat(path)
+    except OSError as exc:
+        ctx.log.warning(f"config not saved: {path}: {exc.strerror}")
+        return
+    directory = os.path.dirname(path)
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", dir=directory)
+        try:
+            with os.fdopen(fd, "wb") as out:
+                out.write(data)
+                out.flush()
+                os.fsync(out.fileno())
+            os.chmod(tmp, st.st_mode & 0o7777)
+            os.chown(tmp, st.st_uid, st.st_gid)
+            os.replace(tmp, path)
+        except BaseException:
+            try:
+                os.unlink(tmp)
+            except OSError:
+                pass
+            raise
+    except OSError as exc:
+        ctx.log.warning(f"config not saved to {path}: {exc.strerror}")
+        return
+    ctx.log.info(f"saved the domain's configuration to {path}")
+    if p.sync_config_on_stop:
+        sync_config(ctx, deadline)
+
+
+def sync_config(ctx: Context, deadline: Deadline) -> None:
+    csync2 = shutil.which("csync2", path=ctx.environ.get("PATH") or os.defpath)
+    if csync2 is None:
+        ctx.log.warning("sync_config_on_stop: csync2 is not installed; config not synced")
+        return
+    try:
+        r = subprocess.run([csync2, "-x"], stdin=subprocess.DEVNULL, capture_output=True,
+                           text=True, timeout=deadline.bound(SUBPROCESS_BOUND_S))
+    except subprocess.TimeoutExpired:
+        ctx.log.warning("csync2 -x did not finish in time")
+        return
+    if r.returncode != 0:
+        ctx.log.warning(f"csync2 -x failed ({r.returncode}): {' '.join(r.stderr.split())}")
+
+
+# -- snapshot -----------------------------------------------------------------------------------
+
+
+def snapshot_file(ctx: Context, name: str) -> str:
+    return os.path.join(ctx.params.snapshot, f"{name}.state")
+
+
+def save_snapshot(ctx: Context, dom: Domain, deadline: Deadline) -> bool:
+    """Save the guest's RAM state (which also stops it); False when it could not be done."""
+    path = snapshot_file(ctx, dom.name)
+    try:
+        os.makedirs(ctx.params.snapshot, mode=0o700, exist_ok=True)
+        ctx.log.info(f"saving the state of {dom.name} to {path}")
+        dom.hv.call(lambda: dom.dom.save(path), deadline.remaining(), "save state")
+        os.chmod(path, 0o600)
+        return True
+    except (LibvirtFact, OSError) as exc:
+        msg = exc.message if isinstance(exc, LibvirtFact) else str(exc)
+        ctx.log.warning(f"cannot save the state of {dom.name}: {msg}; shutting it down")
+        return False
+
+
+def restore_snapshot(ctx: Context, hv: Any, name: str, deadline: Deadline) -> bool:
+    """Start from a saved state when one exists; the file is removed once restored."""
+    if not ctx.params.snapshot:
+        return False
+    path = snapshot_file(ctx, name)
+    if not os.path.exists(path):
+        return False
+    ctx.log.info(f"restoring {name} from {path}")
+    try:
+        hv.call(lambda: hv.conn.restore(path), deadline.remaining(), "restore state")
+    except LibvirtFact as f:
+        raise AgentError(f"cannot restore {name} from {path}: {f.message} (remove the file to "
+                         "start the domain afresh)") from None
+    os.unlink(path)
+    return True
+
+
+# -- start_resources ----------------------------------------------------------------------------
+
+
+def referenced_resources(data: bytes, path: str) -> tuple[list[str], list[str]]:
+    """Storage pools and networks a domain XML refers to."""
+    from .domxml import _parse
+
+    root = _parse(data, path)
+    pools = sorted({str(v) for v in root.xpath("devices/disk/source/@pool")})
+    nets = sorted({str(v) for v in root.xpath(
+        "devices/interface[@type=$t]/source/@network", t="network")})
+    return pools, nets
+
+
+def start_resources(ctx: Context, hv: Any, data: bytes, path: str, deadline: Deadline) -> None:
+    pools, nets = referenced_resources(data, path)
+    conn = hv.conn
+    for pool_name in pools:
+        try:
+            pool = hv.call(lambda n=pool_name: conn.storagePoolLookupByName(n),
+                           deadline.bound(5.0), "lookup pool")
+            if hv.call(pool.isActive, deadline.bound(5.0), "pool state"):
+                hv.call(lambda p=pool: p.refresh(0), deadline.bound(30.0), "refresh pool")
+            else:
+                ctx.log.info(f"starting storage pool {pool_name}")
+                hv.call(lambda p=pool: p.create(0), deadline.bound(30.0), "start pool")
+        except LibvirtFact as f:
+            raise AgentError(f"cannot start storage pool {pool_name} needed by the domain: "
+                             f"{f.message}") from None
+    for net_name in nets:
+        try:
+            net = hv.call(lambda n=net_name: conn.networkLookupByName(n), deadline.bound(5.0),
+                          "lookup network")
+            if not hv.call(net.isActive, deadline.bound(5.0), "network state"):
+                ctx.log.info(f"starting network {net_name}")
+                hv.call(net.create, deadline.bound(30.0), "start network")
+        except LibvirtFact as f:
+            raise AgentError(f"cannot start network {net_name} needed by the domain: "
+                             f"{f.message}") from None
+
+
+def check_snapshot(ctx: Context) -> None:
+    p = ctx.params
+    if not p.snapshot:
+        return
+    if p.force_stop:
+        raise AgentError("snapshot and force_stop exclude each other: a forced stop cannot "
+                         "save the guest's state", OCFExit.ERR_CONFIGURED)
+    if not os.path.isabs(p.snapshot):
+        raise AgentError(f"snapshot={p.snapshot!r} is not an absolute directory path",
+                         OCFExit.ERR_CONFIGURED)
+    if not os.path.isdir(p.snapshot):
+        raise NotInstalled(f"snapshot directory {p.snapshot} does not exist on this node")
