@@ -308,10 +308,11 @@ def validate_all(ctx: Context) -> Result:
         import libvirt  # noqa: F401
     except ImportError:
         raise NotInstalled("libvirt-python is not installed for this interpreter") from None
-    if ctx.params.snapshot or ctx.params.monitor_scripts:
-        from .parity import check_monitor_scripts, check_snapshot
+    if ctx.params.snapshot or ctx.params.monitor_scripts or ctx.params.backingfile:
+        from .parity import check_backing, check_monitor_scripts, check_snapshot
 
         check_snapshot(ctx)
+        check_backing(ctx)
         missing = check_monitor_scripts(ctx.params.monitor_scripts)
         if missing:
             raise NotInstalled("; ".join(missing))
@@ -418,6 +419,10 @@ def start(ctx: Context) -> Result:
         if restore_snapshot(ctx, hv, ident.name, deadline):
             dom = lookup(hv, ident, deadline.bound(QUERY_BOUND_S))
         else:
+            if ctx.params.backingfile:
+                from .parity import prepare_backing
+
+                prepare_backing(ctx, deadline)
             ctx.log.info(f"starting domain {ident.name} from {cfg.path} on {uri}")
             dom = _create(ctx, hv, xml, cfg.path, deadline)
         _wait_running(ctx, dom, deadline)

@@ -14,7 +14,8 @@ Value = str | bool | int | float
 BOOLEAN_EXTRAS = ("autoset_utilization_cpu", "autoset_utilization_host_memory",
                   "autoset_utilization_hv_memory", "unset_utilization_cpu",
                   "unset_utilization_host_memory", "unset_utilization_hv_memory",
-                  "save_config_on_stop", "sync_config_on_stop", "start_resources")
+                  "save_config_on_stop", "sync_config_on_stop", "start_resources",
+                  "stateless")
 MIGRATION_PARAMETERS = ("migration_transport", "migration_user", "migration_downtime",
                         "migration_speed", "migration_network_suffix", "migrateuri",
                         "migrate_options", "migrateport", "remoteuri",
@@ -49,6 +50,9 @@ class Params(NamedTuple):
     sync_config_on_stop: bool = False
     snapshot: str = ""
     start_resources: bool = False
+    backingfile: str = ""
+    stateless: bool = False
+    copyindirs: str = ""
     # Problems found while building: wrong types, unknown names, missing required values.
     # validate-all and start refuse to go on with any; stop and monitor warn and use defaults.
     problems: tuple[str, ...] = ()
@@ -141,6 +145,8 @@ def build_params(raw: Mapping[str, str], schema: AgentSchema,
         **{name: bool(values[name]) for name in BOOLEAN_EXTRAS if name in values},
         monitor_scripts=text_of("monitor_scripts"),
         snapshot=text_of("snapshot"),
+        backingfile=text_of("backingfile"),
+        copyindirs=text_of("copyindirs"),
         problems=tuple(problems),
     )
     if any(name in raw for name in MIGRATION_PARAMETERS if name in schema.parameters):

@@ -152,3 +152,40 @@ def test_utilization_written_once_per_change(test_conn, write_config, state_dir,
         cfg, autoset_utilization_cpu="false", unset_utilization_cpu="true"), state_dir,
         meta={"interval": "10000"}, environ=env)).rc == 0
     assert 'name="cpu"' not in cib_file.read_text()
+
+
+def test_backingfile_overlay_created_and_stateless_recreates(test_conn, write_config,
+                                                             state_dir, tmp_path):
+    if not shutil.which("qemu-img"):
+        pytest.fail("qemu-img missing: make deps installs qemu-utils")
+    backing = tmp_path / "base.raw"
+    subprocess.run(["qemu-img", "create", "-q", "-f", "raw", str(backing), "4M"], check=True)
+    before = backing.read_bytes()
+    cfg = write_config(drv_xml("p9"), name="web.v1.xml")
+    overlay = tmp_path / "web.v1.qcow2"
+    params = _params(cfg, backingfile=str(backing))
+    assert actions.start(make_ctx("start", params, state_dir)).rc == 0
+    info = subprocess.run(["qemu-img", "info", "--output=json", "-U", str(overlay)],
+                          capture_output=True, text=True, check=True).stdout
+    assert '"format": "qcow2"' in info and str(backing) in info
+    ino = overlay.stat().st_ino
+    assert actions.stop(make_ctx("stop", params, state_dir)).rc == 0
+    assert actions.start(make_ctx("start", params, state_dir)).rc == 0
+    assert overlay.stat().st_ino == ino  # kept: not stateless
+    assert actions.stop(make_ctx("stop", params, state_dir)).rc == 0
+    stateless = {**params, "stateless": "true"}
+    assert actions.start(make_ctx("start", stateless, state_dir)).rc == 0
+    assert overlay.stat().st_ino != ino  # re-created
+    assert backing.read_bytes() == before  # the backing file is never written
+
+
+def test_copyindirs_without_virt_copy_in_is_not_installed(write_config, state_dir, tmp_path):
+    backing = tmp_path / "base.raw"
+    backing.write_bytes(b"\0" * 1024)
+    cfg = write_config(drv_xml("p10"))
+    ctx = make_ctx("validate-all", _params(cfg, backingfile=str(backing),
+                                           copyindirs=str(tmp_path)), state_dir,
+                   environ={"PATH": str(tmp_path / "empty-path")})
+    from pyvirtualdomain.errors import NotInstalled
+    with pytest.raises(NotInstalled, match="qemu-img|virt-copy-in"):
+        actions.validate_all(ctx)

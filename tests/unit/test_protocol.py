@@ -59,7 +59,7 @@ def test_params_defaults_and_types():
 @pytest.mark.parametrize("raw,needle", [
     ({"config": "/a", "force_stop": "maybe"}, "not a boolean"),
     ({"config": "/a", "shutdown_mode": "acpi,reboot"}, "unknown mode reboot"),
-    ({"config": "/a", "backingfile": "/x"}, "unknown parameter backingfile"),
+    ({"config": "/a", "frobnicate": "/x"}, "unknown parameter frobnicate"),
     ({"config": "/a", "migration_speed": "fast"}, "not an integer"),
     ({"config": "/a", "migrate_options": "--frobnicate"}, "unknown option '--frobnicate'"),
     ({"config": "/a", "migrate_options": "--timeout 5"}, "migration_deadline_action"),
