@@ -89,7 +89,18 @@ def main() -> int:
             print(start.stderr, file=sys.stderr)
             return 1
         wait_for_console(console, INIT_MARKER, 30)
-        rec = {**base, "OCF_RESKEY_CRM_meta_interval": "10000"}
+        # Utilization attributes need a CIB: give both agents the same CIB file, and the
+        # variable Pacemaker's executor sets, so both do what they do in a cluster.
+        cib = work / "cib.xml"
+        cib_env = {"PATH": CLEAN_PATH, "CIB_file": str(cib)}
+        cib.write_text(subprocess.run(["cibadmin", "--empty"], capture_output=True, text=True,
+                                      check=True, env=cib_env).stdout)
+        subprocess.run(["cibadmin", "-C", "-o", "resources", "-X",
+                        f'<primitive id="{name}" class="ocf" provider="custom" '
+                        'type="PyVirtualDomain"/>'], check=True, env=cib_env,
+                       capture_output=True)
+        rec = {**base, "OCF_RESKEY_CRM_meta_interval": "10000", "CIB_file": str(cib),
+               "OCF_RESKEY_crm_feature_set": "3.16.2"}
         vd_noutil = {f"OCF_RESKEY_{k}": "false" for k in (
             "autoset_utilization_cpu", "autoset_utilization_host_memory",
             "autoset_utilization_hv_memory")}
@@ -168,10 +179,12 @@ run each) on {time.strftime('%Y-%m-%d')}, {platform.node()}: {os.cpu_count()} co
 Python {platform.python_version()}, one running tiny guest (`<domain type='{virt}'>`), both
 agents on the same guest and the same libvirtd. CPU is user+sys of the agent process and the
 children it waited for. `monitor` rows are recurring monitors (interval 10 s); `probe` is
-interval 0. VirtualDomain's recurring monitor with its default parameters also updates the
-resource's utilization attributes (three `virsh dominfo` calls and `crm_resource`); the row
-"utilization off" sets autoset_utilization_*=false. PyVirtualDomain does not do utilization
-yet, so the fair comparison for now is against that row.
+interval 0. Recurring monitors run as under Pacemaker with default parameters, so both agents
+keep the resource's utilization attributes (cpu, host_memory, hv_memory) in a CIB file
+(`CIB_file`): VirtualDomain runs three `virsh dominfo` and reads each attribute with
+`crm_resource` on every monitor; PyVirtualDomain asks libvirt once and calls `crm_resource`
+only when a value changed. The row "utilization off" is VirtualDomain with
+autoset_utilization_*=false.
 
 {body}
 """
