@@ -496,9 +496,14 @@ def _graceful(ctx: Context, dom: Domain, target: Target, until: Deadline) -> boo
 
     A guest may answer the request with a reboot (busybox init takes a container's SIGTERM
     as one, and libvirt-lxc then starts the container again): when the domain's emulator
-    process has been replaced, stop asking and let it be destroyed."""
+    process has been replaced, stop asking and let it be destroyed.
+
+    Each of several shutdown modes is requested on its own: given initctl+signal together,
+    libvirt-lxc 9.0 tries initctl only and, when the container has no /dev/initctl, sends
+    no signal either (and reports success)."""
     modes = ctx.params.shutdown_mode
     how = "+".join(modes) if modes else "the hypervisor's default method"
+    requests: list[tuple[str, ...]] = [(m,) for m in modes] or [()]
     last_sent: float | None = None
     before = frozenset(_emulator_pids(target.ident) or ()) if is_local_uri(target.uri) \
         else frozenset()
@@ -506,20 +511,24 @@ def _graceful(ctx: Context, dom: Domain, target: Target, until: Deadline) -> boo
     while True:
         now = until.now()
         if last_sent is None or now - last_sent >= SHUTDOWN_RESEND_S:
-            try:
-                dom.shutdown(modes, until.bound(QUERY_BOUND_S))
-                if last_sent is None:
-                    ctx.log.info(f"asked domain {dom.name} to shut down ({how})")
-                else:
-                    ctx.log.debug(f"re-sent the shutdown request to {dom.name}")
-            except (DomainNotFound, DomainNotRunning):
-                return True
-            except UnsupportedOperation as f:
-                ctx.log.warning(f"graceful shutdown of {dom.name} ({how}) not possible: "
-                                f"{f.message}; destroying it")
+            for request in list(requests):
+                try:
+                    dom.shutdown(request, until.bound(QUERY_BOUND_S))
+                except (DomainNotFound, DomainNotRunning):
+                    return True
+                except UnsupportedOperation as f:
+                    requests.remove(request)
+                    ctx.log.warning(f"graceful shutdown of {dom.name} ({'+'.join(request) or how}"
+                                    f") not possible: {f.message}")
+                except (GuestNotResponding, OperationFailed) as f:
+                    ctx.log.warning(f"shutdown request to {dom.name} failed: {f.message}")
+            if not requests:
+                ctx.log.warning(f"no shutdown method works for {dom.name}: destroying it")
                 return False
-            except (GuestNotResponding, OperationFailed) as f:
-                ctx.log.warning(f"shutdown request to {dom.name} failed: {f.message}")
+            if last_sent is None:
+                ctx.log.info(f"asked domain {dom.name} to shut down ({how})")
+            else:
+                ctx.log.debug(f"re-sent the shutdown request to {dom.name}")
             last_sent = now
         if _gone(dom, until):
             return True

@@ -135,3 +135,77 @@ def guest(make_guest: MakeGuest) -> GuestResource:
 def ignoring_guest(make_guest: MakeGuest) -> GuestResource:
     """A guest that ignores ACPI shutdown requests (not started)."""
     return make_guest("ignore")
+
+
+# -- libvirt-lxc containers (PyLXCDomain) ----------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def lxc_rootfs() -> Path:
+    """The busybox root filesystem every test container mounts read-only (built once)."""
+    from tests.harness.lxc import build_rootfs
+
+    return build_rootfs()
+
+
+@pytest.fixture(scope="session")
+def lxc_driver(libvirtd: Libvirtd) -> str:
+    """The lxc:///system URI, once it answers (the session's libvirtd serves it too)."""
+    from tests.harness.domains import with_connection
+    from tests.harness.lxc import LXC_EMULATOR, LXC_URI
+
+    if not os.access(LXC_EMULATOR, os.X_OK):
+        pytest.fail(f"{LXC_EMULATOR} is missing: libvirt-lxc cannot run here "
+                    "(install libvirt-daemon-driver-lxc)")
+    try:
+        with_connection(lambda conn: conn.getLibVersion(), LXC_URI, 15.0, "connect lxc")
+    except Exception as exc:  # noqa: BLE001 - turned into the failure's message
+        pytest.fail(f"libvirtd does not serve {LXC_URI}: {exc}\n{libvirtd.log_tail()}")
+    return LXC_URI
+
+
+from tests.harness.lxc import Container  # noqa: E402
+
+MakeContainer = Callable[..., Container]
+
+
+@pytest.fixture
+def make_container(request: pytest.FixtureRequest, tmp_path: Path, libvirtd: Libvirtd,
+                   lxc_driver: str, lxc_rootfs: Path) -> Iterator[MakeContainer]:
+    """Factory: ``make_container("graceful"|"ignore"|"busybox", **xml_options)`` writes a
+    uniquely named container XML file in tmp_path and returns its Container. Nothing is
+    started; every container made is destroyed by name (its libvirt_lxc controller and
+    everything below it killed by pid as the last resort) in teardown."""
+    from tests.harness.lxc import new_container
+
+    created: list[Container] = []
+
+    def make(mode: str = "graceful", **options: str) -> Container:
+        stem = re.sub(r"[^A-Za-z0-9]+", "-", request.node.name.removeprefix("test_"))
+        name = _unique_name(stem).replace("pyvd-", "pyvd-lxc-", 1)
+        container = new_container(tmp_path, name, mode, lxc_rootfs, **options)
+        created.append(container)
+        return container
+
+    yield make
+
+    from tests.harness.lxc import kill_container_processes, thaw_frozen
+
+    problems: list[str] = []
+    for container in created:
+        thaw_frozen(container.name)
+    try:
+        libvirtd.ensure_running()
+    except Exception as exc:  # noqa: BLE001 - still kill the containers below
+        problems.append(f"libvirtd could not be restarted: {exc}")
+    for container in created:
+        done = remove_domain(container.name, uri=lxc_driver)
+        if any(d.startswith("libvirt failed") for d in done):
+            problems.append(f"{container.name}: {done}")
+        killed = kill_container_processes(container.name)
+        if killed:
+            problems.append(f"{container.name}: killed leftover processes {killed}")
+        if container.controller_pids():
+            problems.append(f"{container.name}: controller still runs")
+    if problems:
+        pytest.fail("teardown: " + "; ".join(problems))
