@@ -12,7 +12,8 @@ PYTEST_ARGS ?=
 
 DEBIAN_PACKAGES := libvirt-daemon libvirt-daemon-driver-qemu libvirt-daemon-driver-lxc \
 	libvirt-clients libvirt-dev pkg-config gcc python3-dev python3-venv qemu-system-x86 \
-	qemu-utils resource-agents pacemaker-cli-utils busybox-static cpio linux-image-amd64 \
+	qemu-utils resource-agents pacemaker pacemaker-cli-utils corosync busybox-static cpio \
+	linux-image-amd64 \
 	iproute2 libxml2-utils procps
 
 .PHONY: deps deps-system deps-python install install-agents check lint typecheck \

@@ -173,3 +173,57 @@ def test_record_file_is_written_atomically_and_ignored_when_corrupt(state_dir):
     assert "/" not in Path(p).name
     Path(p).write_text("{not json")
     assert state.load(p) is None
+
+
+def test_validate_deep_reports_guest_node_reachability(test_conn, write_config, state_dir):
+    import socket
+    from pathlib import Path as P
+
+    import pytest
+
+    assert P("/etc/pacemaker/authkey").exists(), "needs /etc/pacemaker/authkey (make deps " \
+        "installs pacemaker, whose package creates it)"
+    cfg = write_config(drv_xml("u12"))
+    assert actions.start(make_ctx("start", _params(cfg), state_dir)).rc == 0
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(1)
+    port = listener.getsockname()[1]
+    meta = {"remote_node": "g1", "remote_addr": "127.0.0.1", "remote_port": str(port)}
+    deep = {"OCF_CHECK_LEVEL": "10"}
+    ok = actions.validate_all(make_ctx("validate-all", _params(cfg), state_dir, meta=meta,
+                                       environ=deep))
+    assert ok.rc == OCFExit.SUCCESS
+    listener.close()
+    closed = actions.validate_all(make_ctx("validate-all", _params(cfg), state_dir, meta=meta,
+                                           environ=deep))
+    assert closed.rc == OCFExit.ERR_GENERIC and f"127.0.0.1:{port}" in closed.reason
+    # a remote hypervisor for a guest node is wrong everywhere
+    from pyvirtualdomain.errors import ConfigError
+    with pytest.raises(ConfigError, match="remote"):
+        actions.validate_all(make_ctx("validate-all", {"config": str(cfg),
+                                      "hypervisor": "qemu+ssh://elsewhere/system"},
+                                      state_dir, meta=meta))
+
+
+def test_validate_deep_reports_autostart_hazard(test_conn, write_config, state_dir):
+    import pytest
+
+    from pyvirtualdomain.errors import NotInstalled
+    xml = drv_xml("u13")
+    dom = test_conn.defineXML(xml)
+    cfg = write_config(xml)
+    try:
+        # level 0 does not ask libvirt
+        assert actions.validate_all(make_ctx("validate-all", _params(cfg), state_dir)).rc == 0
+        import io
+        log = io.StringIO()
+        r = actions.validate_all(make_ctx("validate-all", _params(cfg), state_dir,
+                                          environ={"OCF_CHECK_LEVEL": "10"}, stream=log))
+        assert r.rc == 0 and "defined persistently" in log.getvalue()
+        dom.setAutostart(1)
+        with pytest.raises(NotInstalled, match="autostart"):
+            actions.validate_all(make_ctx("validate-all", _params(cfg), state_dir,
+                                          environ={"OCF_CHECK_LEVEL": "10"}))
+    finally:
+        dom.undefine()
