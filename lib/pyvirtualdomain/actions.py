@@ -219,6 +219,12 @@ def _monitor_without_libvirt(ctx: Context, target: Target, why: str) -> Result:
 
 def _monitor_target(ctx: Context, target: Target, deadline: Deadline) -> Result:
     name = target.ident.name
+    problem = uri_problem(target.uri)
+    if problem:
+        # Nothing can have been started through a URI that is not one.
+        if ctx.env.is_probe:
+            return Result(OCFExit.NOT_RUNNING, f"{problem} (probe: not running)")
+        return Result(OCFExit.ERR_CONFIGURED, problem)
     hv: Hypervisor | None = None
     retry = 0.0 if ctx.env.is_probe else min(2.0, deadline.total / 10)
     try:
@@ -413,14 +419,23 @@ def _persistent_hazard(ctx: Context, dom: Domain, deadline: Deadline) -> None:
                     f"runs it from its config file. Recommended: {fix}")
 
 
-def _create(ctx: Context, hv: Hypervisor, xml: str, path: str, deadline: Deadline) -> Domain:
+def _create(ctx: Context, hv: Hypervisor, xml: str, path: str, deadline: Deadline,
+            target: Target) -> Domain:
+    # Keep time to clean up after a create that does not return (hung libvirtd).
+    cleanup_s = min(3.0, deadline.total * 0.2)
     try:
-        return create_transient(hv, xml, deadline.remaining())
+        return create_transient(hv, xml, max(0.1, deadline.remaining() - cleanup_s))
     except InvalidDomainXML as f:
         raise ConfigError(f"libvirt rejects config {path}: {f.message}") from None
     except UnsupportedOperation as f:
         raise NotInstalled(f"this host cannot run the domain in {path}: {f.message}") from None
     except HypervisorTimeout as f:
+        # libvirt may still finish the create once it answers again: leave no half-started
+        # guest behind on this host.
+        if is_local_uri(target.uri):
+            cleanup = _kill_emulator(ctx, target, deadline, "start abandoned")
+            if cleanup.rc != OCFExit.SUCCESS:
+                ctx.log.warning(cleanup.reason)
         raise AgentError(f"starting the domain: {f.message}") from None
     except (HypervisorUnavailable, OperationFailed, DomainNotRunning, GuestNotResponding) as f:
         raise AgentError(f"libvirt failed to start the domain in {path}: {f.message}") from None
@@ -482,7 +497,7 @@ def start(ctx: Context) -> Result:
 
                 prepare_backing(ctx, deadline)
             ctx.log.info(f"starting domain {ident.name} from {cfg.path} on {uri}")
-            dom = _create(ctx, hv, xml, cfg.path, deadline)
+            dom = _create(ctx, hv, xml, cfg.path, deadline, Target(ident, uri, "config"))
         _wait_running(ctx, dom, deadline)
         _save_record(ctx, dom, ident, uri, cfg.path, cfg.mtime_ns, cfg.size)
         wait_monitor_scripts(ctx, ident.name, deadline)
@@ -646,6 +661,10 @@ def _kill_emulator(ctx: Context, target: Target, deadline: Deadline, why: str) -
 
 def _stop_target(ctx: Context, target: Target, deadline: Deadline) -> Result:
     name = target.ident.name
+    problem = uri_problem(target.uri)
+    if problem:
+        ctx.log.warning(f"{problem}: nothing can have been started through it, nothing to stop")
+        return Result(OCFExit.SUCCESS)
     budget = StopBudget.for_total(deadline.total)
     hv: Hypervisor | None = None
     try:

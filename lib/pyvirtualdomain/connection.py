@@ -8,6 +8,7 @@ call has been abandoned the connection is treated as dead: nothing else is sent 
 from __future__ import annotations
 
 import os
+import re
 import threading
 import time
 from typing import Any, Callable, Mapping, TypeVar
@@ -60,6 +61,10 @@ def default_uri(virt_type: str, environ: Mapping[str, str]) -> str:
     return _uri_default_from_conf(conf) or URI_BY_VIRT_TYPE.get(virt_type, FALLBACK_URI)
 
 
+# [user@]host-or-[IPv6][:port], any part may be empty (local URIs have no authority).
+_AUTHORITY = re.compile(r"^(?:[^@/\s\[\]]*@)?(?:\[[0-9A-Fa-f:.]+\]|[^\[\]/\s:@]*)(?::\d*)?$")
+
+
 def _split_uri(uri: str) -> tuple[str, str] | None:
     """(scheme, authority) of a libvirt URI, or None when it has no "scheme://".
     (Not urllib.parse: it costs the monitor path a few ms of imports.)"""
@@ -78,6 +83,8 @@ def uri_problem(uri: str) -> str | None:
     driver = parts[0].split("+", 1)[0]
     if driver not in KNOWN_DRIVERS:
         return f"hypervisor URI {uri!r} names no libvirt driver ({driver!r} is unknown)"
+    if not _AUTHORITY.match(parts[1]):
+        return f"hypervisor URI {uri!r} has a malformed host part {parts[1]!r}"
     return None
 
 

@@ -227,3 +227,13 @@ def test_validate_deep_reports_autostart_hazard(test_conn, write_config, state_d
                                           environ={"OCF_CHECK_LEVEL": "10"}))
     finally:
         dom.undefine()
+
+
+def test_garbage_uri_probe_monitor_stop(write_config, state_dir):
+    cfg = write_config(drv_xml("u14"))
+    for uri in ("this is :// not a uri", "qemu+tcp://[::1/system"):
+        params = {"config": str(cfg), "hypervisor": uri}
+        assert actions.monitor(make_ctx("monitor", params, state_dir)).rc == OCFExit.NOT_RUNNING
+        r = actions.monitor(make_ctx("monitor", params, state_dir, meta={"interval": "10000"}))
+        assert r.rc == OCFExit.ERR_CONFIGURED and "URI" in r.reason
+        assert actions.stop(make_ctx("stop", params, state_dir)).rc == OCFExit.SUCCESS
