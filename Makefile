@@ -17,7 +17,7 @@ DEBIAN_PACKAGES := libvirt-daemon libvirt-daemon-driver-qemu libvirt-daemon-driv
 	iproute2 libxml2-utils procps
 
 .PHONY: deps deps-system deps-python install install-agents check lint typecheck \
-	metadata-check test test-unit test-integration demo bench clean
+	metadata-check test test-unit test-integration demo bench bench-scale clean
 
 deps: deps-system deps-python
 
@@ -77,6 +77,9 @@ demo: deps
 
 bench: deps
 	$(PY) bench/run.py
+
+bench-scale: deps
+	$(PY) bench/scale.py
 
 clean:
 	rm -rf build .pytest_cache .mypy_cache .ruff_cache lib/*.egg-info
