@@ -120,7 +120,9 @@ def _watch(ctx: Context, dom: Domain, run: MigrationRun, abort_at: Deadline) -> 
                 f"{j.total_bytes / MIB:.0f} MiB sent, {j.remaining_bytes / MIB:.0f} MiB left, "
                 f"{j.bytes_per_s / MIB:.1f} MiB/s, iteration {j.iteration}")
             next_log = now + PROGRESS_LOG_S
-        if j.bytes_per_s > 0 and j.iteration >= 2 and now - last_steer >= 3.0:
+        # Judge convergence as soon as the transfer rate is measured (a slow first pass can
+        # alone outlast the timeout), at most every 3 s.
+        if j.bytes_per_s > 0 and now - last_steer >= 3.0:
             eta = j.remaining_bytes / j.bytes_per_s
             if eta > abort_at.remaining():
                 try:

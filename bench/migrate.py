@@ -1,0 +1,250 @@
+"""Benchmark: the agent's migrate_to against raw `virsh migrate --live` of the same running
+guest between the same two libvirt hosts (tests/harness/twohosts.py), in the same run.
+
+Hops are interleaved: each round moves the guest A->B->A with the agent and A->B->A with virsh,
+the method that goes first alternating from round to round. Both run inside the source host's
+namespaces through the same nsenter, from a clean environment: the agent as Pacemaker would run
+it (migrate_to with migration_transport=tcp, then migrate_from on the target, timed apart), and
+`virsh -c qemu:///system migrate --live NAME qemu+tcp://<target>/system`. After every hop the
+state is read back from both daemons (running on the target only, or the run stops).
+
+Run as root under the harness lock (waits for other harness users):
+    .venv/bin/python bench/migrate.py [--rounds 10] [--out docs/benchmarks-migrate.md]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from tests.harness.common import CLEAN_PATH  # noqa: E402
+from tests.harness.domains import import_libvirt  # noqa: E402
+from tests.harness.guest import (  # noqa: E402
+    INIT_MARKER,
+    VIRT_TYPE_ENV,
+    build_artifacts,
+    domain_xml,
+    wait_for_console,
+)
+from tests.harness.twohosts import NODE_NAMES, SharedHostLock, TwoHosts  # noqa: E402
+
+OTHER = {"A": "B", "B": "A"}
+OP_TIMEOUT_MS = 120000
+AGENT_PARAMS = {"migration_transport": "tcp"}
+
+
+@dataclass
+class Series:
+    wall_s: list[float] = field(default_factory=list)
+    qemu_ms: list[float] = field(default_factory=list)  # migration time inside qemu
+    downtime_ms: list[float] = field(default_factory=list)
+    moved_mib: list[float] = field(default_factory=list)
+    from_s: list[float] = field(default_factory=list)  # agent only: migrate_from
+
+    def row(self, label: str) -> str:
+        w = self.wall_s
+        return (f"| {label} | {len(w)} | {statistics.median(w):.3f} | {min(w):.3f} | "
+                f"{max(w):.3f} | {_med(self.qemu_ms):.0f} | {_med(self.downtime_ms):.0f} | "
+                f"{_med(self.moved_mib):.0f} |")
+
+
+def _med(values: list[float]) -> float:
+    return statistics.median(values) if values else float("nan")
+
+
+def completed_stats(hosts: TwoHosts, host: str, name: str) -> dict[str, Any]:
+    libvirt = import_libvirt()
+
+    def stats(conn: Any) -> dict[str, Any]:
+        dom = conn.lookupByName(name)
+        return dict(dom.jobStats(libvirt.VIR_DOMAIN_JOB_STATS_COMPLETED))
+
+    try:
+        return hosts.with_connection(host, stats, 10.0, "completed job stats")
+    except libvirt.libvirtError:
+        return {}
+
+
+def check_only_on(hosts: TwoHosts, name: str, host: str) -> None:
+    deadline = time.monotonic() + 15.0
+    while True:
+        states = hosts.states(name)
+        if states[host] == "running" and states[OTHER[host]] is None:
+            return
+        if time.monotonic() >= deadline:
+            raise SystemExit(f"after a hop to host{host}: {states}")
+        time.sleep(0.1)
+
+
+def timed(argv: list[str], env: dict[str, str]) -> tuple[float, subprocess.CompletedProcess[str]]:
+    t0 = time.perf_counter()
+    proc = subprocess.run(argv, env=env, stdin=subprocess.DEVNULL, capture_output=True,
+                          text=True, timeout=OP_TIMEOUT_MS / 1000 + 30, check=False)
+    return time.perf_counter() - t0, proc
+
+
+def hop_agent(hosts: TwoHosts, name: str, config: Path, workdir: Path, src: str,
+              series: Series) -> None:
+    dst = OTHER[src]
+    params = {"config": str(config), "hypervisor": "qemu:///system", **AGENT_PARAMS}
+
+    def env_for(action: str, host: str) -> dict[str, str]:
+        return hosts.agent_env(action, params, timeout_ms=OP_TIMEOUT_MS, instance=f"vm-{name}",
+                               state_dir=workdir / f"rsctmp-{host}",
+                               migrate_source=NODE_NAMES[src], migrate_target=NODE_NAMES[dst])
+
+    env = env_for("migrate_to", src)
+    wall, proc = timed(hosts.agent_argv(src, "migrate_to"), env)
+    if proc.returncode != 0:
+        raise SystemExit(f"agent migrate_to host{src}->host{dst}: rc {proc.returncode}\n"
+                         f"{proc.stderr}")
+    series.wall_s.append(wall)
+    env = env_for("migrate_from", dst)
+    wall_from, proc = timed(hosts.agent_argv(dst, "migrate_from"), env)
+    if proc.returncode != 0:
+        raise SystemExit(f"agent migrate_from on host{dst}: rc {proc.returncode}\n"
+                         f"{proc.stderr}")
+    series.from_s.append(wall_from)
+
+
+def hop_virsh(hosts: TwoHosts, name: str, src: str, series: Series) -> None:
+    dst = OTHER[src]
+    argv = hosts.nsenter_argv(src) + ["virsh", "-c", "qemu:///system", "migrate", "--live",
+                                      name, f"qemu+tcp://{NODE_NAMES[dst]}/system"]
+    wall, proc = timed(argv, {"PATH": CLEAN_PATH, "LANG": "C"})
+    if proc.returncode != 0:
+        raise SystemExit(f"virsh migrate host{src}->host{dst}: rc {proc.returncode}\n"
+                         f"{proc.stderr}")
+    series.wall_s.append(wall)
+
+
+def record_qemu(hosts: TwoHosts, name: str, host: str, series: Series) -> None:
+    st = completed_stats(hosts, host, name)
+    if "time_elapsed" in st:
+        series.qemu_ms.append(float(st["time_elapsed"]))
+    if "downtime" in st:
+        series.downtime_ms.append(float(st["downtime"]))
+    if "memory_processed" in st:
+        series.moved_mib.append(st["memory_processed"] / 2**20)
+
+
+def run(rounds: int, out: Path) -> int:
+    virt = os.environ.get(VIRT_TYPE_ENV, "").strip() or "qemu"
+    arts = build_artifacts()
+    ours, ref = Series(), Series()
+    with SharedHostLock(), TwoHosts() as hosts, \
+            tempfile.TemporaryDirectory(prefix="pyvd-bench-migrate-") as tmp:
+        work = Path(tmp)
+        for host in ("A", "B"):
+            (work / f"rsctmp-{host}").mkdir()
+        name = "pyvd-bench-migrate"
+        config = work / f"{name}.xml"
+        # Per-host console logs (/var/log/libvirt is private to each host, as on real nodes).
+        console = Path("/var/log/libvirt/qemu") / f"{name}.console.log"
+        config.write_text(domain_xml(name, "graceful", arts, virt, console))
+        start_env = hosts.agent_env("start", {"config": str(config),
+                                              "hypervisor": "qemu:///system"},
+                                    timeout_ms=60000, instance=f"vm-{name}",
+                                    state_dir=work / "rsctmp-A")
+        _, proc = timed(hosts.agent_argv("A", "start"), start_env)
+        console_a = hosts.host_dir("A") / "log" / "qemu" / console.name
+        if proc.returncode != 0 or not wait_for_console(console_a, INIT_MARKER, 60.0):
+            raise SystemExit(f"guest did not start on hostA: {proc.stderr}")
+        check_only_on(hosts, name, "A")
+        time.sleep(2.0)  # let the guest's init settle before the first hop
+        where = "A"
+        for r in range(rounds):
+            order = ("agent", "virsh") if r % 2 == 0 else ("virsh", "agent")
+            for method in order:
+                for _ in range(2):  # there and back
+                    if method == "agent":
+                        hop_agent(hosts, name, config, work, where, ours)
+                    else:
+                        hop_virsh(hosts, name, where, ref)
+                    where = OTHER[where]
+                    check_only_on(hosts, name, where)
+                    record_qemu(hosts, name, where, ours if method == "agent" else ref)
+                    time.sleep(0.5)
+            print(f"round {r + 1}/{rounds}: agent median {statistics.median(ours.wall_s):.3f}s,"
+                  f" virsh median {statistics.median(ref.wall_s):.3f}s", flush=True)
+    write_report(ours, ref, rounds, virt, out)
+    return 0
+
+
+def _version(argv: list[str]) -> str:
+    try:
+        proc = subprocess.run(argv, capture_output=True, text=True, timeout=10, check=False)
+    except OSError:
+        return "?"
+    return proc.stdout.splitlines()[0].strip() if proc.stdout else "?"
+
+
+def write_report(ours: Series, ref: Series, rounds: int, virt: str, out: Path) -> None:
+    ratio = statistics.median(ours.wall_s) / statistics.median(ref.wall_s)
+    diff_ms = (statistics.median(ours.wall_s) - statistics.median(ref.wall_s)) * 1000
+    lines = [
+        "# Live migration: agent migrate_to vs raw virsh migrate --live",
+        "",
+        "Generated by `bench/migrate.py` (do not edit by hand). One running guest moved between",
+        "two libvirt hosts on one machine (`tests/harness/twohosts.py`: own network, mount and",
+        "UTS namespaces, own libvirtd each, TCP without TLS), hops interleaved in the same run:",
+        f"each of {rounds} rounds moves the guest A->B->A with the agent and A->B->A with virsh,",
+        "the method going first alternating. Both are started the same way (nsenter into the",
+        "source host, clean environment). Wall time is from exec to exit of the command; qemu",
+        "columns are libvirt's completed-job statistics on the destination.",
+        "",
+        "- agent: `PyVirtualDomain migrate_to` with `migration_transport=tcp` (destination",
+        "  `qemu+tcp://<target>/system`), `OCF_RESKEY_CRM_meta_timeout=120000`; its",
+        "  `migrate_from` on the target is timed apart below.",
+        "- virsh: `virsh -c qemu:///system migrate --live NAME qemu+tcp://<target>/system`.",
+        "",
+        "| method | hops | median s | min s | max s | qemu ms (median) | downtime ms (median) |"
+        " moved MiB (median) |",
+        "|---|---|---|---|---|---|---|---|",
+        ours.row("agent migrate_to"),
+        ref.row("virsh migrate --live"),
+        "",
+        f"**Ratio agent/virsh (medians): {ratio:.3f}** ({diff_ms:+.0f} ms per hop; "
+        "target <= 1.05).",
+        "",
+        f"Agent migrate_from on the target (domain already there): median "
+        f"{_med(ours.from_s):.3f} s, min {min(ours.from_s):.3f} s, max {max(ours.from_s):.3f} s.",
+        "",
+        "Environment: "
+        f"{platform.node()}, {os.cpu_count()} CPUs, kernel {platform.release()}; "
+        f"{_version(['libvirtd', '--version'])}; "
+        f"{_version(['qemu-system-x86_64', '--version'])}; guest: virt type {virt}, "
+        "1 vCPU, 128 MiB, diskless kernel+initramfs; "
+        f"run {time.strftime('%Y-%m-%d %H:%M:%S %Z')}.",
+        "",
+    ]
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text("\n".join(lines))
+    print("\n".join(lines))
+
+
+def main(argv: list[str]) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--rounds", type=int, default=10)
+    ap.add_argument("--out", type=Path, default=ROOT / "docs" / "benchmarks-migrate.md")
+    args = ap.parse_args(argv)
+    if os.geteuid() != 0:
+        print("run as root (starts two libvirtd and qemu)", file=sys.stderr)
+        return 2
+    return run(args.rounds, args.out)
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,688 @@
+"""Two libvirt "hosts" on one machine, for live-migration tests and benchmarks.
+
+Each host is a network namespace (the two joined by a veth pair; their addresses exist only
+inside them) plus a private mount and UTS namespace in which per-host directories replace
+``/run/libvirt``, ``/var/lib/libvirt``, ``/var/cache/libvirt``, ``/var/log/libvirt`` and
+``/etc/libvirt`` (a private copy without domain definitions), and a private ``/etc/hosts``
+names both hosts. Each host runs its own virtlogd and ``libvirtd --listen`` (plain TCP, no
+auth, its own host UUID and hostname), so inside host X ``qemu:///system`` is host X's daemon
+and ``qemu+tcp://hostY/system`` the other one, as on two real cluster nodes.
+
+Everything this class starts is stopped by pid, and every process left in its network
+namespaces (the guests' qemu) is killed before the namespaces are deleted, also on failure::
+
+    with TwoHosts() as hosts:
+        hosts.run_agent("A", "migrate_to", params, migrate_target="hostB", ...)
+        hosts.domain_state("B", name)
+
+Command line (hand use, clean-up after a crash)::
+
+    .venv/bin/python -m tests.harness.twohosts start|stop|status
+"""
+
+from __future__ import annotations
+
+import gzip
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Callable, TypeVar
+
+from .agent import HANG_GRACE_S, AgentHung, AgentResult, agent_environment, exit_reason
+from .common import (
+    AGENTS_DIR,
+    CLEAN_PATH,
+    DEFAULT_CACHE_DIR,
+    DEFAULT_RUN_DIR,
+    VENV_PYTHON,
+    CallTimeout,
+    HarnessError,
+    HostLock,
+    pid_alive,
+    read_comm,
+    wait_until,
+)
+from .domains import DomainFacts, domain_facts, import_libvirt, kill_qemu, with_connection
+from .guest import Cpio, GuestArtifacts
+
+T = TypeVar("T")
+
+DEFAULT_STATE_DIR = DEFAULT_RUN_DIR / "twohosts"
+HOST_LOCK_PATH = Path("/run/pyvd-test.lock")
+TCP_PORT = 16509
+SYSTEM_CACHE = Path("/var/cache/libvirt/qemu")
+# Directories replaced per host (mount point -> subdirectory of the host's state dir).
+BIND_DIRS = (("/run/libvirt", "run"), ("/var/lib/libvirt", "lib"),
+             ("/var/cache/libvirt", "cache"), ("/var/log/libvirt", "log"),
+             ("/etc/libvirt", "etc-libvirt"))
+# Subdirectories of the private /etc/libvirt emptied so that no domain, network or pool
+# defined on the real host is (auto)started in the test hosts.
+EMPTIED_CONFIG_DIRS = ("qemu", "lxc", "storage", "secrets")
+
+
+@dataclass(frozen=True)
+class HostSpec:
+    key: str  # "A" or "B"
+    hostname: str  # node name and UTS hostname, resolvable on both hosts
+    address: str  # on the veth link (main network)
+    mig_address: str  # second address on the same link: the "migration network"
+    uuid: str  # libvirtd host_uuid (migration refuses same-UUID hosts)
+    netns: str  # ip netns name
+
+    @property
+    def tcp_uri(self) -> str:
+        return f"qemu+tcp://{self.address}/system"
+
+
+HOSTS: tuple[HostSpec, HostSpec] = (
+    HostSpec("A", "hostA", "10.77.0.1", "10.77.1.1", "00000000-0000-4000-8000-0000000000a1",
+             "pyvd-mig-A"),
+    HostSpec("B", "hostB", "10.77.0.2", "10.77.1.2", "00000000-0000-4000-8000-0000000000b2",
+             "pyvd-mig-B"),
+)
+NODE_NAMES = {h.key: h.hostname for h in HOSTS}  # {"A": "hostA", "B": "hostB"}
+# Interface names exist only inside the namespaces.
+VETH = {"A": "pyvdA", "B": "pyvdB"}
+# Extra names for the migration network: "<node>-mig" and an FQDN form of it.
+MIG_SUFFIX = "-mig"
+DOMAIN_SUFFIX = ".cluster.test"
+
+
+def hosts_file() -> str:
+    lines = ["127.0.0.1 localhost", "::1 localhost ip6-localhost ip6-loopback"]
+    for h in HOSTS:
+        lines.append(f"{h.address} {h.hostname}")
+        lines.append(f"{h.mig_address} {h.hostname}{MIG_SUFFIX} "
+                     f"{h.hostname}{MIG_SUFFIX}{DOMAIN_SUFFIX}")
+    return "\n".join(lines) + "\n"
+
+
+def libvirtd_conf(spec: HostSpec) -> str:
+    return (f'listen_tls = 0\nlisten_tcp = 1\nlisten_addr = "0.0.0.0"\n'
+            f'tcp_port = "{TCP_PORT}"\nauth_tcp = "none"\nauth_unix_rw = "none"\n'
+            f'host_uuid = "{spec.uuid}"\n'
+            f'log_outputs = "3:file:/var/log/libvirt/libvirtd.log"\n')
+
+
+def qemu_conf(spec: HostSpec) -> str:
+    # cgroup_controllers: both daemons share one cgroup tree and would both create
+    # machine/qemu-1-NAME; migration_host: where the destination tells the source to send.
+    return (f'user = "root"\ngroup = "root"\nsecurity_driver = "none"\n'
+            f'cgroup_controllers = [ ]\nmigration_host = "{spec.address}"\n')
+
+
+def _run(argv: Sequence[str], timeout_s: float = 30.0, check: bool = True,
+         env: Mapping[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    proc = subprocess.run(list(argv), stdin=subprocess.DEVNULL, capture_output=True, text=True,
+                          timeout=timeout_s, check=False,
+                          env=dict(env) if env is not None else {"PATH": CLEAN_PATH,
+                                                                 "LANG": "C"})
+    if check and proc.returncode != 0:
+        raise HarnessError(f"{' '.join(argv)} exited with {proc.returncode}: "
+                           f"{proc.stderr.strip()}")
+    return proc
+
+
+def _read_pid(path: Path) -> int | None:
+    try:
+        text = path.read_text().strip()
+    except OSError:
+        return None
+    return int(text) if text.isdigit() else None
+
+
+def netns_exists(name: str) -> bool:
+    return Path("/run/netns", name).exists()
+
+
+def netns_pids(name: str) -> list[int]:
+    """Every process whose network namespace is ``name`` (ip netns pids)."""
+    if not netns_exists(name):
+        return []
+    proc = _run(["ip", "netns", "pids", name], check=False)
+    return [int(p) for p in proc.stdout.split() if p.isdigit()]
+
+
+def holds_lock(path: Path = HOST_LOCK_PATH) -> bool:
+    """Whether this process already holds the flock on ``path`` (e.g. the session's
+    libvirtd fixture took it): taking it again on a new descriptor would wait forever."""
+    try:
+        st = path.stat()
+    except OSError:
+        return False
+    want = f"{os.major(st.st_dev):02x}:{os.minor(st.st_dev):02x}:{st.st_ino}"
+    try:
+        with open("/proc/locks", encoding="ascii", errors="replace") as f:
+            lines = f.read().splitlines()
+    except OSError:
+        return False
+    for line in lines:
+        fields = line.split()
+        # "1: FLOCK  ADVISORY  WRITE 18170 fe:00:16637955 0 EOF" ("->" marks waiters)
+        if "->" in fields or len(fields) < 6 or fields[1] != "FLOCK":
+            continue
+        if fields[4] == str(os.getpid()) and fields[5].lower() == want:
+            return True
+    return False
+
+
+class SharedHostLock:
+    """HostLock, unless this process holds it already (then a no-op)."""
+
+    def __init__(self, timeout_s: float = 3600.0) -> None:
+        self._lock: HostLock | None = None
+        self.timeout_s = timeout_s
+
+    def __enter__(self) -> SharedHostLock:
+        if not holds_lock():
+            self._lock = HostLock(HOST_LOCK_PATH, self.timeout_s)
+            self._lock.acquire()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._lock is not None:
+            self._lock.release()
+            self._lock = None
+
+
+class TwoHosts:
+    """Hosts "A" and "B" (node names hostA/hostB at 10.77.0.1/10.77.0.2)."""
+
+    def __init__(self, state_dir: Path = DEFAULT_STATE_DIR, start_timeout_s: float = 60.0,
+                 stop_timeout_s: float = 15.0) -> None:
+        self.state_dir = Path(state_dir)
+        self.start_timeout_s = start_timeout_s
+        self.stop_timeout_s = stop_timeout_s
+        self.specs = {h.key: h for h in HOSTS}
+        self._frozen: set[str] = set()
+
+    # -- facts -----------------------------------------------------------------------------
+
+    def spec(self, host: str) -> HostSpec:
+        try:
+            return self.specs[host]
+        except KeyError:
+            raise HarnessError(f"unknown host {host!r}: use A or B") from None
+
+    def host_dir(self, host: str) -> Path:
+        return self.state_dir / self.spec(host).key
+
+    def _pidfile(self, host: str, daemon: str) -> Path:
+        return self.host_dir(host) / "run" / f"{daemon}.pid"
+
+    def daemon_pid(self, host: str, daemon: str = "libvirtd") -> int | None:
+        """Pid of host X's libvirtd/virtlogd while it runs (checked by name and netns)."""
+        pid = _read_pid(self._pidfile(host, daemon))
+        if pid is None or not pid_alive(pid) or read_comm(pid) != daemon:
+            return None
+        if pid not in netns_pids(self.spec(host).netns):
+            return None
+        return pid
+
+    def socket_uri(self, host: str) -> str:
+        """A URI reaching host X's daemon from the root namespace (its unix socket)."""
+        sock = self.host_dir(host) / "run" / "libvirt-sock"
+        return f"qemu+unix:///system?socket={sock}"
+
+    def tcp_uri(self, host: str) -> str:
+        """qemu+tcp://10.77.0.x/system: valid only inside either host's namespaces."""
+        return self.spec(host).tcp_uri
+
+    def log_tail(self, host: str, lines: int = 30) -> str:
+        path = self.host_dir(host) / "log" / "libvirtd.log"
+        try:
+            return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return f"(no {path})"
+
+    # -- running things inside a host ------------------------------------------------------
+
+    def nsenter_argv(self, host: str) -> list[str]:
+        pid = self.daemon_pid(host)
+        if pid is None:
+            pid = self._anchor_pid(host)
+        return ["nsenter", "-t", str(pid), "-n", "-m", "-u", "--"]
+
+    def _anchor_pid(self, host: str) -> int:
+        # libvirtd may be stopped on purpose: any of our processes still in the host's
+        # network namespace (virtlogd, qemu) carries its mount and UTS namespaces too.
+        pid = self.daemon_pid(host, "virtlogd")
+        if pid is None:
+            raise HarnessError(f"host{host}: neither libvirtd nor virtlogd runs")
+        return pid
+
+    def exec(self, host: str, argv: Sequence[str], timeout_s: float = 60.0, check: bool = False,
+             env: Mapping[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+        """Run ``argv`` inside host X's network, mount and UTS namespaces."""
+        return _run(self.nsenter_argv(host) + list(argv), timeout_s, check, env)
+
+    def virsh(self, host: str, *args: str, uri: str = "qemu:///system", timeout_s: float = 60.0,
+              check: bool = False) -> subprocess.CompletedProcess[str]:
+        """``virsh -c URI ARGS`` inside host X (qemu:///system there is host X's daemon)."""
+        return self.exec(host, ["virsh", "-c", uri, *args], timeout_s, check)
+
+    def agent_argv(self, host: str, action: str, agent: str = "PyVirtualDomain",
+                   python: Path | str = VENV_PYTHON) -> list[str]:
+        return self.nsenter_argv(host) + [str(python), str(AGENTS_DIR / agent), action]
+
+    def agent_env(self, action: str, params: Mapping[str, str], *, timeout_ms: int | None,
+                  instance: str, state_dir: Path | str, migrate_source: str | None = None,
+                  migrate_target: str | None = None, interval_ms: int | None = None,
+                  env_extra: Mapping[str, str] | None = None,
+                  agent: str = "PyVirtualDomain") -> dict[str, str]:
+        extra: dict[str, str] = {}
+        if migrate_source is not None:
+            extra["OCF_RESKEY_CRM_meta_migrate_source"] = migrate_source
+        if migrate_target is not None:
+            extra["OCF_RESKEY_CRM_meta_migrate_target"] = migrate_target
+        extra.update(env_extra or {})
+        return agent_environment(action, params, timeout_ms=timeout_ms,
+                                 interval_ms=interval_ms, instance=instance,
+                                 state_dir=state_dir, agent=agent, env_extra=extra)
+
+    def run_agent(self, host: str, action: str, params: Mapping[str, str], *,
+                  timeout_ms: int | None, instance: str, state_dir: Path | str,
+                  migrate_source: str | None = None, migrate_target: str | None = None,
+                  interval_ms: int | None = None, env_extra: Mapping[str, str] | None = None,
+                  agent: str = "PyVirtualDomain") -> AgentResult:
+        """Run ``agent ACTION`` on host X as Pacemaker's executor would on that node.
+
+        Like harness.agent.run_agent (clean OCF environment, AgentHung past the op timeout
+        plus a grace period), with the migration meta attributes when given."""
+        env = self.agent_env(action, params, timeout_ms=timeout_ms, instance=instance,
+                             state_dir=state_dir, migrate_source=migrate_source,
+                             migrate_target=migrate_target, interval_ms=interval_ms,
+                             env_extra=env_extra, agent=agent)
+        Path(state_dir).mkdir(parents=True, exist_ok=True)
+        limit_s = (timeout_ms or 90000) / 1000.0 + HANG_GRACE_S
+        argv = self.agent_argv(host, action, agent)
+        started = time.monotonic()
+        # nsenter without --fork execs the agent: the process group is the agent's.
+        proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, env=env, cwd="/",
+                                start_new_session=True)
+        try:
+            out, err = proc.communicate(timeout=limit_s)
+        except subprocess.TimeoutExpired:
+            try:
+                os.killpg(proc.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            out, err = proc.communicate()
+            raise AgentHung(f"{agent} {action} on host{host} still running after "
+                            f"{limit_s:.0f}s: killed", out.decode(errors="replace"),
+                            err.decode(errors="replace")) from None
+        elapsed = time.monotonic() - started
+        stderr = err.decode(errors="replace")
+        return AgentResult(action=action, rc=proc.returncode,
+                           stdout=out.decode(errors="replace"), stderr=stderr,
+                           elapsed_s=elapsed, reason=exit_reason(stderr))
+
+    # -- libvirt -----------------------------------------------------------------------------
+
+    def with_connection(self, host: str, fn: Callable[[Any], T], timeout_s: float = 10.0,
+                        what: str = "libvirt call") -> T:
+        """``fn(conn)`` on a fresh libvirt-python connection to host X's daemon (bounded:
+        a frozen daemon raises CallTimeout)."""
+        return with_connection(fn, self.socket_uri(host), timeout_s, f"host{host}: {what}")
+
+    def open(self, host: str, timeout_s: float = 10.0) -> Any:
+        """A libvirt-python connection to host X's daemon; the caller closes it."""
+        libvirt = import_libvirt()
+        uri = self.socket_uri(host)
+        return bounded_open(libvirt, uri, timeout_s)
+
+    def domain_facts(self, host: str, name: str, timeout_s: float = 10.0) -> DomainFacts | None:
+        return domain_facts(name, self.socket_uri(host), timeout_s)
+
+    def domain_state(self, host: str, name: str, timeout_s: float = 10.0) -> str | None:
+        """virsh's word for the domain's state on host X ("running", "paused", ...), or None
+        when host X's daemon does not know the domain."""
+        facts = self.domain_facts(host, name, timeout_s)
+        return None if facts is None else facts.state
+
+    def states(self, name: str) -> dict[str, str | None]:
+        """The domain's state read back from both daemons: {"A": ..., "B": ...}."""
+        return {h.key: self.domain_state(h.key, name) for h in HOSTS}
+
+    def list_domains(self, host: str) -> list[str]:
+        return self.with_connection(
+            host, lambda c: sorted(str(d.name()) for d in c.listAllDomains(0)),
+            what="list domains")
+
+    def wait_for_state(self, host: str, name: str, wanted: str | None,
+                       timeout_s: float) -> bool:
+        return wait_until(lambda: self.domain_state(host, name) == wanted, timeout_s, 0.2)
+
+    def remove_domain(self, name: str) -> list[str]:
+        """Destroy and undefine ``name`` on both hosts, then SIGKILL any qemu of it."""
+        libvirt = import_libvirt()
+        done: list[str] = []
+        for h in HOSTS:
+            if self.daemon_pid(h.key) is None or h.key in self._frozen:
+                continue
+
+            def remove(conn: Any) -> list[str]:
+                out: list[str] = []
+                try:
+                    dom = conn.lookupByName(name)
+                except libvirt.libvirtError:
+                    return out
+                try:
+                    persistent = bool(dom.isPersistent())
+                    if dom.isActive():
+                        dom.destroy()  # a transient domain is gone after this
+                        out.append("destroyed")
+                    if persistent:
+                        dom.undefine()
+                        out.append("undefined")
+                except libvirt.libvirtError as exc:
+                    if exc.get_error_code() != libvirt.VIR_ERR_NO_DOMAIN:
+                        out.append(f"failed: {exc}")
+                return out
+
+            try:
+                for what in self.with_connection(h.key, remove, 20.0, f"remove {name}"):
+                    done.append(f"host{h.key}: {what}")
+            except (CallTimeout, libvirt.libvirtError) as exc:
+                done.append(f"host{h.key}: libvirt failed: {exc}")
+        killed = kill_qemu(name)
+        if killed:
+            done.append(f"killed qemu pid {', '.join(map(str, killed))}")
+        return done
+
+    # -- daemon control (for failure tests) --------------------------------------------------
+
+    def freeze(self, host: str) -> None:
+        """SIGSTOP host X's libvirtd: it keeps its sockets but answers nothing."""
+        pid = self.daemon_pid(host)
+        if pid is None:
+            raise HarnessError(f"host{host}: libvirtd is not running")
+        os.kill(pid, signal.SIGSTOP)
+        self._frozen.add(host)
+
+    def thaw(self, host: str) -> None:
+        pid = self.daemon_pid(host)
+        if pid is not None:
+            os.kill(pid, signal.SIGCONT)
+        self._frozen.discard(host)
+
+    def kill_libvirtd(self, host: str, sig: signal.Signals = signal.SIGKILL) -> None:
+        """Signal host X's libvirtd (default SIGKILL) and wait until it is gone."""
+        pid = self.daemon_pid(host)
+        if pid is None:
+            return
+        os.kill(pid, sig)
+        if sig != signal.SIGKILL:
+            os.kill(pid, signal.SIGCONT)
+        if not wait_until(lambda: not pid_alive(pid), self.stop_timeout_s, 0.05):
+            os.kill(pid, signal.SIGKILL)
+            wait_until(lambda: not pid_alive(pid), 10.0, 0.05)
+        self._frozen.discard(host)
+
+    def restart_libvirtd(self, host: str) -> None:
+        """Start host X's libvirtd again in its existing namespaces (after kill_libvirtd)."""
+        if self.daemon_pid(host) is not None:
+            self.thaw(host)
+            return
+        anchor = self._anchor_pid(host)
+        pidfile = self._pidfile(host, "libvirtd")
+        pidfile.unlink(missing_ok=True)
+        _run(["nsenter", "-t", str(anchor), "-n", "-m", "-u", "--", "libvirtd", "-d",
+              "--listen", "-f", "/etc/libvirt/libvirtd.conf", "-p", "/run/libvirt/libvirtd.pid"],
+             timeout_s=30)
+        self._wait_ready(host)
+
+    def ensure_running(self) -> None:
+        """Thaw frozen daemons and restart killed ones."""
+        for h in HOSTS:
+            self.thaw(h.key)
+            if self.daemon_pid(h.key) is None:
+                self.restart_libvirtd(h.key)
+
+    # -- start / stop ----------------------------------------------------------------------
+
+    def _prepare_dirs(self, spec: HostSpec) -> Path:
+        d = self.state_dir / spec.key
+        for sub in ("run", "lib"):  # state of an earlier run is never reused
+            shutil.rmtree(d / sub, ignore_errors=True)
+        for _, sub in BIND_DIRS:
+            (d / sub).mkdir(parents=True, exist_ok=True)
+        (d / "log" / "qemu").mkdir(parents=True, exist_ok=True)
+        for log in (d / "log").glob("*.log"):
+            log.unlink()
+        if SYSTEM_CACHE.is_dir() and not (d / "cache" / "qemu").is_dir():
+            # libvirt keeps the probed QEMU capabilities here: seeding them makes the
+            # daemon start in ~0.4 s instead of ~16 s (it re-probes when they are stale).
+            shutil.copytree(SYSTEM_CACHE, d / "cache" / "qemu", symlinks=True)
+        etc = d / "etc-libvirt"
+        shutil.rmtree(etc, ignore_errors=True)
+        shutil.copytree("/etc/libvirt", etc, symlinks=True)
+        for sub in EMPTIED_CONFIG_DIRS:
+            shutil.rmtree(etc / sub, ignore_errors=True)
+        (etc / "qemu").mkdir()
+        (etc / "libvirtd.conf").write_text(libvirtd_conf(spec))
+        (etc / "qemu.conf").write_text(qemu_conf(spec))
+        (d / "hosts").write_text(hosts_file())
+        return d
+
+    def _start_host(self, spec: HostSpec) -> None:
+        d = self._prepare_dirs(spec)
+        mounts = "\n".join(f"mount --bind {d / sub} {target}" for target, sub in BIND_DIRS)
+        script = (f"hostname {spec.hostname}\n{mounts}\nmount --bind {d / 'hosts'} /etc/hosts\n"
+                  "virtlogd -d -p /run/libvirt/virtlogd.pid\n"
+                  "exec libvirtd -d --listen -f /etc/libvirt/libvirtd.conf "
+                  "-p /run/libvirt/libvirtd.pid\n")
+        with open(d / "start.stdio", "wb") as out:
+            proc = subprocess.run(
+                ["ip", "netns", "exec", spec.netns, "unshare", "--mount", "--uts",
+                 "--propagation", "private", "/bin/sh", "-ec", script],
+                stdin=subprocess.DEVNULL, stdout=out, stderr=out, timeout=60, check=False,
+                env={"PATH": CLEAN_PATH, "LANG": "C"})
+        if proc.returncode != 0:
+            raise HarnessError(f"host{spec.key}: start script exited with {proc.returncode}; "
+                               f"see {d / 'start.stdio'}")
+        self._wait_ready(spec.key)
+
+    def _wait_ready(self, host: str) -> None:
+        libvirt = import_libvirt()
+        end = time.monotonic() + self.start_timeout_s
+
+        def ready() -> bool:
+            if self.daemon_pid(host) is None:
+                return False
+            try:
+                return bool(self.with_connection(host, lambda c: c.getHostname(), 5.0,
+                                                 "hostname"))
+            except (CallTimeout, libvirt.libvirtError):
+                return False
+
+        while not ready():
+            if time.monotonic() >= end:
+                raise HarnessError(f"host{host}: libvirtd did not answer within "
+                                   f"{self.start_timeout_s:.0f}s:\n{self.log_tail(host)}")
+            time.sleep(0.1)
+
+    def _create_network(self) -> None:
+        a, b = HOSTS
+        for h in HOSTS:
+            _run(["ip", "netns", "add", h.netns])
+            _run(["ip", "-n", h.netns, "link", "set", "lo", "up"])
+        _run(["ip", "link", "add", VETH["A"], "netns", a.netns, "type", "veth", "peer", "name",
+              VETH["B"], "netns", b.netns])
+        for h in HOSTS:
+            dev = VETH[h.key]
+            _run(["ip", "-n", h.netns, "addr", "add", f"{h.address}/24", "dev", dev])
+            _run(["ip", "-n", h.netns, "addr", "add", f"{h.mig_address}/24", "dev", dev])
+            _run(["ip", "-n", h.netns, "link", "set", dev, "up"])
+
+    def start(self) -> TwoHosts:
+        """Create the namespaces and start both daemons; checks each reaches the other over
+        TCP by node name. Cleans up what an earlier crashed run left; on failure, stops
+        everything it started."""
+        for tool in ("libvirtd", "virtlogd", "ip", "nsenter", "unshare", "virsh"):
+            if shutil.which(tool, path=CLEAN_PATH) is None:
+                raise HarnessError(f"{tool} is not installed")
+        self.stop()
+        try:
+            self._create_network()
+            for h in HOSTS:
+                self._start_host(h)
+            for src, dst in ((HOSTS[0], HOSTS[1]), (HOSTS[1], HOSTS[0])):
+                proc = self.virsh(src.key, "hostname", uri=f"qemu+tcp://{dst.hostname}/system",
+                                  timeout_s=20)
+                if proc.returncode != 0 or proc.stdout.strip() != dst.hostname:
+                    raise HarnessError(f"host{src.key} cannot reach {dst.hostname} over TCP: "
+                                       f"rc {proc.returncode} {proc.stdout!r} {proc.stderr!r}")
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def _terminate(self, pid: int) -> None:
+        for sig, wait_s in ((signal.SIGCONT, 0.0), (signal.SIGTERM, self.stop_timeout_s),
+                            (signal.SIGKILL, 10.0)):
+            try:
+                os.kill(pid, sig)
+            except ProcessLookupError:
+                return
+            if wait_s and wait_until(lambda: not pid_alive(pid), wait_s, 0.05):
+                return
+
+    def stop(self) -> list[str]:
+        """Destroy every domain, stop both daemons by pid, kill whatever else still runs in
+        the namespaces (qemu), delete the namespaces (and so the veth pair). Idempotent; what
+        it did, for the log. Raises HarnessError only if something survives."""
+        done: list[str] = []
+        libvirt = import_libvirt()
+        for h in HOSTS:
+            self.thaw(h.key)
+            if self.daemon_pid(h.key) is None:
+                continue
+
+            def destroy_all(conn: Any) -> list[str]:
+                names: list[str] = []
+                for dom in conn.listAllDomains(0):
+                    try:
+                        persistent = bool(dom.isPersistent())
+                        if dom.isActive():
+                            dom.destroy()
+                        if persistent:
+                            dom.undefine()
+                        names.append(str(dom.name()))
+                    except libvirt.libvirtError:
+                        pass
+                return names
+
+            try:
+                for name in self.with_connection(h.key, destroy_all, 20.0, "destroy all"):
+                    done.append(f"host{h.key}: removed domain {name}")
+            except (CallTimeout, libvirt.libvirtError) as exc:
+                done.append(f"host{h.key}: could not list domains: {exc}")
+        for h in HOSTS:
+            for daemon in ("libvirtd", "virtlogd"):
+                pid = _read_pid(self._pidfile(h.key, daemon))
+                if pid is not None and pid_alive(pid) and read_comm(pid) == daemon:
+                    self._terminate(pid)
+                    done.append(f"host{h.key}: stopped {daemon} ({pid})")
+                self._pidfile(h.key, daemon).unlink(missing_ok=True)
+        self._frozen.clear()
+        survivors: list[str] = []
+        for h in HOSTS:
+            # Only processes in our own network namespaces: qemu of our domains, strays.
+            for pid in netns_pids(h.netns):
+                comm = read_comm(pid)
+                self._terminate(pid)
+                done.append(f"host{h.key}: killed {comm} ({pid})")
+            if netns_exists(h.netns):
+                left = [p for p in netns_pids(h.netns) if pid_alive(p)]
+                if left:
+                    survivors.append(f"{h.netns}: pids {left}")
+                    continue
+                proc = _run(["ip", "netns", "del", h.netns], check=False)
+                if proc.returncode != 0:
+                    survivors.append(f"ip netns del {h.netns}: {proc.stderr.strip()}")
+                else:
+                    done.append(f"deleted netns {h.netns}")
+        if survivors:
+            raise HarnessError("two-host teardown left: " + "; ".join(survivors))
+        return done
+
+    def status(self) -> dict[str, dict[str, int | None | bool]]:
+        return {h.key: {"netns": netns_exists(h.netns),
+                        "libvirtd": self.daemon_pid(h.key),
+                        "virtlogd": self.daemon_pid(h.key, "virtlogd")} for h in HOSTS}
+
+    def __enter__(self) -> TwoHosts:
+        return self.start()
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.stop()
+
+
+def bounded_open(libvirt: Any, uri: str, timeout_s: float) -> Any:
+    from .common import bounded
+
+    return bounded(lambda: libvirt.open(uri), timeout_s, f"connect {uri}")
+
+
+# -- a guest that keeps dirtying its memory ------------------------------------------------
+
+DIRTY_MARKER = "HARNESS-DIRTY started"
+DIRTY_SCRIPT = """#!/bin/sh
+mib=$(sed -n 's/.*harness.dirty=\\([0-9]*\\).*/\\1/p' /proc/cmdline)
+[ -n "$mib" ] || exec sleep 100000
+echo "HARNESS-DIRTY started mib=$mib" > /dev/console
+while :; do dd if=/dev/zero of=/tmp/dirty bs=1M count="$mib" conv=notrunc 2>/dev/null; done
+"""
+DIRTY_INITTAB = """::sysinit:/etc/rc.sh
+::respawn:/etc/tick.sh
+::respawn:/etc/dirty.sh
+::shutdown:/bin/sh -c 'echo "HARNESS-SHUTDOWN uptime=$(cut -d" " -f1 /proc/uptime)" > /dev/console'
+"""
+
+
+def dirty_initramfs(artifacts: GuestArtifacts, cache_dir: Path = DEFAULT_CACHE_DIR) -> Path:
+    """The test initramfs plus an appended archive (the kernel unpacks concatenated
+    archives, later files replacing earlier ones) whose init also rewrites
+    ``harness.dirty=<MiB>`` of memory in a loop: precopy then never converges at a low
+    bandwidth. Without ``harness.dirty`` on the command line the guest behaves as usual."""
+    out = Path(cache_dir) / artifacts.key / "initramfs-dirty.cpio.gz"
+    if out.is_file():
+        return out
+    extra = Cpio()
+    extra.file("etc/inittab", DIRTY_INITTAB.encode())
+    extra.file("etc/dirty.sh", DIRTY_SCRIPT.encode(), 0o755)
+    data = artifacts.initramfs.read_bytes() + gzip.compress(extra.finish(), mtime=0)
+    tmp = out.with_suffix(f".tmp{os.getpid()}")
+    tmp.write_bytes(data)
+    os.replace(tmp, out)
+    return out
+
+
+def main(argv: list[str]) -> int:
+    usage = "usage: python -m tests.harness.twohosts start|stop|status"
+    if len(argv) != 1 or argv[0] not in ("start", "stop", "status"):
+        print(usage, file=sys.stderr)
+        return 2
+    hosts = TwoHosts()
+    if argv[0] == "start":
+        hosts.start()
+    elif argv[0] == "stop":
+        for line in hosts.stop():
+            print(line)
+    for key, facts in hosts.status().items():
+        print(f"host{key}: {facts}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,487 @@
+"""Live migration through the agent between two real libvirt hosts (tests/harness/twohosts.py).
+
+Every test runs the agent inside a host's namespaces, as Pacemaker's executor does on that
+node (there ``qemu:///system`` is that host's daemon), and reads the domain's state back from
+BOTH daemons afterwards: a guest must end up running on exactly one host, the one the exit code
+says. Guests are the tiny TCG test guest (ticking on its console every second) and, for the
+convergence tests, the same guest rewriting 40 MiB of its memory in a loop."""
+
+from __future__ import annotations
+
+import os
+import re
+import secrets
+import shutil
+import signal
+from collections.abc import Callable, Iterator, Mapping
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+import pytest
+
+from tests.harness import (
+    INIT_MARKER,
+    AgentResult,
+    GuestArtifacts,
+    console_text,
+    domain_xml,
+    qemu_pids,
+    wait_for_console,
+)
+from tests.harness.agent import HANG_GRACE_S
+from tests.harness.common import CLEAN_PATH, wait_until
+from tests.harness.guest import VIRT_TYPE_ENV
+from tests.harness.twohosts import (
+    DIRTY_MARKER,
+    SharedHostLock,
+    TwoHosts,
+    dirty_initramfs,
+)
+
+pytestmark = pytest.mark.integration
+
+START_MS = 60000
+MIGRATE_MS = 60000
+MIGRATE_FROM_MS = 30000
+MONITOR_MS = 20000
+RECURRING_MS = 10000
+BOOT_S = 60.0
+# After a hop the guest must print a newer heartbeat (every second) within this.
+TICK_S = 20.0
+# How long the losing side may take to forget the domain after a failed migration.
+CLEANUP_S = 15.0
+OTHER = {"A": "B", "B": "A"}
+NODE = {"A": "hostA", "B": "hostB"}
+TICK_RE = re.compile(r"HARNESS-TICK uptime=([0-9.]+)")
+
+
+def _require_environment() -> None:
+    if os.geteuid() != 0:
+        pytest.skip("migration tests run two libvirtd and qemu as root")
+    missing = [p for p in ("libvirtd", "virtlogd", "qemu-system-x86_64", "ip", "nsenter",
+                           "unshare", "virsh") if not shutil.which(p, path=CLEAN_PATH)]
+    if missing:
+        pytest.skip(f"not installed: {', '.join(missing)}")
+
+
+def _sigterm_as_interrupt(signum: int, frame: FrameType | None) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
+@pytest.fixture(scope="module")
+def hosts() -> Iterator[TwoHosts]:
+    """hostA and hostB, each with its own libvirtd, for this module (under the HostLock)."""
+    _require_environment()
+    previous = signal.signal(signal.SIGTERM, _sigterm_as_interrupt)
+    try:
+        with SharedHostLock(), TwoHosts() as two:
+            yield two
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+@pytest.fixture(scope="module")
+def virt_type() -> str:
+    # Both hosts share the machine; the TCG guest behaves the same on both. KVM only if asked.
+    return os.environ.get(VIRT_TYPE_ENV, "").strip() or "qemu"
+
+
+@dataclass
+class MigVm:
+    """One VM resource as two cluster nodes see it: one XML path readable on both hosts."""
+
+    hosts: TwoHosts
+    name: str
+    config: Path
+    workdir: Path
+    params: dict[str, str] = field(default_factory=dict)
+
+    def run(self, host: str, action: str, *, timeout_ms: int,
+            params: Mapping[str, str] | None = None, source: str | None = None,
+            target: str | None = None, interval_ms: int | None = None) -> AgentResult:
+        merged = dict(self.params)
+        merged.update(params or {})
+        return self.hosts.run_agent(host, action, merged, timeout_ms=timeout_ms,
+                                    interval_ms=interval_ms, instance=f"vm-{self.name}",
+                                    state_dir=self.workdir / f"rsctmp-{host}",
+                                    migrate_source=source, migrate_target=target)
+
+    def migrate_to(self, src: str, *, params: Mapping[str, str] | None = None,
+                   timeout_ms: int = MIGRATE_MS, nodes: Mapping[str, str] = NODE) -> AgentResult:
+        dst = OTHER[src]
+        return self.run(src, "migrate_to", timeout_ms=timeout_ms, params=params,
+                        source=nodes[src], target=nodes[dst])
+
+    def migrate_from(self, dst: str, *, params: Mapping[str, str] | None = None,
+                     timeout_ms: int = MIGRATE_FROM_MS,
+                     nodes: Mapping[str, str] = NODE) -> AgentResult:
+        src = OTHER[dst]
+        return self.run(dst, "migrate_from", timeout_ms=timeout_ms, params=params,
+                        source=nodes[src], target=nodes[dst])
+
+    def states(self) -> dict[str, str | None]:
+        return self.hosts.states(self.name)
+
+    def console_log(self, host: str) -> Path:
+        """The console log as host X's virtlogd writes it: the XML names a path below
+        /var/log/libvirt, which is per host (as on real nodes). With one shared path the
+        destination's virtlogd replaces the file (append='off') at the incoming start, and a
+        source guest that stays after a failed migration logs into a deleted file."""
+        return self.hosts.host_dir(host) / "log" / "qemu" / f"{self.name}.console.log"
+
+    def console(self, host: str) -> str:
+        return console_text(self.console_log(host))
+
+    def uptime(self, host: str) -> float:
+        """The guest's uptime in the newest heartbeat line on host X's console log (compare
+        uptimes across hops: each host's log starts anew when the guest arrives there)."""
+        ticks = TICK_RE.findall(self.console(host))
+        return float(ticks[-1]) if ticks else 0.0
+
+    def ticks_after(self, host: str, uptime: float, timeout_s: float = TICK_S) -> bool:
+        """Whether the guest on host X prints a heartbeat newer than ``uptime``."""
+        return wait_until(lambda: self.uptime(host) > uptime, timeout_s, 0.2)
+
+    def qemu_count(self) -> int:
+        return len(qemu_pids(self.name))
+
+    def start_on(self, host: str, marker: str = INIT_MARKER) -> None:
+        r = self.run(host, "start", timeout_ms=START_MS)
+        assert r.rc == 0, r
+        assert wait_for_console(self.console_log(host), marker, BOOT_S), self.console(host)
+        assert self.ticks_after(host, 0.0), self.console(host)
+        assert_only_on(self, host)
+
+
+MakeVm = Callable[..., MigVm]
+
+
+def assert_only_on(vm: MigVm, host: str) -> None:
+    """Running on ``host``, unknown to the other daemon, exactly one qemu process."""
+    states = vm.states()
+    assert states[host] == "running", f"{vm.name}: {states}"
+    # The other side may need a moment to forget a domain whose migration just ended.
+    other = OTHER[host]
+    if states[other] is not None:
+        wait_until(lambda: vm.hosts.domain_state(other, vm.name) is None, CLEANUP_S, 0.2)
+        states = vm.states()
+    assert states[other] is None, f"{vm.name} still known on host{other}: {states}"
+    assert states[host] == "running", f"{vm.name}: {states}"
+    assert wait_until(lambda: vm.qemu_count() == 1, 5.0), \
+        f"{vm.name}: {vm.qemu_count()} qemu processes"
+
+
+def hop(vm: MigVm, src: str, params: Mapping[str, str] | None = None,
+        nodes: Mapping[str, str] = NODE) -> tuple[AgentResult, AgentResult]:
+    """migrate_to on ``src`` then migrate_from on the other host, as Pacemaker does; both
+    must succeed and the guest must keep running (no reboot) on the destination only."""
+    dst = OTHER[src]
+    before = vm.uptime(src)
+    to = vm.migrate_to(src, params=params, nodes=nodes)
+    assert to.rc == 0, to
+    assert to.elapsed_s < MIGRATE_MS / 1000, to
+    fr = vm.migrate_from(dst, params=params, nodes=nodes)
+    assert fr.rc == 0, fr
+    assert_only_on(vm, dst)
+    assert vm.ticks_after(dst, before), \
+        f"guest not ticking on host{dst} after {src}->{dst}:\n{vm.console(dst)}"
+    return to, fr
+
+
+@pytest.fixture
+def make_vm(request: pytest.FixtureRequest, tmp_path: Path, hosts: TwoHosts,
+            artifacts: GuestArtifacts, virt_type: str) -> Iterator[MakeVm]:
+    """Factory: ``make_vm(dirty_mib=0)`` writes a uniquely named guest XML (console log
+    beside it, heartbeat every second) and returns its MigVm; nothing is started. Teardown
+    brings both daemons back and removes the domain from both hosts."""
+    created: list[MigVm] = []
+
+    def make(dirty_mib: int = 0, memory_mib: int = 128) -> MigVm:
+        stem = re.sub(r"[^A-Za-z0-9]+", "-", request.node.name.removeprefix("test_"))
+        name = f"pyvd-mig-{stem.strip('-')[:24]}-{secrets.token_hex(3)}"
+        arts = artifacts
+        extra = "harness.tick=1"
+        if dirty_mib:
+            arts = replace(artifacts, initramfs=dirty_initramfs(artifacts))
+            extra += f" harness.dirty={dirty_mib}"
+        config = tmp_path / f"{name}.xml"
+        console_log = Path("/var/log/libvirt/qemu") / f"{name}.console.log"  # per host
+        config.write_text(domain_xml(name, "graceful", arts, virt_type, console_log,
+                                     memory_mib=memory_mib, extra_cmdline=extra))
+        vm = MigVm(hosts=hosts, name=name, config=config, workdir=tmp_path,
+                   params={"config": str(config), "hypervisor": "qemu:///system"})
+        created.append(vm)
+        return vm
+
+    yield make
+
+    problems: list[str] = []
+    try:
+        hosts.ensure_running()
+    except Exception as exc:  # noqa: BLE001 - still remove the guests below
+        problems.append(f"daemons could not be brought back: {exc}")
+    for vm in created:
+        done = hosts.remove_domain(vm.name)
+        if any("failed" in d for d in done):
+            problems.append(f"{vm.name}: {done}")
+        if vm.qemu_count():
+            problems.append(f"{vm.name}: qemu still runs")
+    if problems:
+        pytest.fail("teardown: " + "; ".join(problems))
+
+
+class Background:
+    """Run one agent call in a thread while the test disturbs the hosts."""
+
+    def __init__(self, fn: Callable[[], AgentResult]) -> None:
+        self._pool = ThreadPoolExecutor(max_workers=1)
+        self.future: Future[AgentResult] = self._pool.submit(fn)
+
+    def result(self, timeout_s: float) -> AgentResult:
+        try:
+            return self.future.result(timeout=timeout_s)
+        finally:
+            self._pool.shutdown(wait=False)
+
+
+def migration_job_running(hosts: TwoHosts, host: str, name: str) -> bool:
+    """Whether the source has an active migration job that has moved data already."""
+
+    def job(conn: Any) -> bool:
+        info = conn.lookupByName(name).jobInfo()
+        # [type, timeElapsed, timeRemaining, dataTotal, dataProcessed, ...]
+        return bool(info[0] != 0 and info[4] > 0)
+
+    try:
+        return hosts.with_connection(host, job, 5.0, "job info")
+    except Exception:  # noqa: BLE001 - not there yet
+        return False
+
+
+# -- the happy paths ------------------------------------------------------------------------
+
+
+def test_migrate_there_and_back(make_vm: MakeVm) -> None:
+    vm = make_vm()
+    vm.start_on("A")
+    params = {"migration_transport": "tcp"}
+    to, _ = hop(vm, "A", params)
+    assert to.reason is None, to
+    # The agent's own view agrees with both daemons.
+    on_b = vm.run("B", "monitor", timeout_ms=MONITOR_MS, interval_ms=RECURRING_MS)
+    assert on_b.rc == 0, on_b
+    on_a = vm.run("A", "monitor", timeout_ms=MONITOR_MS, interval_ms=RECURRING_MS)
+    assert on_a.rc == 7, on_a
+    hop(vm, "B", params)
+    on_a = vm.run("A", "monitor", timeout_ms=MONITOR_MS, interval_ms=RECURRING_MS)
+    assert on_a.rc == 0, on_a
+    on_b = vm.run("B", "monitor", timeout_ms=MONITOR_MS, interval_ms=0)
+    assert on_b.rc == 7, on_b
+
+
+FQDN = {"A": "hostA.cluster.test", "B": "hostB.cluster.test"}
+
+# Each variant moves a running guest A -> B -> A. hostX-mig (and its FQDN form) resolve to
+# the second address pair 10.77.1.x on both hosts; hostX.cluster.test resolves nowhere, so
+# the FQDN variant only works when the suffix goes in before the first dot.
+VARIANTS: dict[str, tuple[dict[str, str], Mapping[str, str]]] = {
+    "remoteuri": ({"remoteuri": "qemu+tcp://%n/system"}, NODE),
+    "migrateuri": ({"migration_transport": "tcp", "migrateuri": "tcp://%n-mig:49170"}, NODE),
+    "network-suffix": ({"migration_transport": "tcp", "migration_network_suffix": "-mig"},
+                       NODE),
+    "network-suffix-fqdn-port": ({"migration_transport": "tcp",
+                                  "migration_network_suffix": "-mig",
+                                  "migrateport": "49180"}, FQDN),
+    "options-compressed-autoconverge": ({"migration_transport": "tcp",
+                                         "migrate_options": "--compressed --auto-converge"},
+                                        NODE),
+    "options-migrateuri": ({"migration_transport": "tcp",
+                            "migrate_options": "--auto-converge "
+                                               "--migrateuri=tcp://%n-mig:49171"}, NODE),
+    "options-p2p": ({"remoteuri": "qemu+tcp://%n/system", "migrate_options": "--p2p"}, NODE),
+    "options-p2p-tunnelled": ({"migration_transport": "tcp",
+                               "migrate_options": "--p2p --tunnelled"}, NODE),
+    "migration-user": ({"migration_transport": "tcp", "migration_user": "root"}, NODE),
+    "speed-downtime": ({"migration_transport": "tcp", "migration_speed": "200",
+                        "migration_downtime": "500"}, NODE),
+}
+
+
+@pytest.mark.parametrize("variant", list(VARIANTS))
+def test_migration_parameters(make_vm: MakeVm, variant: str) -> None:
+    params, nodes = VARIANTS[variant]
+    vm = make_vm()
+    vm.start_on("A")
+    hop(vm, "A", params, nodes)
+    hop(vm, "B", params, nodes)
+
+
+# -- failures: the guest stays where it was -------------------------------------------------
+
+
+def assert_failed_and_stayed(vm: MigVm, r: AgentResult, host: str, timeout_ms: int) -> None:
+    assert r.rc == 1, r
+    assert r.elapsed_s <= timeout_ms / 1000, f"answered after the op timeout: {r}"
+    assert r.reason, f"no ocf-exit-reason: {r}"
+    assert_only_on(vm, host)
+    state = vm.hosts.domain_state(host, vm.name)
+    assert state == "running", f"the guest is {state} on host{host} (paused by the migration?)"
+    assert vm.ticks_after(host, vm.uptime(host)), \
+        f"guest not ticking on host{host}:\n{vm.console(host)}"
+
+
+def test_unreachable_migrateuri_fails_and_guest_stays(make_vm: MakeVm) -> None:
+    vm = make_vm()
+    vm.start_on("A")
+    timeout_ms = 30000
+    r = vm.migrate_to("A", params={"migration_transport": "tcp",
+                                   "migrateuri": "tcp://%n-nowhere:49172"},
+                      timeout_ms=timeout_ms)
+    assert_failed_and_stayed(vm, r, "A", timeout_ms)
+
+
+def test_migration_not_finishing_in_time_is_aborted(make_vm: MakeVm) -> None:
+    """1 MiB/s for a guest dirtying 40 MiB: precopy cannot finish in 15 s."""
+    vm = make_vm(dirty_mib=40)
+    vm.start_on("A", DIRTY_MARKER)
+    timeout_ms = 15000
+    r = vm.migrate_to("A", params={"migration_transport": "tcp", "migration_speed": "1"},
+                      timeout_ms=timeout_ms)
+    assert_failed_and_stayed(vm, r, "A", timeout_ms)
+    # Nothing of the aborted job is left behind: the next migration works.
+    hop(vm, "A", {"migration_transport": "tcp"})
+
+
+def test_deadline_action_downtime_ends_consistently(make_vm: MakeVm) -> None:
+    """Raising the downtime cannot save a 1 MiB/s migration of a dirtying guest in 15 s:
+    either it still finishes (then only on B) or it is aborted (then only on A), in time."""
+    vm = make_vm(dirty_mib=40)
+    vm.start_on("A", DIRTY_MARKER)
+    timeout_ms = 15000
+    r = vm.migrate_to("A", params={"migration_transport": "tcp", "migration_speed": "1",
+                                   "migration_deadline_action": "downtime"},
+                      timeout_ms=timeout_ms)
+    assert r.elapsed_s <= timeout_ms / 1000, r
+    if r.rc == 0:
+        fr = vm.migrate_from("B")
+        assert fr.rc == 0, fr
+        assert_only_on(vm, "B")
+    else:
+        assert_failed_and_stayed(vm, r, "A", timeout_ms)
+
+
+def test_deadline_action_postcopy_finishes(make_vm: MakeVm) -> None:
+    """Post-copy moves the guest to B at once and pulls the rest there (the post-copy phase
+    is not limited by migration_speed): the migration finishes within the op timeout."""
+    vm = make_vm(dirty_mib=40)
+    vm.start_on("A", DIRTY_MARKER)
+    timeout_ms = 20000
+    before = vm.uptime("A")
+    r = vm.migrate_to("A", params={"migration_transport": "tcp", "migration_speed": "1",
+                                   "migration_deadline_action": "postcopy"},
+                      timeout_ms=timeout_ms)
+    assert r.rc == 0, r
+    assert r.elapsed_s <= timeout_ms / 1000, r
+    fr = vm.migrate_from("B")
+    assert fr.rc == 0, fr
+    assert_only_on(vm, "B")
+    assert vm.ticks_after("B", before), vm.console("B")
+
+
+def _disturbed_migration(vm: MigVm, disturb: Callable[[], None], timeout_ms: int) -> AgentResult:
+    """migrate_to A->B at 1 MiB/s; once data flows, ``disturb()`` the target."""
+    hosts = vm.hosts
+    runner = Background(lambda: vm.migrate_to("A", params={"migration_transport": "tcp",
+                                                           "migration_speed": "1"},
+                                              timeout_ms=timeout_ms))
+    started = wait_until(lambda: hosts.domain_state("B", vm.name) is not None
+                         and migration_job_running(hosts, "A", vm.name), 15.0, 0.1)
+    if not started:
+        # Let the agent finish and show what it said.
+        r = runner.result(timeout_ms / 1000 + HANG_GRACE_S + 5)
+        pytest.fail(f"the migration job never started on hostA: {r}")
+    disturb()
+    return runner.result(timeout_ms / 1000 + HANG_GRACE_S + 5)
+
+
+def test_target_daemon_frozen_mid_migration(make_vm: MakeVm) -> None:
+    vm = make_vm()
+    vm.start_on("A")
+    timeout_ms = 20000
+    try:
+        r = _disturbed_migration(vm, lambda: vm.hosts.freeze("B"), timeout_ms)
+    finally:
+        vm.hosts.thaw("B")
+    assert r.rc == 1, r
+    assert r.elapsed_s <= timeout_ms / 1000, f"answered after the op timeout: {r}"
+    # B's daemon, thawed, must drop the half-migrated incoming domain.
+    assert vm.hosts.wait_for_state("B", vm.name, None, CLEANUP_S), vm.states()
+    assert_failed_and_stayed(vm, r, "A", timeout_ms)
+
+
+def test_target_daemon_killed_mid_migration(make_vm: MakeVm) -> None:
+    vm = make_vm()
+    vm.start_on("A")
+    timeout_ms = 20000
+    try:
+        r = _disturbed_migration(vm, lambda: vm.hosts.kill_libvirtd("B"), timeout_ms)
+    finally:
+        vm.hosts.restart_libvirtd("B")
+    assert r.rc == 1, r
+    assert r.elapsed_s <= timeout_ms / 1000, f"answered after the op timeout: {r}"
+    assert vm.hosts.wait_for_state("B", vm.name, None, CLEANUP_S), vm.states()
+    assert_failed_and_stayed(vm, r, "A", timeout_ms)
+
+
+def test_migrate_to_when_not_running_here(make_vm: MakeVm) -> None:
+    vm = make_vm()
+    # Not running anywhere.
+    r = vm.migrate_to("A", params={"migration_transport": "tcp"}, timeout_ms=20000)
+    assert r.rc == 1, r
+    assert r.reason, r
+    assert vm.states() == {"A": None, "B": None}
+    # Running on the other host: migrate_to here must not touch it.
+    vm.start_on("B")
+    r = vm.migrate_to("A", params={"migration_transport": "tcp"}, timeout_ms=20000)
+    assert r.rc == 1, r
+    assert r.reason, r
+    assert_only_on(vm, "B")
+
+
+def test_migrate_from_for_a_domain_that_never_arrives(make_vm: MakeVm) -> None:
+    vm = make_vm()
+    timeout_ms = 5000
+    r = vm.migrate_from("B", timeout_ms=timeout_ms)
+    assert r.rc == 1, r
+    assert r.elapsed_s <= timeout_ms / 1000, f"answered after the op timeout: {r}"
+    assert r.reason, r
+    assert vm.states() == {"A": None, "B": None}
+
+
+@pytest.mark.parametrize("options", [
+    "--compressed --auto-converge",
+    "--p2p --tunnelled",
+    "--migrateuri=tcp://%n-mig:49152 --bandwidth 10",
+    "--postcopy --persistent --undefinesource",
+])
+def test_validate_accepts_known_migrate_options(make_vm: MakeVm, options: str) -> None:
+    vm = make_vm()
+    r = vm.run("A", "validate-all", timeout_ms=5000, params={"migrate_options": options})
+    assert r.rc == 0, r
+
+
+@pytest.mark.parametrize("params", [
+    {"migrate_options": "--frobnicate"},
+    {"migrate_options": "--compressed --no-such-option=1"},
+    {"migrate_options": "--bandwidth"},
+    {"migration_deadline_action": "pray"},
+], ids=["unknown", "unknown-with-value", "missing-value", "bad-deadline-action"])
+def test_validate_rejects_bad_migration_settings(make_vm: MakeVm,
+                                                  params: dict[str, str]) -> None:
+    vm = make_vm()
+    r = vm.run("A", "validate-all", timeout_ms=5000, params=params)
+    assert r.rc == 6, r
+    assert r.reason, r
