@@ -20,6 +20,8 @@ if TYPE_CHECKING:
     from .domain import Domain
 
 UTILIZATION_ATTRS = ("cpu", "host_memory", "hv_memory")
+# crm_resource's exit code when there is no CIB to talk to (CRM_EX_NOT_CONNECTED).
+CRM_EX_NOT_CONNECTED = 102
 SUBPROCESS_BOUND_S = 10.0
 
 
@@ -80,6 +82,9 @@ def update_utilization(ctx: Context, dom: Domain, deadline: Deadline) -> None:
             ctx.log.info(f"utilization {attr}={values[attr]}")
             cache[attr] = values[attr]
             changed = True
+        elif rc == CRM_EX_NOT_CONNECTED:
+            ctx.log.debug(f"utilization {attr} not set: the CIB is not available ({out})")
+            break
         else:
             ctx.log.warning(f"cannot set utilization {attr}: {out}")
     for attr in sorted(want_unset):
