@@ -9,6 +9,7 @@ from .actions import (
     QUERY_BOUND_S,
     Context,
     Result,
+    Target,
     _close,
     _connect,
     _identify,
@@ -134,6 +135,15 @@ def _watch(ctx: Context, dom: Domain, run: MigrationRun, abort_at: Deadline) -> 
     return True
 
 
+def _the_target(ctx: Context) -> Target:
+    """The domain to migrate: the one in the config (or, unreadable, the recorded one)."""
+    targets, problem = _identify(ctx)
+    if not targets:
+        assert problem is not None
+        raise AgentError(problem.reason, problem.rc)
+    return targets[0]
+
+
 def migrate_to(ctx: Context) -> Result:
     _require_valid_params(ctx)
     p = ctx.params
@@ -141,11 +151,7 @@ def migrate_to(ctx: Context) -> Result:
     if not target_node:
         raise ArgsError("migrate_to needs the target node (OCF_RESKEY_CRM_meta_migrate_target, "
                         "set by Pacemaker)")
-    targets, problem = _identify(ctx)
-    if not targets:
-        assert problem is not None
-        raise AgentError(problem.reason, problem.rc)
-    target = targets[0]
+    target = _the_target(ctx)
     ident = target.ident
     try:
         options = parse_migrate_options(p.migrate_options)
@@ -272,11 +278,7 @@ def _remove_incoming(ctx: Context, dest: Hypervisor | None, ident: Any, bound: f
 
 def migrate_from(ctx: Context) -> Result:
     source = ctx.env.meta.get("migrate_source", "").strip() or "the source"
-    targets, problem = _identify(ctx)
-    if not targets:
-        assert problem is not None
-        raise AgentError(problem.reason, problem.rc)
-    target = targets[0]
+    target = _the_target(ctx)
     ident = target.ident
     deadline = ctx.deadline("migrate_from")
     hv: Hypervisor | None = None

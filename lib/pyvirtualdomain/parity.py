@@ -8,7 +8,6 @@ import json
 import os
 import shutil
 import subprocess
-import tempfile
 from typing import TYPE_CHECKING, Any
 
 from .deadline import Deadline
@@ -110,12 +109,10 @@ def forget_utilization(ctx: Context) -> None:
 
 
 def _write_json_atomic(path: str, data: dict[str, Any]) -> None:
-    directory = os.path.dirname(path)
-    os.makedirs(directory, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=directory)
-    with os.fdopen(fd, "w") as f:
-        json.dump(data, f)
-    os.replace(tmp, path)
+    from .state import atomic_write
+
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    atomic_write(path, json.dumps(data).encode(), mode=0o644)
 
 
 # -- monitor scripts ----------------------------------------------------------------------------
@@ -191,23 +188,10 @@ def save_config(ctx: Context, dom: Domain, deadline: Deadline) -> None:
     except OSError as exc:
         ctx.log.warning(f"config not saved: {path}: {exc.strerror}")
         return
-    directory = os.path.dirname(path)
+    from .state import atomic_write
+
     try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", dir=directory)
-        try:
-            with os.fdopen(fd, "wb") as out:
-                out.write(data)
-                out.flush()
-                os.fsync(out.fileno())
-            os.chmod(tmp, st.st_mode & 0o7777)
-            os.chown(tmp, st.st_uid, st.st_gid)
-            os.replace(tmp, path)
-        except BaseException:
-            try:
-                os.unlink(tmp)
-            except OSError:
-                pass
-            raise
+        atomic_write(path, data, mode=st.st_mode & 0o7777, owner=(st.st_uid, st.st_gid))
     except OSError as exc:
         ctx.log.warning(f"config not saved to {path}: {exc.strerror}")
         return

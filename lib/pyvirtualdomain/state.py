@@ -54,18 +54,23 @@ def load(path: str) -> DomainRecord | None:
         return None
 
 
-def save(path: str, record: DomainRecord) -> None:
-    """Write atomically: a temp file in the same directory, fsync, rename."""
-    import tempfile  # only start writes the record: keep it off the monitor's import path
+def atomic_write(path: str, data: bytes, *, mode: int | None = None,
+                 owner: tuple[int, int] | None = None) -> None:
+    """Replace ``path`` with ``data`` atomically: a temp file in the same directory, fsync,
+    optional mode/owner, rename. Readers see the old or the new content, never a mix."""
+    import tempfile  # only writers need it: keep it off the monitor's import path
 
-    directory = os.path.dirname(path)
-    os.makedirs(directory, mode=0o755, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=directory)
+    directory = os.path.dirname(path) or "."
+    fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", dir=directory)
     try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(record._asdict(), f)
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
             f.flush()
             os.fsync(f.fileno())
+        if mode is not None:
+            os.chmod(tmp, mode)
+        if owner is not None:
+            os.chown(tmp, *owner)
         os.replace(tmp, path)
     except BaseException:
         try:
@@ -73,6 +78,11 @@ def save(path: str, record: DomainRecord) -> None:
         except OSError:
             pass
         raise
+
+
+def save(path: str, record: DomainRecord) -> None:
+    os.makedirs(os.path.dirname(path), mode=0o755, exist_ok=True)
+    atomic_write(path, json.dumps(record._asdict()).encode(), mode=0o644)
 
 
 def remove(path: str) -> None:
