@@ -480,7 +480,8 @@ def start(ctx: Context) -> Result:
                     dom.destroy(deadline.bound(deadline.remaining() / 2))
                 except (DomainNotRunning, DomainNotFound):
                     pass
-            _persistent_hazard(ctx, dom, deadline)
+            if not (state == DomainState.SHUTOFF and _remove_leftover(ctx, dom, deadline)):
+                _persistent_hazard(ctx, dom, deadline)
             if ident.uuid is None:
                 xml = with_uuid(cfg.data, cfg.path, dom.uuid())
         if ctx.params.start_resources:
@@ -515,6 +516,24 @@ def start(ctx: Context) -> Result:
         raise AgentError(f"cannot start {ident.name}: {f.message}") from None
     finally:
         _close(hv)
+
+
+def _remove_leftover(ctx: Context, dom: Domain, deadline: Deadline) -> bool:
+    """libvirt drops a transient domain when it stops; one still listed as shut off is a
+    leftover that makes every new start of its name fail ("already being started"). libvirt-lxc
+    9.0 leaves one when a restarted libvirtd finds the container died while it was down.
+    Destroying it removes it (libvirt answers that it was not running). True when removed."""
+    try:
+        if dom.is_persistent(deadline.bound(QUERY_BOUND_S)):
+            return False
+        ctx.log.info(f"removing the leftover shut-off transient domain {dom.name}")
+        dom.destroy(deadline.bound(QUERY_BOUND_S))
+    except (DomainNotRunning, DomainNotFound):
+        pass
+    except LibvirtFact as f:
+        ctx.log.warning(f"cannot remove the shut-off transient domain {dom.name}: {f.message}")
+        return False
+    return True
 
 
 def _save_record(ctx: Context, dom: Domain, ident: DomainIdentity, uri: str, path: str,
@@ -676,6 +695,7 @@ def _stop_target(ctx: Context, target: Target, deadline: Deadline) -> Result:
             return _confirm_gone(ctx, target, f"domain {name} is not defined on {target.uri}",
                                      deadline)
         if _gone(dom, deadline):
+            _remove_leftover(ctx, dom, deadline)
             return _confirm_gone(ctx, target, f"domain {name} is shut off", deadline)
         stopped = False
         p = ctx.params

@@ -189,7 +189,7 @@ def make_container(request: pytest.FixtureRequest, tmp_path: Path, libvirtd: Lib
 
     yield make
 
-    from tests.harness.lxc import kill_container_processes, thaw_frozen
+    from tests.harness.lxc import kill_container_processes, remove_cgroups, thaw_frozen
 
     problems: list[str] = []
     for container in created:
@@ -207,5 +207,8 @@ def make_container(request: pytest.FixtureRequest, tmp_path: Path, libvirtd: Lib
             problems.append(f"{container.name}: killed leftover processes {killed}")
         if container.controller_pids():
             problems.append(f"{container.name}: controller still runs")
+        left = remove_cgroups(container.name)
+        if left:
+            problems.append(f"{container.name}: cgroups not empty: {left}")
     if problems:
         pytest.fail("teardown: " + "; ".join(problems))

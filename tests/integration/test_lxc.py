@@ -1,0 +1,318 @@
+"""PyLXCDomain against real libvirt-lxc containers (busybox root filesystem, lxc:///system).
+
+Every test checks the agent's exit code and what libvirt and the process table say after it:
+the domain's state read back at lxc:///system, and the container's libvirt_lxc controller
+(and what runs below it) found by pid."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.harness import AgentResult, Libvirtd, domain_facts, domain_state, run_agent
+from tests.harness.common import REPO_ROOT, pid_alive, read_cmdline, wait_until
+from tests.harness.lxc import LXC_URI, Container, children, descendants, freeze
+
+from .conftest import MakeContainer
+
+pytestmark = pytest.mark.integration
+
+AGENT = "PyLXCDomain"
+OP_MS = 20000
+PROBE_BOUND_S = 1.0
+
+
+def run(c: Container, action: str, tmp_path: Path, *, timeout_ms: int | None = OP_MS,
+        interval_ms: int | None = None, **params: str) -> AgentResult:
+    return run_agent(action, {"config": str(c.config), **params}, timeout_ms=timeout_ms,
+                     interval_ms=interval_ms, instance=c.name, state_dir=tmp_path / "state",
+                     agent=AGENT)
+
+
+def state(c: Container) -> str | None:
+    return domain_state(c.name, uri=LXC_URI)
+
+
+def start_ready(c: Container, tmp_path: Path) -> int:
+    """Start through the agent, wait for the init to be ready; the controller's pid."""
+    r = run(c, "start", tmp_path)
+    assert r.rc == 0, r
+    assert state(c) == "running"
+    assert c.wait_ready(10.0), c.events()
+    [controller] = c.controller_pids()
+    return controller
+
+
+def assert_gone(c: Container, controller: int, *, what: str) -> None:
+    assert state(c) is None, f"{what}: libvirt still lists {c.name}: {state(c)}"
+    # A killed controller may linger as a zombie for a moment until libvirtd reaps it.
+    assert wait_until(lambda: not pid_alive(controller), 3.0), \
+        f"{what}: controller {controller} still runs"
+    assert c.controller_pids() == [], f"{what}: a controller of {c.name} runs"
+
+
+def test_start_monitor_stop(make_container: MakeContainer, tmp_path: Path) -> None:
+    c = make_container("graceful")
+    probe = run(c, "monitor", tmp_path, interval_ms=0)
+    assert probe.rc == 7, probe
+    assert state(c) is None
+
+    controller = start_ready(c, tmp_path)
+    facts = domain_facts(c.name, uri=LXC_URI)
+    assert facts is not None and facts.state == "running"
+    assert not facts.persistent and not facts.autostart, facts
+    assert facts.id == controller, "libvirt-lxc's domain id is its controller's pid"
+    init = descendants(controller)
+    assert init, "the container's init runs below its controller"
+
+    mon = run(c, "monitor", tmp_path, interval_ms=10000)
+    assert mon.rc == 0, mon
+    probe = run(c, "monitor", tmp_path, interval_ms=0)
+    assert probe.rc == 0, probe
+
+    again = run(c, "start", tmp_path)
+    assert again.rc == 0, again
+    assert c.controller_pids() == [controller], "a second start must not restart it"
+    assert c.boots() == 1
+
+    stop = run(c, "stop", tmp_path)
+    assert stop.rc == 0, stop
+    assert_gone(c, controller, what="stop")
+    # libvirt-lxc's default shutdown used the container's /dev/initctl: a clean shutdown.
+    assert "STOP initctl" in c.events(), c.events()
+    assert stop.elapsed_s < 5.0, stop
+    assert not any(pid_alive(p) for p in init)
+
+    stop2 = run(c, "stop", tmp_path)
+    assert stop2.rc == 0, stop2
+    probe = run(c, "monitor", tmp_path, interval_ms=0)
+    assert probe.rc == 7, probe
+    mon = run(c, "monitor", tmp_path, interval_ms=10000)
+    assert mon.rc == 7, mon
+
+
+def test_stop_signal_mode(make_container: MakeContainer, tmp_path: Path) -> None:
+    c = make_container("graceful")
+    controller = start_ready(c, tmp_path)
+    stop = run(c, "stop", tmp_path, shutdown_mode="signal")
+    assert stop.rc == 0, stop
+    assert_gone(c, controller, what="stop")
+    assert "STOP signal" in c.events(), c.events()
+    assert stop.elapsed_s < 5.0, stop
+
+
+@pytest.mark.parametrize("mode", ["", "signal", "initctl,signal"])
+def test_stop_init_ignoring_shutdown(make_container: MakeContainer, tmp_path: Path,
+                                     mode: str) -> None:
+    c = make_container("ignore")
+    controller = start_ready(c, tmp_path)
+    t0 = time.monotonic()
+    stop = run(c, "stop", tmp_path, timeout_ms=20000, shutdown_mode=mode)
+    assert stop.rc == 0, stop
+    assert time.monotonic() - t0 < 20.0, stop
+    assert_gone(c, controller, what="stop")
+    if "signal" in mode:
+        # The request was re-sent during the graceful phase (libvirt's destroy adds one more
+        # SIGTERM of its own before SIGKILL).
+        assert c.events().count("IGNORED TERM") >= 2, c.events()
+    assert "destroying domain" in stop.stderr, stop
+
+
+def test_busybox_init_reboots_on_sigterm(make_container: MakeContainer, tmp_path: Path) -> None:
+    """busybox init takes SIGTERM as reboot and libvirt-lxc starts the container again,
+    even with on_reboot=destroy: the agent must notice and destroy it, not wait or lie."""
+    c = make_container("busybox", on_reboot="destroy")
+    controller = start_ready(c, tmp_path)
+    stop = run(c, "stop", tmp_path, timeout_ms=60000, shutdown_mode="signal")
+    assert stop.rc == 0, stop
+    assert_gone(c, controller, what="stop")
+    assert c.controller_pids() == []
+    assert c.boots() >= 2, f"expected the reboot quirk: {c.events()}"
+    assert "restarted instead of shutting down" in stop.stderr, stop
+    # Noticed within a few seconds, not after the ~40 s graceful phase of a 60 s timeout.
+    assert stop.elapsed_s < 15.0, stop
+
+
+def test_force_stop(make_container: MakeContainer, tmp_path: Path) -> None:
+    c = make_container("graceful")
+    controller = start_ready(c, tmp_path)
+    stop = run(c, "stop", tmp_path, force_stop="true")
+    assert stop.rc == 0, stop
+    assert_gone(c, controller, what="force stop")
+    # libvirt's destroy itself sends SIGTERM before SIGKILL (the init may log "STOP signal"),
+    # but the agent must not have asked for a shutdown.
+    assert "to shut down" not in stop.stderr, stop
+    assert stop.elapsed_s < 5.0, stop
+
+
+def test_destroy_with_processes_refusing_to_die(make_container: MakeContainer,
+                                                tmp_path: Path) -> None:
+    """One process of the container is frozen (as if stuck in the kernel): libvirt's destroy
+    spends ~9 s and reports "Some processes refused to die". The agent checks what is left
+    and reports stopped only when the controller and everything below it are gone."""
+    c = make_container("graceful")
+    controller = start_ready(c, tmp_path)
+    [init] = children(controller)
+    # The init's long-lived helper (its /dev/initctl reader), not init itself.
+    [victim] = [p for p in children(init) if read_cmdline(p) == ["/bin/sh", "/init-graceful"]]
+    frozen = freeze(c.name, [victim])
+    t0 = time.monotonic()
+    stop = run(c, "stop", tmp_path, timeout_ms=20000, force_stop="true")
+    assert time.monotonic() - t0 < 20.0, stop
+    assert stop.rc == 0, stop
+    assert_gone(c, controller, what="stop")
+    assert "refused to die" in stop.stderr or "killing the emulator" in stop.stderr, stop
+    assert frozen.is_dir()
+
+
+def test_stop_with_whole_container_frozen(make_container: MakeContainer,
+                                          tmp_path: Path) -> None:
+    """Nothing of the container can die (controller included): stop must not report
+    success (a failed stop fences the host), and must still answer inside its timeout."""
+    c = make_container("graceful")
+    controller = start_ready(c, tmp_path)
+    freeze(c.name)
+    t0 = time.monotonic()
+    stop = run(c, "stop", tmp_path, timeout_ms=20000, force_stop="true")
+    assert time.monotonic() - t0 < 20.0, stop
+    assert stop.rc == 1, stop
+    assert stop.reason, stop
+    assert pid_alive(controller)
+
+
+def test_probe_with_libvirtd_stopped(libvirtd: Libvirtd, make_container: MakeContainer,
+                                     tmp_path: Path) -> None:
+    running = make_container("graceful")
+    absent = make_container("graceful")
+    controller = start_ready(running, tmp_path)
+
+    libvirtd.stop(keep_virtlogd=True)
+    try:
+        assert not libvirtd.is_running
+        assert pid_alive(controller), "stopping libvirtd must leave the container running"
+        p_run = run(running, "monitor", tmp_path, interval_ms=0)
+        assert p_run.rc == 0, p_run
+        assert p_run.elapsed_s < PROBE_BOUND_S, p_run
+        assert "libvirt_lxc" in p_run.stderr or str(controller) in p_run.stderr, p_run
+
+        p_abs = run(absent, "monitor", tmp_path, interval_ms=0)
+        assert p_abs.rc == 7, p_abs
+        assert p_abs.reason, p_abs
+        assert p_abs.elapsed_s < PROBE_BOUND_S, p_abs
+
+        rec = run(running, "monitor", tmp_path, interval_ms=10000)
+        assert rec.rc == 0, rec
+        assert pid_alive(controller), "the monitor must not touch the container"
+    finally:
+        libvirtd.start()
+
+    # libvirtd reconnects to the controller it left running.
+    assert wait_until(lambda: state(running) == "running", 10.0), state(running)
+    assert running.controller_pids() == [controller]
+    assert state(absent) is None
+    stop = run(running, "stop", tmp_path, force_stop="true")
+    assert stop.rc == 0, stop
+    assert_gone(running, controller, what="stop after libvirtd restart")
+
+
+def test_stop_with_libvirtd_stopped(libvirtd: Libvirtd, make_container: MakeContainer,
+                                    tmp_path: Path) -> None:
+    c = make_container("graceful")
+    controller = start_ready(c, tmp_path)
+    init = descendants(controller)
+    libvirtd.stop(keep_virtlogd=True)
+    try:
+        stop = run(c, "stop", tmp_path, timeout_ms=20000)
+        assert stop.rc == 0, stop
+        assert stop.elapsed_s < 20.0, stop
+        assert wait_until(lambda: not pid_alive(controller), 3.0), "controller survived"
+        assert not any(pid_alive(p) for p in init), "container processes survived"
+    finally:
+        libvirtd.start()
+    # Quirk of libvirt-lxc 9.0: the restarted daemon cannot reconnect to the dead container
+    # and keeps it listed as a shut-off transient domain, which blocks any new start of the
+    # name ("already being started") until something destroys it.
+    assert state(c) in (None, "shut off"), state(c)
+    mon = run(c, "monitor", tmp_path, interval_ms=0)
+    assert mon.rc == 7, mon
+    start = run(c, "start", tmp_path)
+    assert start.rc == 0, start
+    assert state(c) == "running"
+    [controller2] = c.controller_pids()
+    assert controller2 != controller
+    stop = run(c, "stop", tmp_path, force_stop="true")
+    assert stop.rc == 0, stop
+    assert_gone(c, controller2, what="stop after restart")
+
+
+QEMU_XML = """<domain type='qemu'>
+  <name>{name}</name>
+  <memory unit='MiB'>64</memory>
+  <os><type arch='x86_64'>hvm</type></os>
+</domain>
+"""
+
+
+def test_non_lxc_domain_rejected(make_container: MakeContainer, tmp_path: Path) -> None:
+    c = make_container("graceful")
+    c.config.write_text(QEMU_XML.format(name=c.name))
+    for action in ("validate-all", "start"):
+        r = run(c, action, tmp_path)
+        assert r.rc == 6, r
+        assert r.reason and "qemu" in r.reason and "lxc" in r.reason, r
+    assert state(c) is None
+    assert domain_state(c.name) is None, "nothing may be started on qemu:///system either"
+
+    ok = make_container("graceful")
+    r = run(ok, "validate-all", tmp_path)
+    assert r.rc == 0, r
+
+
+OCF_DIR = Path("/usr/lib/ocf/resource.d/custom")
+INSTALLED = ("PyVirtualDomain", "PyLXCDomain")
+
+
+def test_ocf_tester(make_container: MakeContainer, tmp_path: Path) -> None:
+    tester = shutil.which("ocf-tester", path="/usr/sbin:/usr/bin:/sbin:/bin")
+    if tester is None:
+        pytest.fail("ocf-tester is not installed (resource-agents); it cannot run here")
+    if shutil.which("xmllint") is None:
+        pytest.fail("xmllint is missing (libxml2-utils): ocf-tester fails every agent without")
+    c = make_container("graceful")
+    before = {a: (OCF_DIR / a).exists() for a in INSTALLED}
+    dir_existed = OCF_DIR.is_dir()
+    try:
+        make = subprocess.run(["make", "-C", str(REPO_ROOT), "install-agents"],
+                              capture_output=True, text=True, timeout=60)
+        assert make.returncode == 0, make.stdout + make.stderr
+        agent = OCF_DIR / AGENT
+        assert agent.read_text().startswith(f"#!{REPO_ROOT / '.venv' / 'bin' / 'python'}")
+        t0 = time.monotonic()
+        proc = subprocess.run([tester, "-n", "t", "-o", f"config={c.config}", str(agent)],
+                              capture_output=True, text=True, timeout=300, cwd="/",
+                              env={"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "LANG": "C"})
+        elapsed = time.monotonic() - t0
+        assert proc.returncode == 0, f"ocf-tester rc {proc.returncode}:\n{proc.stdout}\n" \
+                                     f"{proc.stderr}"
+        assert "passed all tests" in proc.stdout, proc.stdout
+        assert elapsed < 60, proc.stdout
+    finally:
+        for a, existed in before.items():
+            if not existed:
+                try:
+                    (OCF_DIR / a).unlink()
+                except FileNotFoundError:
+                    pass
+        if not dir_existed:
+            try:
+                OCF_DIR.rmdir()
+            except OSError:
+                pass
+    assert state(c) is None, "ocf-tester ends with the resource stopped"
+    assert c.controller_pids() == []
+    assert os.path.exists(c.config)
