@@ -22,6 +22,7 @@ sys.path.insert(0, str(ROOT))
 from tests.harness.common import CLEAN_PATH, DEFAULT_CACHE_DIR, HostLock  # noqa: E402
 from tests.harness.domains import remove_domain  # noqa: E402
 from tests.harness.guest import (  # noqa: E402
+    ACPID_MARKER,
     INIT_MARKER,
     build_artifacts,
     detect_virt_type,
@@ -134,12 +135,54 @@ def main() -> int:
                 s.cpu_ms.append(cpu)
                 s.rcs.add(rc)
         subprocess.run([PY, str(OURS), "stop"], env=ours_env, capture_output=True, timeout=120)
+        lifecycle(series, arts, virt, work, base)
     finally:
         remove_domain(name)
         daemon.stop()
         lock.release()
     write_report(series, rounds, virt)
     return 0
+
+
+def lifecycle(series: dict[str, Series], arts: object, virt: str, work: Path,
+              base: dict[str, str]) -> None:
+    """start, graceful stop, and stop of a guest that ignores shutdown (20 s op timeout), each
+    agent in turn on the same guest, START_STOP_ROUNDS times."""
+    rounds = int(os.environ.get("START_STOP_ROUNDS", "4"))
+    for mode in ("graceful", "ignore"):
+        name = f"pyvd-bench-{mode}"
+        console = work / f"{name}.console.log"
+        cfg = work / f"{name}.xml"
+        cfg.write_text(domain_xml(name, mode, arts, virt, console))  # type: ignore[arg-type]
+        for r in range(rounds if mode == "graceful" else max(1, rounds // 2)):
+            order = (("ours", [PY, str(OURS)]), ("VirtualDomain", [str(VD)]))
+            for who, argv in (order if r % 2 == 0 else order[::-1]):
+                env = {**base, "OCF_RESKEY_config": str(cfg), "OCF_RESOURCE_INSTANCE": name,
+                       "HA_RSCTMP": str(work / f"state-{who}"),
+                       "OCF_RESKEY_CRM_meta_timeout": "20000" if mode == "ignore" else "90000"}
+                try:
+                    if mode == "graceful":
+                        wall, cpu, rc = measure([*argv, "start"], env)
+                        _add(series, f"start: {who}", wall, cpu, rc)
+                    else:
+                        subprocess.run([*argv, "start"], env=env, capture_output=True,
+                                       timeout=120)
+                    wait_for_console(console, ACPID_MARKER if mode == "graceful"
+                                     else INIT_MARKER, 60)
+                    time.sleep(1.0)
+                    label = "graceful stop" if mode == "graceful" else \
+                        "stop, guest ignores shutdown (timeout 20 s)"
+                    wall, cpu, rc = measure([*argv, "stop"], env)
+                    _add(series, f"{label}: {who}", wall, cpu, rc)
+                finally:
+                    remove_domain(name)
+
+
+def _add(series: dict[str, Series], key: str, wall: float, cpu: float, rc: int) -> None:
+    s = series.setdefault(key, Series())
+    s.wall_ms.append(wall)
+    s.cpu_ms.append(cpu)
+    s.rcs.add(rc)
 
 
 def _ratio(series: dict[str, Series], ours: str, ref: str) -> str:
@@ -168,6 +211,12 @@ def write_report(series: dict[str, Series], rounds: int, virt: str) -> None:
          "monitor: VirtualDomain, utilization off"),
         ("recurring monitor, ours / python+libvirt floor", "monitor: ours",
          "floor: python + libvirt state query"),
+        ("start, ours / VirtualDomain", "start: ours", "start: VirtualDomain"),
+        ("graceful stop, ours / VirtualDomain", "graceful stop: ours",
+         "graceful stop: VirtualDomain"),
+        ("stop of a guest ignoring shutdown, ours / VirtualDomain",
+         "stop, guest ignores shutdown (timeout 20 s): ours",
+         "stop, guest ignores shutdown (timeout 20 s): VirtualDomain"),
     ]
     lines += ["", "| ratio | value |", "|---|---|"]
     lines += [f"| {label} | {_ratio(series, a, b)} |" for label, a, b in ratios]
@@ -184,7 +233,10 @@ keep the resource's utilization attributes (cpu, host_memory, hv_memory) in a CI
 (`CIB_file`): VirtualDomain runs three `virsh dominfo` and reads each attribute with
 `crm_resource` on every monitor; PyVirtualDomain asks libvirt once and calls `crm_resource`
 only when a value changed. The row "utilization off" is VirtualDomain with
-autoset_utilization_*=false.
+autoset_utilization_*=false. Start and stop rows come after, on fresh guests, each agent in
+turn (alternating which goes first): start until the agent returns; graceful stop once the
+guest's acpid runs; "guest ignores shutdown" stops a guest that ignores ACPI with a 20 s op
+timeout (both agents then destroy it; VirtualDomain waits until 5 s before the timeout).
 
 {body}
 """
