@@ -15,7 +15,6 @@ import statistics
 import subprocess
 import sys
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -32,28 +31,11 @@ from tests.harness.lxc import (  # noqa: E402
     remove_cgroups,
 )
 
+from bench.measure import Series, measure  # noqa: E402
+
 OURS = ROOT / "agents" / "PyLXCDomain"
 VD = Path("/usr/lib/ocf/resource.d/heartbeat/VirtualDomain")
 PY = sys.executable
-
-
-@dataclass
-class Series:
-    wall_ms: list[float] = field(default_factory=list)
-    cpu_ms: list[float] = field(default_factory=list)
-    rcs: set[int] = field(default_factory=set)
-
-
-def measure(argv: list[str], env: dict[str, str]) -> tuple[float, float, int]:
-    """Wall time and CPU (user+sys of the process and the children it waited for, from
-    wait4's rusage) of one run."""
-    t0 = time.perf_counter()
-    proc = subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                            stdin=subprocess.DEVNULL, cwd="/")
-    _, status, ru = os.wait4(proc.pid, 0)
-    wall = (time.perf_counter() - t0) * 1000
-    proc.returncode = os.waitstatus_to_exitcode(status)
-    return wall, (ru.ru_utime + ru.ru_stime) * 1000, proc.returncode
 
 
 def main() -> int:
@@ -104,11 +86,7 @@ def main() -> int:
             measure(argv, env)
         for _ in range(rounds):
             for key, (argv, env) in rows.items():
-                wall, cpu, rc = measure(argv, env)
-                s = series[key]
-                s.wall_ms.append(wall)
-                s.cpu_ms.append(cpu)
-                s.rcs.add(rc)
+                series[key].add(*measure(argv, env))
         still = domain_state(name, uri=LXC_URI)
         stop = subprocess.run([PY, str(OURS), "stop"], env=ours_env, capture_output=True,
                               text=True, timeout=120)

@@ -9,11 +9,9 @@ from __future__ import annotations
 
 import os
 import platform
-import statistics
 import subprocess
 import sys
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -31,36 +29,12 @@ from tests.harness.guest import (  # noqa: E402
 )
 from tests.harness.libvirtd import Libvirtd  # noqa: E402
 
+from bench.measure import Series, measure  # noqa: E402
+
 OURS = ROOT / "agents" / "PyVirtualDomain"
 VD = Path("/usr/lib/ocf/resource.d/heartbeat/VirtualDomain")
 PY = sys.executable
 URI = "qemu:///system"
-
-
-@dataclass
-class Series:
-    wall_ms: list[float] = field(default_factory=list)
-    cpu_ms: list[float] = field(default_factory=list)
-    rcs: set[int] = field(default_factory=set)
-
-    def med(self) -> float:
-        return statistics.median(self.wall_ms)
-
-    def cpu(self) -> float:
-        return statistics.median(self.cpu_ms)
-
-
-def measure(argv: list[str], env: dict[str, str]) -> tuple[float, float, int]:
-    """Wall and CPU (user+sys of the whole process tree the command waited for) of one run."""
-    t0 = time.perf_counter()
-    proc = subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                            stdin=subprocess.DEVNULL)
-    _, status, ru = os.wait4(proc.pid, 0)
-    wall = (time.perf_counter() - t0) * 1000
-    proc.returncode = os.waitstatus_to_exitcode(status)
-    # Children the command reaped are included in ru only through the command's own
-    # accounting; shell agents reap their children, so their CPU is counted.
-    return wall, (ru.ru_utime + ru.ru_stime) * 1000, proc.returncode
 
 
 def main() -> int:
@@ -129,11 +103,7 @@ def main() -> int:
             measure(argv, env)
         for _ in range(rounds):
             for key, (argv, env) in rows.items():
-                wall, cpu, rc = measure(argv, env)
-                s = series[key]
-                s.wall_ms.append(wall)
-                s.cpu_ms.append(cpu)
-                s.rcs.add(rc)
+                series[key].add(*measure(argv, env))
         subprocess.run([PY, str(OURS), "stop"], env=ours_env, capture_output=True, timeout=120)
         lifecycle(series, arts, virt, work, base)
     finally:
@@ -179,10 +149,7 @@ def lifecycle(series: dict[str, Series], arts: object, virt: str, work: Path,
 
 
 def _add(series: dict[str, Series], key: str, wall: float, cpu: float, rc: int) -> None:
-    s = series.setdefault(key, Series())
-    s.wall_ms.append(wall)
-    s.cpu_ms.append(cpu)
-    s.rcs.add(rc)
+    series.setdefault(key, Series()).add(wall, cpu, rc)
 
 
 def _ratio(series: dict[str, Series], ours: str, ref: str) -> str:

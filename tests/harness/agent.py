@@ -90,10 +90,18 @@ def run_agent(action: str, params: Mapping[str, str], *, timeout_ms: int | None 
                             instance=instance, state_dir=state_dir, agent=agent,
                             env_extra=env_extra)
     limit_s = (timeout_ms or DEFAULT_OP_TIMEOUT_MS) / 1000.0 + HANG_GRACE_S
-    argv = [str(python), str(AGENTS_DIR / agent), action]
+    return run_agent_argv([str(python), str(AGENTS_DIR / agent), action], env, action=action,
+                          agent=agent, limit_s=limit_s)
+
+
+def run_agent_argv(argv: list[str], env: Mapping[str, str], *, action: str, agent: str,
+                   limit_s: float, where: str = "") -> AgentResult:
+    """Run an agent command line in its own process group; kill the group and raise
+    AgentHung when it is still running after ``limit_s``."""
     started = time.monotonic()
     proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, env=env, cwd="/", start_new_session=True)
+                            stderr=subprocess.PIPE, env=dict(env), cwd="/",
+                            start_new_session=True)
     try:
         out, err = proc.communicate(timeout=limit_s)
     except subprocess.TimeoutExpired:
@@ -102,7 +110,7 @@ def run_agent(action: str, params: Mapping[str, str], *, timeout_ms: int | None 
         except ProcessLookupError:
             pass
         out, err = proc.communicate()
-        raise AgentHung(f"{agent} {action} still running after {limit_s:.0f}s: killed",
+        raise AgentHung(f"{agent} {action}{where} still running after {limit_s:.0f}s: killed",
                         out.decode(errors="replace"), err.decode(errors="replace")) from None
     elapsed = time.monotonic() - started
     stderr = err.decode(errors="replace")

@@ -35,7 +35,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, Callable, TypeVar
 
-from .agent import HANG_GRACE_S, AgentHung, AgentResult, agent_environment, exit_reason
+from .agent import HANG_GRACE_S, AgentResult, agent_environment, run_agent_argv
 from .common import (
     AGENTS_DIR,
     CLEAN_PATH,
@@ -302,28 +302,9 @@ class TwoHosts:
                              env_extra=env_extra, agent=agent)
         Path(state_dir).mkdir(parents=True, exist_ok=True)
         limit_s = (timeout_ms or 90000) / 1000.0 + HANG_GRACE_S
-        argv = self.agent_argv(host, action, agent)
-        started = time.monotonic()
         # nsenter without --fork execs the agent: the process group is the agent's.
-        proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                                stderr=subprocess.PIPE, env=env, cwd="/",
-                                start_new_session=True)
-        try:
-            out, err = proc.communicate(timeout=limit_s)
-        except subprocess.TimeoutExpired:
-            try:
-                os.killpg(proc.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-            out, err = proc.communicate()
-            raise AgentHung(f"{agent} {action} on host{host} still running after "
-                            f"{limit_s:.0f}s: killed", out.decode(errors="replace"),
-                            err.decode(errors="replace")) from None
-        elapsed = time.monotonic() - started
-        stderr = err.decode(errors="replace")
-        return AgentResult(action=action, rc=proc.returncode,
-                           stdout=out.decode(errors="replace"), stderr=stderr,
-                           elapsed_s=elapsed, reason=exit_reason(stderr))
+        return run_agent_argv(self.agent_argv(host, action, agent), env, action=action,
+                              agent=agent, limit_s=limit_s, where=f" on host{host}")
 
     # -- libvirt -----------------------------------------------------------------------------
 
