@@ -57,7 +57,7 @@ typecheck: deps-python
 
 metadata-check: deps-system
 	for a in $(AGENTS); do \
-	    xmllint --noout --dtdvalid /usr/share/resource-agents/ra-api-1.dtd metadata/$$a.xml || exit 1; \
+	    xmllint --noout --path /usr/share/resource-agents --valid metadata/$$a.xml || exit 1; \
 	done
 
 test-unit: deps-python
