@@ -98,21 +98,35 @@ def all_pids() -> list[int]:
     return [int(d) for d in os.listdir("/proc") if d.isdigit()]
 
 
+# Locks this process holds: path -> [descriptor, depth]. flock() on a second descriptor of
+# the same file would wait for this very process, so nested users share the first one.
+_HELD_LOCKS: dict[str, list[int]] = {}
+
+
 class HostLock:
     """One harness user (test session, demo, benchmark) at a time on this machine.
 
     They all drive the one system libvirtd and stop, freeze and restart it: a second user
     would see its daemon vanish. An exclusive flock, released by the kernel if the holder
-    dies, makes the second one wait (bounded) instead."""
+    dies, makes the second one wait (bounded) instead. Re-entrant within a process (a test
+    session's fixtures and a module's own harness may both take it)."""
 
     def __init__(self, path: Path = Path("/run/pyvd-test.lock"), timeout_s: float = 3600.0):
         self.path = path
         self.timeout_s = timeout_s
-        self._fd: int | None = None
+        self._held = False
 
     def acquire(self) -> None:
         import fcntl
 
+        if self._held:
+            return
+        key = str(self.path)
+        shared = _HELD_LOCKS.get(key)
+        if shared is not None:
+            shared[1] += 1
+            self._held = True
+            return
         fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
         end = time.monotonic() + self.timeout_s
         announced = False
@@ -130,12 +144,19 @@ class HostLock:
                           flush=True)
                     announced = True
                 time.sleep(0.5)
-        self._fd = fd
+        _HELD_LOCKS[key] = [fd, 1]
+        self._held = True
 
     def release(self) -> None:
-        if self._fd is not None:
-            os.close(self._fd)
-            self._fd = None
+        if not self._held:
+            return
+        self._held = False
+        key = str(self.path)
+        shared = _HELD_LOCKS[key]
+        shared[1] -= 1
+        if shared[1] == 0:
+            del _HELD_LOCKS[key]
+            os.close(shared[0])
 
     def __enter__(self) -> HostLock:
         self.acquire()

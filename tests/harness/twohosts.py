@@ -150,46 +150,11 @@ def netns_pids(name: str) -> list[int]:
     return [int(p) for p in proc.stdout.split() if p.isdigit()]
 
 
-def holds_lock(path: Path = HOST_LOCK_PATH) -> bool:
-    """Whether this process already holds the flock on ``path`` (e.g. the session's
-    libvirtd fixture took it): taking it again on a new descriptor would wait forever."""
-    try:
-        st = path.stat()
-    except OSError:
-        return False
-    want = f"{os.major(st.st_dev):02x}:{os.minor(st.st_dev):02x}:{st.st_ino}"
-    try:
-        with open("/proc/locks", encoding="ascii", errors="replace") as f:
-            lines = f.read().splitlines()
-    except OSError:
-        return False
-    for line in lines:
-        fields = line.split()
-        # "1: FLOCK  ADVISORY  WRITE 18170 fe:00:16637955 0 EOF" ("->" marks waiters)
-        if "->" in fields or len(fields) < 6 or fields[1] != "FLOCK":
-            continue
-        if fields[4] == str(os.getpid()) and fields[5].lower() == want:
-            return True
-    return False
-
-
-class SharedHostLock:
-    """HostLock, unless this process holds it already (then a no-op)."""
+class SharedHostLock(HostLock):
+    """The machine-wide harness lock (re-entrant: a no-op when this process holds it)."""
 
     def __init__(self, timeout_s: float = 3600.0) -> None:
-        self._lock: HostLock | None = None
-        self.timeout_s = timeout_s
-
-    def __enter__(self) -> SharedHostLock:
-        if not holds_lock():
-            self._lock = HostLock(HOST_LOCK_PATH, self.timeout_s)
-            self._lock.acquire()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        if self._lock is not None:
-            self._lock.release()
-            self._lock = None
+        super().__init__(HOST_LOCK_PATH, timeout_s)
 
 
 class TwoHosts:
