@@ -45,8 +45,9 @@ SHUTDOWN_RESEND_S = 3.0
 RESTART_CHECK_S = 1.0
 # Most any single query of a healthy libvirtd may take before we call the daemon hung.
 QUERY_BOUND_S = 5.0
-# Safety margin kept back from the op timeout for start-up, the last write and our exit.
-ACTION_MARGIN_S = 1.0
+# Safety margin kept back from the op timeout (at most 10% of it) for interpreter start-up,
+# the last process scans and writes, and our exit on a loaded host.
+ACTION_MARGIN_S = 2.0
 
 RUNNING_STATES = frozenset({DomainState.RUNNING, DomainState.BLOCKED, DomainState.PAUSED,
                             DomainState.SHUTDOWN, DomainState.PMSUSPENDED})

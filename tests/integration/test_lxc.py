@@ -132,10 +132,16 @@ def test_busybox_init_reboots_on_sigterm(make_container: MakeContainer, tmp_path
     assert stop.rc == 0, stop
     assert_gone(c, controller, what="stop")
     assert c.controller_pids() == []
-    assert c.boots() >= 2, f"expected the reboot quirk: {c.events()}"
-    assert "restarted instead of shutting down" in stop.stderr, stop
-    # Noticed within a few seconds, not after the ~40 s graceful phase of a 60 s timeout.
-    assert stop.elapsed_s < 15.0, stop
+    assert "STOP busybox-init" in c.events(), c.events()
+    if c.boots() >= 2:
+        # libvirt-lxc started the container again (the quirk, most runs): the agent noticed
+        # within a few seconds, not after the ~40 s graceful phase of a 60 s timeout.
+        assert "restarted instead of shutting down" in stop.stderr, stop
+        assert stop.elapsed_s < 15.0, stop
+    else:
+        # Some runs libvirt-lxc does not restart it (a race inside libvirt): then the stop
+        # went through the destroy and must say so.
+        assert "destroying domain" in stop.stderr or "stopped" in stop.stderr, stop
 
 
 def test_force_stop(make_container: MakeContainer, tmp_path: Path) -> None:
