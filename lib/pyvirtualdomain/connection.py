@@ -94,6 +94,9 @@ def is_local_uri(uri: str) -> bool:
     return parts is not None and parts[1] == ""
 
 
+MIN_CALL_S = 0.5
+
+
 def bounded(fn: Callable[[], T], timeout_s: float, what: str, libvirt: Any) -> T:
     """Run ``fn`` for at most ``timeout_s``; map libvirt errors to facts."""
     box: dict[str, Any] = {}
@@ -132,7 +135,10 @@ class Hypervisor:
         if self.hung:
             raise HypervisorTimeout(f"{what}: libvirt stopped answering earlier in this action")
         try:
-            return bounded(fn, timeout_s, what, self.libvirt)
+            # A bound near zero (a phase of the action about to end) would call a healthy
+            # daemon hung and send the action down its last-resort path: every call gets at
+            # least MIN_CALL_S, which the action's margin absorbs.
+            return bounded(fn, max(MIN_CALL_S, timeout_s), what, self.libvirt)
         except HypervisorTimeout:
             self.hung = True
             raise

@@ -174,3 +174,16 @@ def test_uris():
     assert is_local_uri("qemu:///system") and not is_local_uri("qemu+tcp://10.0.0.1/system")
     assert default_uri("kvm", {}) in ("qemu:///system",) or default_uri("kvm", {})
     assert default_uri("lxc", {"LIBVIRT_DEFAULT_URI": "test:///default"}) == "test:///default"
+
+
+def test_a_zero_bound_does_not_call_a_healthy_daemon_hung():
+    from pyvirtualdomain.connection import Hypervisor, import_libvirt
+
+    libvirt = import_libvirt()
+    conn = libvirt.open("test:///default")
+    try:
+        hv = Hypervisor("test:///default", conn, libvirt)
+        assert hv.call(conn.getLibVersion, 0.0, "version") > 0
+        assert not hv.hung
+    finally:
+        conn.close()
