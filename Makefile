@@ -13,11 +13,11 @@ PYTEST_ARGS ?=
 DEBIAN_PACKAGES := libvirt-daemon libvirt-daemon-driver-qemu libvirt-daemon-driver-lxc \
 	libvirt-clients libvirt-dev pkg-config gcc python3-dev python3-venv qemu-system-x86 \
 	qemu-utils resource-agents pacemaker pacemaker-cli-utils corosync busybox-static cpio \
-	linux-image-amd64 \
+	linux-image-amd64 libguestfs-tools csync2 \
 	iproute2 libxml2-utils procps
 
 .PHONY: deps deps-system deps-python install install-agents check lint typecheck \
-	metadata-check test test-unit test-integration demo bench bench-scale clean
+	metadata-check schemas test test-unit test-integration demo bench bench-scale clean
 
 deps: deps-system deps-python
 
@@ -55,10 +55,15 @@ lint: deps-python
 typecheck: deps-python
 	$(VENV)/bin/mypy
 
-metadata-check: deps-system
+metadata-check: deps-system deps-python
 	for a in $(AGENTS); do \
 	    xmllint --noout --path /usr/share/resource-agents --valid metadata/$$a.xml || exit 1; \
 	done
+	$(PY) tools/gen_schemas.py --check
+
+# The compiled schema every action loads (lib/pyvirtualdomain/_schemas.py) from metadata/.
+schemas: deps-python
+	$(PY) tools/gen_schemas.py
 
 test-unit: deps-python
 	$(PY) -m pytest tests/unit $(PYTEST_ARGS)

@@ -1,7 +1,12 @@
 """The agent's metadata file: the single source of truth for parameters and action timeouts.
 
-Parsed with the standard library's expat-based ElementTree: it is a small trusted file and
-this keeps lxml off the monitor path.
+Every action needs the schema, and a monitor runs every few seconds, so the XML is not parsed
+on every run: `_schemas.py` holds the schema compiled from each metadata file (``make
+schemas`` writes it; a unit test and ``make metadata-check`` fail when it is stale) together
+with the CRC-32 of the file it came from. At run time the installed file is read and its CRC
+compared; only a file that differs from the compiled one (edited on a node) is parsed, with
+the standard library's expat-based ElementTree (a small trusted file; keeps lxml off this
+path).
 """
 
 from __future__ import annotations
@@ -40,10 +45,45 @@ def parse_duration_s(text: str) -> float:
     return float(value)
 
 
+# What _schemas.py stores per agent: (crc32 of the XML, agent name, parameters as
+# (name, type, default, required, shortdesc) tuples, action timeouts, actions).
+CompiledSchema = tuple[int, str, tuple[tuple[str, str, "str | None", bool, str], ...],
+                       dict[str, float], tuple[str, ...]]
+
+
 def load_schema(agent_name: str) -> AgentSchema:
+    from zlib import crc32  # built into CPython on Debian; cheap everywhere
+
+    with open(metadata_path(agent_name), "rb") as f:
+        data = f.read()
+    try:
+        from ._schemas import SCHEMAS
+    except ImportError:
+        SCHEMAS = {}
+    compiled = SCHEMAS.get(agent_name)
+    if compiled is not None and compiled[0] == crc32(data):
+        return from_compiled(compiled)
+    return parse_schema(data, agent_name)
+
+
+def from_compiled(compiled: CompiledSchema) -> AgentSchema:
+    _, name, params, timeouts, actions = compiled
+    return AgentSchema(name, {p[0]: ParameterSpec(*p) for p in params}, dict(timeouts),
+                       actions)
+
+
+def to_compiled(schema: AgentSchema, data: bytes) -> CompiledSchema:
+    from zlib import crc32
+
+    params = tuple((p.name, p.type, p.default, p.required, p.shortdesc)
+                   for p in schema.parameters.values())
+    return (crc32(data), schema.name, params, dict(schema.action_timeouts_s), schema.actions)
+
+
+def parse_schema(data: bytes, agent_name: str) -> AgentSchema:
     from xml.etree import ElementTree
 
-    root = ElementTree.parse(metadata_path(agent_name)).getroot()
+    root = ElementTree.fromstring(data)
     params: dict[str, ParameterSpec] = {}
     for p in root.iterfind("parameters/parameter"):
         content = p.find("content")

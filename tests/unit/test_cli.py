@@ -203,3 +203,25 @@ def test_migrate_to_without_target_is_an_argument_error(tmp_path):
     r = run(["migrate_to", "--config", str(cfg), "--hypervisor", "test:///default"],
             {"HA_RSCTMP": str(tmp_path)})
     assert r.returncode == 2 and "migrate_target" in reasons(r.stderr)[0]
+
+
+def test_recurring_monitor_parses_no_xml_and_loads_no_fallbacks(tmp_path):
+    """Issue 8: a recurring monitor of a running domain with an unchanged config imports
+    neither an XML parser (the metadata comes compiled, the config from the state record)
+    nor psutil (only the no-libvirt fallback needs it), and runs no subprocess."""
+    cfg = tmp_path / "vm.xml"
+    cfg.write_text("<domain type='test'><name>test</name></domain>")
+    env = {"OCF_RESKEY_config": str(cfg), "OCF_RESKEY_hypervisor": "test:///default",
+           "HA_RSCTMP": str(tmp_path), "OCF_RESOURCE_INSTANCE": "vm1",
+           "OCF_RESKEY_CRM_meta_timeout": "20000"}
+    r = run(["start"], env)
+    assert r.returncode == 0, r.stderr
+    assert list(tmp_path.glob("*.json")), "start wrote no state record"
+    code = (f"import sys, os; sys.path.insert(0,{str(ROOT/'lib')!r});"
+            "from pyvirtualdomain.cli import main;"
+            "rc = main(['monitor'], os.environ);"
+            "print(rc, sorted(m for m in sys.modules if m.split('.')[0] in "
+            "('xml','lxml','psutil','subprocess','pyexpat')))")
+    env.update(PATH="/usr/sbin:/usr/bin:/sbin:/bin", OCF_RESKEY_CRM_meta_interval="10000")
+    m = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+    assert m.stdout.strip() == "0 []", m.stderr
