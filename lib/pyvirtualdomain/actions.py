@@ -267,9 +267,9 @@ def _running_extras(ctx: Context, dom: Domain, deadline: Deadline) -> Result:
         if failed is not None:
             return failed
     if ctx.env.under_pacemaker and not ctx.env.is_probe:
-        from .parity import update_utilization
+        from . import utilization
 
-        update_utilization(ctx, dom, deadline)
+        utilization.update(ctx, dom, deadline)
     return Result(OCFExit.SUCCESS)
 
 
@@ -765,9 +765,9 @@ def stop(ctx: Context) -> Result:
     if result.rc == OCFExit.SUCCESS:
         staterec.remove(ctx.record_path)
         if ctx.env.under_pacemaker:
-            from .parity import forget_utilization
+            from . import utilization
 
-            forget_utilization(ctx)
+            utilization.forget(ctx)
     return result
 
 

@@ -1,6 +1,7 @@
-"""VirtualDomain's extras, done without a shell: utilization attributes, monitor scripts,
+"""VirtualDomain's extras, done without a shell: monitor scripts,
 saving the live config back to the config file, RAM snapshots, starting the storage pools and
-networks a domain needs. Imported only by the actions that use them."""
+networks a domain needs. Imported only by the actions that use them (the utilization
+attributes, on every monitor, are in utilization.py)."""
 
 from __future__ import annotations
 
@@ -18,101 +19,7 @@ if TYPE_CHECKING:
     from .actions import Context, Result
     from .domain import Domain
 
-UTILIZATION_ATTRS = ("cpu", "host_memory", "hv_memory")
-# crm_resource's exit code when there is no CIB to talk to (CRM_EX_NOT_CONNECTED).
-CRM_EX_NOT_CONNECTED = 102
 SUBPROCESS_BOUND_S = 10.0
-
-
-# -- utilization ------------------------------------------------------------------------------
-
-
-def _util_cache_path(ctx: Context) -> str:
-    return ctx.record_path[: -len(".json")] + ".utilization.json"
-
-
-def _crm_resource(ctx: Context, args: list[str], timeout_s: float) -> tuple[int, str]:
-    exe = shutil.which("crm_resource", path=ctx.environ.get("PATH") or os.defpath)
-    if exe is None:
-        return 127, "crm_resource not found"
-    env = {k: v for k, v in ctx.environ.items() if not k.startswith("OCF_RESKEY_")}
-    try:
-        r = subprocess.run([exe, "--resource", ctx.env.instance, "--utilization", *args],
-                           stdin=subprocess.DEVNULL, capture_output=True, text=True,
-                           timeout=max(0.5, timeout_s), env=env)
-    except subprocess.TimeoutExpired:
-        return 124, f"crm_resource did not answer in {timeout_s:.0f}s"
-    lines = (r.stderr or r.stdout).strip().splitlines()
-    return r.returncode, lines[-1] if lines else ""
-
-
-def update_utilization(ctx: Context, dom: Domain, deadline: Deadline) -> None:
-    """Write cpu/host_memory/hv_memory when they differ from what this agent last wrote
-    (remembered in the state dir: no crm_resource call on a monitor where nothing changed);
-    delete the attributes asked to be unset. Only under Pacemaker (or with CIB_file)."""
-    p = ctx.params
-    want_set = {a for a in UTILIZATION_ATTRS if getattr(p, f"autoset_utilization_{a}")}
-    want_unset = {a for a in UTILIZATION_ATTRS
-                  if getattr(p, f"unset_utilization_{a}") and a not in want_set}
-    if not (want_set or want_unset) or not ctx.env.under_pacemaker:
-        return
-    path = _util_cache_path(ctx)
-    try:
-        with open(path, encoding="utf-8") as f:
-            cache: dict[str, Any] = json.load(f)
-    except (OSError, ValueError):
-        cache = {}
-    values: dict[str, int] = {}
-    if want_set:
-        try:
-            info = dom.hv.call(dom.dom.info, deadline.bound(5.0), "domain info")
-        except LibvirtFact as f:
-            ctx.log.debug(f"utilization not updated: {f.message}")
-            return
-        mem_mib = int(info[2]) // 1024
-        values = {"cpu": int(info[3]), "host_memory": mem_mib, "hv_memory": mem_mib}
-    changed = False
-    for attr in sorted(want_set):
-        if cache.get(attr) == values[attr]:
-            continue
-        rc, out = _crm_resource(ctx, ["--set-parameter", attr, "--parameter-value",
-                                      str(values[attr])], deadline.bound(SUBPROCESS_BOUND_S))
-        if rc == 0:
-            ctx.log.info(f"utilization {attr}={values[attr]}")
-            cache[attr] = values[attr]
-            changed = True
-        elif rc == CRM_EX_NOT_CONNECTED:
-            ctx.log.debug(f"utilization {attr} not set: the CIB is not available ({out})")
-            break
-        else:
-            ctx.log.warning(f"cannot set utilization {attr}: {out}")
-    for attr in sorted(want_unset):
-        if attr in cache and cache[attr] is None:
-            continue
-        rc, out = _crm_resource(ctx, ["--delete-parameter", attr],
-                                deadline.bound(SUBPROCESS_BOUND_S))
-        if rc in (0, 105):  # 105: no such attribute, which is what we want
-            cache[attr] = None
-            changed = True
-        else:
-            ctx.log.warning(f"cannot delete utilization {attr}: {out}")
-    if changed:
-        _write_json_atomic(path, cache)
-
-
-def forget_utilization(ctx: Context) -> None:
-    """After a stop: the next start writes the attributes again."""
-    try:
-        os.unlink(_util_cache_path(ctx))
-    except FileNotFoundError:
-        pass
-
-
-def _write_json_atomic(path: str, data: dict[str, Any]) -> None:
-    from .state import atomic_write
-
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    atomic_write(path, json.dumps(data).encode(), mode=0o644)
 
 
 # -- monitor scripts ----------------------------------------------------------------------------

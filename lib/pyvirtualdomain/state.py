@@ -3,11 +3,14 @@
 It lives in the resource-agents state directory (HA_RSCTMP, a tmpfs under /run that a reboot
 empties, as a reboot empties the host of guests). Stop and probe use it to find the domain
 when the config file is unreadable; monitor uses it to skip re-parsing an unchanged config.
+
+The format is ``key=value`` lines (backslash escapes for backslash, newline and carriage
+return), readable with ``cat`` and parsed without importing ``json``, which a monitor would
+otherwise pay for on every run. Records written as JSON by earlier versions are still read.
 """
 
 from __future__ import annotations
 
-import json
 import os
 import time
 from typing import NamedTuple
@@ -35,20 +38,82 @@ def _safe_instance(instance: str) -> str:
     return "".join(c if c.isalnum() or c in "-_.:" else "_" for c in instance) or "resource"
 
 
+RECORD_SUFFIX = ".state"
+LEGACY_SUFFIX = ".json"
+_ESCAPES = {"\\": "\\\\", "\n": "\\n", "\r": "\\r"}
+_UNESCAPES = {"\\": "\\", "n": "\n", "r": "\r"}
+
+
 def record_path(state_dir: str, agent: str, instance: str) -> str:
-    return os.path.join(state_dir, f"{agent}-{_safe_instance(instance)}.json")
+    return os.path.join(state_dir, f"{agent}-{_safe_instance(instance)}{RECORD_SUFFIX}")
+
+
+def dump_fields(fields: dict[str, str]) -> bytes:
+    """``key=value`` lines; keys are identifiers, values any text."""
+    lines = []
+    for key, value in fields.items():
+        if "\\" in value or "\n" in value or "\r" in value:
+            value = "".join(_ESCAPES.get(c, c) for c in value)
+        lines.append(f"{key}={value}\n")
+    return "".join(lines).encode("utf-8", "surrogateescape")
+
+
+def parse_fields(data: bytes) -> dict[str, str]:
+    """The inverse of dump_fields; lines without "=" are ignored."""
+    fields: dict[str, str] = {}
+    for line in data.decode("utf-8", "surrogateescape").split("\n"):
+        key, sep, value = line.partition("=")
+        if not sep:
+            continue
+        if "\\" in value:
+            out, i = [], 0
+            while i < len(value):
+                c = value[i]
+                if c == "\\" and i + 1 < len(value):
+                    out.append(_UNESCAPES.get(value[i + 1], value[i + 1]))
+                    i += 2
+                else:
+                    out.append(c)
+                    i += 1
+            value = "".join(out)
+        fields[key] = value
+    return fields
+
+
+def _read_raw(path: str) -> dict[str, str | None]:
+    try:
+        with open(path, "rb") as f:
+            return {k: v or None for k, v in parse_fields(f.read(65536)).items()}
+    except FileNotFoundError:
+        if not path.endswith(RECORD_SUFFIX):
+            raise
+    import json  # a record an earlier version wrote before an upgrade
+
+    with open(path[: -len(RECORD_SUFFIX)] + LEGACY_SUFFIX, "rb") as f:
+        raw = json.loads(f.read(65536))
+    if not isinstance(raw, dict):
+        raise ValueError("not a record")
+    return {str(k): None if v is None else str(v) for k, v in raw.items()}
+
+
+def _required(raw: dict[str, str | None], key: str) -> str:
+    value = raw[key]
+    if value is None:
+        raise ValueError(f"record has no {key}")
+    return value
 
 
 def load(path: str) -> DomainRecord | None:
     """The record, or None when there is none or it cannot be used (never raises)."""
     try:
-        with open(path, "rb") as f:
-            raw = json.loads(f.read(65536))
+        raw = _read_raw(path)
         return DomainRecord(
-            name=str(raw["name"]), uuid=raw.get("uuid"), virt_type=str(raw["virt_type"]),
-            emulator=raw.get("emulator"), uri=str(raw["uri"]), config=str(raw["config"]),
-            config_mtime_ns=int(raw["config_mtime_ns"]), config_size=int(raw["config_size"]),
-            started_at=float(raw["started_at"]),
+            name=_required(raw, "name"), uuid=raw.get("uuid"),
+            virt_type=_required(raw, "virt_type"), emulator=raw.get("emulator"),
+            uri=_required(raw, "uri"), config=_required(raw, "config"),
+            config_mtime_ns=int(_required(raw, "config_mtime_ns")),
+            config_size=int(_required(raw, "config_size")),
+            started_at=float(_required(raw, "started_at")),
         )
     except (OSError, ValueError, KeyError, TypeError):
         return None
@@ -82,14 +147,19 @@ def atomic_write(path: str, data: bytes, *, mode: int | None = None,
 
 def save(path: str, record: DomainRecord) -> None:
     os.makedirs(os.path.dirname(path), mode=0o755, exist_ok=True)
-    atomic_write(path, json.dumps(record._asdict()).encode(), mode=0o644)
+    fields = {k: "" if v is None else str(v) for k, v in record._asdict().items()}
+    atomic_write(path, dump_fields(fields), mode=0o644)
 
 
 def remove(path: str) -> None:
-    try:
-        os.unlink(path)
-    except FileNotFoundError:
-        pass
+    paths = [path]
+    if path.endswith(RECORD_SUFFIX):
+        paths.append(path[: -len(RECORD_SUFFIX)] + LEGACY_SUFFIX)
+    for p in paths:
+        try:
+            os.unlink(p)
+        except FileNotFoundError:
+            pass
 
 
 def new_record(ident: DomainIdentity, uuid: str | None, uri: str, config: str,

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import uuid
 from pathlib import Path
 from typing import Any
@@ -27,7 +26,7 @@ def test_start_creates_transient_domain_and_records_it(test_conn, write_config, 
     assert r.rc == OCFExit.SUCCESS
     dom = test_conn.lookupByName("u1")
     assert dom.isActive() and not dom.isPersistent()
-    rec = json.loads(next(state_dir.glob("PyVirtualDomain-*.json")).read_text())
+    rec = state.parse_fields(next(state_dir.glob("PyVirtualDomain-*.state")).read_bytes())
     assert rec["name"] == "u1" and rec["uuid"] == dom.UUIDString()
 
 
@@ -56,7 +55,7 @@ def test_stop_graceful_then_absent(test_conn, write_config, state_dir):
     assert actions.start(make_ctx("start", _params(cfg), state_dir)).rc == 0
     assert actions.stop(make_ctx("stop", _params(cfg), state_dir)).rc == OCFExit.SUCCESS
     assert "u4" not in _names(test_conn)
-    assert not list(state_dir.glob("PyVirtualDomain-*.json"))
+    assert not list(state_dir.glob("PyVirtualDomain-*.state"))
     # stopping again, and monitoring, an absent domain
     assert actions.stop(make_ctx("stop", _params(cfg), state_dir)).rc == OCFExit.SUCCESS
     assert actions.monitor(make_ctx("monitor", _params(cfg), state_dir,

@@ -216,7 +216,7 @@ def test_recurring_monitor_parses_no_xml_and_loads_no_fallbacks(tmp_path):
            "OCF_RESKEY_CRM_meta_timeout": "20000"}
     r = run(["start"], env)
     assert r.returncode == 0, r.stderr
-    assert list(tmp_path.glob("*.json")), "start wrote no state record"
+    assert list(tmp_path.glob("*.state")), "start wrote no state record"
     code = (f"import sys, os; sys.path.insert(0,{str(ROOT/'lib')!r});"
             "from pyvirtualdomain.cli import main;"
             "rc = main(['monitor'], os.environ);"

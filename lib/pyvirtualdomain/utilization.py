@@ -1,0 +1,129 @@
+"""The resource's utilization attributes (cpu, host_memory, hv_memory), kept in step with the
+domain as VirtualDomain's autoset_/unset_utilization_* parameters ask.
+
+This runs on every recurring monitor under Pacemaker, so it is cheap when nothing changed:
+one libvirt call for the domain's vCPUs and memory, compared with what this agent last wrote
+(remembered beside the state record); ``crm_resource`` (and the subprocess module) only when a
+value changed.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import TYPE_CHECKING
+
+from .errors import LibvirtFact
+from .state import RECORD_SUFFIX, atomic_write, dump_fields, parse_fields
+
+if TYPE_CHECKING:
+    from .actions import Context
+    from .deadline import Deadline
+    from .domain import Domain
+
+ATTRS = ("cpu", "host_memory", "hv_memory")
+# crm_resource's exit code when there is no CIB to talk to (CRM_EX_NOT_CONNECTED).
+CRM_EX_NOT_CONNECTED = 102
+# ... and when the attribute to delete does not exist (CRM_EX_NOSUCH), which is what we want.
+CRM_EX_NOSUCH = 105
+CRM_RESOURCE_BOUND_S = 10.0
+
+# What the cache holds per attribute: the value written, or None once deleted.
+Cache = dict[str, "int | None"]
+
+
+def cache_path(ctx: Context) -> str:
+    base = ctx.record_path
+    if base.endswith(RECORD_SUFFIX):
+        base = base[: -len(RECORD_SUFFIX)]
+    return base + ".utilization"
+
+
+def _load_cache(path: str) -> Cache:
+    try:
+        with open(path, "rb") as f:
+            raw = parse_fields(f.read(4096))
+        return {k: int(v) if v else None for k, v in raw.items() if k in ATTRS}
+    except (OSError, ValueError):
+        return {}
+
+
+def _save_cache(path: str, cache: Cache) -> None:
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    atomic_write(path, dump_fields({k: "" if v is None else str(v) for k, v in cache.items()}),
+                 mode=0o644)
+
+
+def _crm_resource(ctx: Context, args: list[str], timeout_s: float) -> tuple[int, str]:
+    import shutil
+    import subprocess
+
+    exe = shutil.which("crm_resource", path=ctx.environ.get("PATH") or os.defpath)
+    if exe is None:
+        return 127, "crm_resource not found"
+    env = {k: v for k, v in ctx.environ.items() if not k.startswith("OCF_RESKEY_")}
+    try:
+        r = subprocess.run([exe, "--resource", ctx.env.instance, "--utilization", *args],
+                           stdin=subprocess.DEVNULL, capture_output=True, text=True,
+                           timeout=max(0.5, timeout_s), env=env)
+    except subprocess.TimeoutExpired:
+        return 124, f"crm_resource did not answer in {timeout_s:.0f}s"
+    lines = (r.stderr or r.stdout).strip().splitlines()
+    return r.returncode, lines[-1] if lines else ""
+
+
+def update(ctx: Context, dom: Domain, deadline: Deadline) -> None:
+    """Write the attributes that differ from what this agent last wrote; delete those asked
+    to be unset. Only under Pacemaker (or with CIB_file): elsewhere there is no CIB."""
+    p = ctx.params
+    want_set = [a for a in ATTRS if getattr(p, f"autoset_utilization_{a}")]
+    want_unset = [a for a in ATTRS
+                  if getattr(p, f"unset_utilization_{a}") and a not in want_set]
+    if not (want_set or want_unset) or not ctx.env.under_pacemaker:
+        return
+    path = cache_path(ctx)
+    cache = _load_cache(path)
+    values: dict[str, int] = {}
+    if want_set:
+        try:
+            info = dom.hv.call(dom.dom.info, deadline.bound(5.0), "domain info")
+        except LibvirtFact as f:
+            ctx.log.debug(f"utilization not updated: {f.message}")
+            return
+        mem_mib = int(info[2]) // 1024
+        values = {"cpu": int(info[3]), "host_memory": mem_mib, "hv_memory": mem_mib}
+    changed = False
+    for attr in want_set:
+        if cache.get(attr) == values[attr]:
+            continue
+        rc, out = _crm_resource(ctx, ["--set-parameter", attr, "--parameter-value",
+                                      str(values[attr])], deadline.bound(CRM_RESOURCE_BOUND_S))
+        if rc == 0:
+            ctx.log.info(f"utilization {attr}={values[attr]}")
+            cache[attr] = values[attr]
+            changed = True
+        elif rc == CRM_EX_NOT_CONNECTED:
+            ctx.log.debug(f"utilization {attr} not set: the CIB is not available ({out})")
+            break
+        else:
+            ctx.log.warning(f"cannot set utilization {attr}: {out}")
+    for attr in want_unset:
+        if attr in cache and cache[attr] is None:
+            continue
+        rc, out = _crm_resource(ctx, ["--delete-parameter", attr],
+                                deadline.bound(CRM_RESOURCE_BOUND_S))
+        if rc in (0, CRM_EX_NOSUCH):
+            cache[attr] = None
+            changed = True
+        else:
+            ctx.log.warning(f"cannot delete utilization {attr}: {out}")
+    if changed:
+        _save_cache(path, cache)
+
+
+def forget(ctx: Context) -> None:
+    """After a stop: the next start writes the attributes again."""
+    for path in (cache_path(ctx), ctx.record_path[: -len(RECORD_SUFFIX)] + ".utilization.json"):
+        try:
+            os.unlink(path)
+        except FileNotFoundError:
+            pass

@@ -1,0 +1,59 @@
+"""The state record's key=value format: any text survives, old JSON records still load."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from pyvirtualdomain import state
+from pyvirtualdomain.domxml import DomainIdentity
+
+KEYS = st.from_regex(r"[a-z_]{1,12}", fullmatch=True)
+
+
+@given(st.dictionaries(KEYS, st.text()))
+def test_fields_round_trip_any_text(fields):
+    assert state.parse_fields(state.dump_fields(fields)) == fields
+
+
+def test_fields_are_one_line_each_and_readable():
+    data = state.dump_fields({"name": "vm 1", "config": "/etc/x\nb\\c"})
+    assert data == b"name=vm 1\nconfig=/etc/x\\nb\\\\c\n"
+
+
+def test_record_round_trip_with_awkward_values(tmp_path):
+    path = state.record_path(str(tmp_path), "PyVirtualDomain", "vm:1")
+    ident = DomainIdentity("vm=1\nx", None, "kvm", None)
+    rec = state.new_record(ident, "2a6f3c5e-0000-4000-8000-000000000001", "qemu:///system",
+                           "/etc/c lusters/vm\\1.xml", 1234567890123456789, 42)
+    state.save(path, rec)
+    assert path.endswith(".state")
+    assert state.load(path) == rec
+    assert Path(path).stat().st_mode & 0o777 == 0o644
+
+
+def test_a_record_missing_a_required_field_is_ignored(tmp_path):
+    path = tmp_path / "PyVirtualDomain-r.state"
+    path.write_bytes(b"name=\nvirt_type=kvm\nuri=qemu:///system\nconfig=/c\n"
+                     b"config_mtime_ns=1\nconfig_size=2\nstarted_at=3.5\n")
+    assert state.load(str(path)) is None
+    path.write_bytes(b"name=vm\nvirt_type=kvm\nuri=qemu:///system\nconfig=/c\n"
+                     b"config_mtime_ns=x\nconfig_size=2\nstarted_at=3.5\n")
+    assert state.load(str(path)) is None
+
+
+def test_a_json_record_from_an_earlier_version_is_read_and_removed(tmp_path):
+    path = state.record_path(str(tmp_path), "PyVirtualDomain", "r1")
+    legacy = Path(path[: -len(".state")] + ".json")
+    legacy.write_text(json.dumps({
+        "name": "vm", "uuid": None, "virt_type": "kvm", "emulator": "/usr/bin/qemu",
+        "uri": "qemu:///system", "config": "/c.xml", "config_mtime_ns": 5, "config_size": 6,
+        "started_at": 7.25}))
+    rec = state.load(path)
+    assert rec is not None and rec.name == "vm" and rec.uuid is None
+    assert rec.emulator == "/usr/bin/qemu" and rec.config_mtime_ns == 5
+    state.remove(path)
+    assert not legacy.exists()
