@@ -80,8 +80,11 @@ check: deps lint typecheck metadata-check test
 demo: deps
 	$(PY) tools/demo.py
 
+# See bench/README.md: each row measured against VirtualDomain (or virsh) in the same run.
 bench: deps
 	$(PY) bench/run.py
+	$(PY) bench/lxc.py
+	$(PY) bench/migrate.py
 
 bench-scale: deps
 	$(PY) bench/scale.py
