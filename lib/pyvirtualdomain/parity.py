@@ -235,14 +235,29 @@ def _tool(ctx: Context, name: str) -> str:
     return exe
 
 
-def _run_tool(argv: list[str], deadline: Deadline, what: str) -> str:
+def _stderr_summary(text: str, limit: int = 300) -> str:
+    """One line of a tool's stderr for the exit reason. The error is on the first line and
+    advice follows (libguestfs appends a whole paragraph of hints): keep the first line whole
+    and as much of the end as fits."""
+    lines = [" ".join(line.split()) for line in text.splitlines() if line.strip()]
+    flat = " ".join(lines)
+    if len(flat) <= limit:
+        return flat
+    first, rest = lines[0][:limit], " ".join(lines[1:])
+    room = limit - len(first) - 5
+    return first if room < 20 else f"{first} ... {rest[-room:]}"
+
+
+def _run_tool(ctx: Context, argv: list[str], deadline: Deadline, what: str) -> str:
+    # The agent's own environment, passed through whole: libguestfs is configured by it
+    # (LIBGUESTFS_BACKEND, LIBGUESTFS_BACKEND_SETTINGS, TMPDIR, ...), and so is qemu-img.
     try:
         r = subprocess.run(argv, stdin=subprocess.DEVNULL, capture_output=True, text=True,
-                           timeout=max(0.5, deadline.remaining()))
+                           timeout=max(0.5, deadline.remaining()), env=dict(ctx.environ))
     except subprocess.TimeoutExpired:
         raise AgentError(f"{what} did not finish before the timeout") from None
     if r.returncode != 0:
-        raise AgentError(f"{what} failed ({r.returncode}): {' '.join(r.stderr.split())[-300:]}")
+        raise AgentError(f"{what} failed ({r.returncode}): {_stderr_summary(r.stderr)}")
     return r.stdout
 
 
@@ -255,18 +270,25 @@ def prepare_backing(ctx: Context, deadline: Deadline) -> None:
     overlay = overlay_path(p.config)
     if not p.stateless and os.path.exists(overlay) and os.path.getsize(overlay) > 0:
         return
+    # start is not preceded by validate-all: what is missing on this node (backing file,
+    # qemu-img, virt-copy-in, a copyindirs path) is rc 5 here, before anything is created,
+    # rather than a tool's failure (rc 1) half-way.
+    check_backing(ctx)
     qemu_img = _tool(ctx, "qemu-img")
-    info = json.loads(_run_tool([qemu_img, "info", "--output=json", "-U", p.backingfile],
+    info = json.loads(_run_tool(ctx, [qemu_img, "info", "--output=json", "-U", p.backingfile],
                                 deadline, f"qemu-img info {p.backingfile}"))
     fmt = str(info.get("format") or "raw")
+    # Built under a temporary name and renamed only when complete: a failed or timed-out
+    # copy never leaves a half-written overlay (nor replaces the previous one).
     tmp = f"{overlay}.new-{os.getpid()}"
     try:
-        _run_tool([qemu_img, "create", "-q", "-f", "qcow2", "-F", fmt, "-b", p.backingfile,
-                   tmp], deadline, f"qemu-img create of {overlay}")
+        _run_tool(ctx, [qemu_img, "create", "-q", "-f", "qcow2", "-F", fmt, "-b",
+                        p.backingfile, tmp], deadline, f"qemu-img create of {overlay}")
         if p.copyindirs.strip():
             copy_in = _tool(ctx, "virt-copy-in")
-            _run_tool([copy_in, "-a", tmp, *p.copyindirs.split(), "/"], deadline,
-                      f"virt-copy-in into {overlay}")
+            # The format is known: no probing of the image.
+            _run_tool(ctx, [copy_in, "--format=qcow2", "-a", tmp, *p.copyindirs.split(), "/"],
+                      deadline, f"virt-copy-in into {overlay}")
         os.replace(tmp, overlay)
     finally:
         try:

@@ -1,0 +1,109 @@
+"""copyindirs (with backingfile) against libvirt's test:/// driver, with the real qemu-img and
+a stand-in virt-copy-in that records what it was given. The real virt-copy-in runs in
+tests/integration/test_parity_copyindirs.py."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from pyvirtualdomain import actions
+from pyvirtualdomain.errors import AgentError, NotInstalled
+from pyvirtualdomain.ocf import OCFExit
+
+from .conftest import TEST_URI, drv_xml, make_ctx
+
+
+@pytest.fixture
+def tools(tmp_path: Path) -> Path:
+    """A PATH directory with the real qemu-img and a virt-copy-in stand-in: it writes its
+    arguments and LIBGUESTFS_BACKEND_SETTINGS to files, then exits with $FAKE_RC after
+    printing $FAKE_ERR on stderr."""
+    qemu_img = shutil.which("qemu-img")
+    if qemu_img is None:
+        pytest.fail("qemu-img missing: make deps installs qemu-utils")
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "qemu-img").symlink_to(qemu_img)
+    fake = bin_dir / "virt-copy-in"
+    fake.write_text("#!/bin/sh\n"
+                    f"printf '%s\\n' \"$@\" > '{tmp_path}/argv'\n"
+                    f"printf '%s' \"$LIBGUESTFS_BACKEND_SETTINGS\" > '{tmp_path}/settings'\n"
+                    "[ -n \"$FAKE_ERR\" ] && printf '%b' \"$FAKE_ERR\" >&2\n"
+                    "exit ${FAKE_RC:-0}\n")
+    fake.chmod(0o755)
+    return bin_dir
+
+
+def _setup(tmp_path: Path, write_config: Any, copyindirs: str,
+           name: str) -> tuple[dict[str, str], Path, Path]:
+    backing = tmp_path / "base.raw"
+    backing.write_bytes(b"\0" * 65536)
+    cfg = write_config(drv_xml(name), name=f"{name}.xml")
+    params = {"config": str(cfg), "hypervisor": TEST_URI, "backingfile": str(backing),
+              "copyindirs": copyindirs}
+    return params, backing, tmp_path / f"{name}.qcow2"
+
+
+def _env(tools: Path, **extra: str) -> dict[str, str]:
+    return {"PATH": f"{tools}:/usr/bin:/bin", **extra}
+
+
+def test_missing_copyindirs_path_is_not_installed(test_conn: Any, write_config: Any,
+                                                  state_dir: Path, tmp_path: Path,
+                                                  tools: Path) -> None:
+    missing = tmp_path / "no-such-dir"
+    params, _, overlay = _setup(tmp_path, write_config, f"{tmp_path} {missing}", "c1")
+    with pytest.raises(NotInstalled) as v:
+        actions.validate_all(make_ctx("validate-all", params, state_dir, environ=_env(tools)))
+    assert v.value.rc == OCFExit.ERR_INSTALLED and str(missing) in v.value.reason
+    assert "\n" not in v.value.reason
+    # start is not preceded by validate-all: it checks too, before creating anything
+    with pytest.raises(NotInstalled) as s:
+        actions.start(make_ctx("start", params, state_dir, environ=_env(tools)))
+    assert s.value.rc == OCFExit.ERR_INSTALLED and str(missing) in s.value.reason
+    assert not overlay.exists() and not (tmp_path / "argv").exists()
+    assert all(d.name() != "c1" for d in test_conn.listAllDomains(1))
+
+
+def test_virt_copy_in_gets_the_agents_environment_and_the_new_overlay(
+        test_conn: Any, write_config: Any, state_dir: Path, tmp_path: Path,
+        tools: Path) -> None:
+    src = tmp_path / "inject"
+    src.mkdir()
+    params, _, overlay = _setup(tmp_path, write_config, str(src), "c2")
+    # Only in the agent's environment mapping, not in this process's os.environ.
+    env = _env(tools, LIBGUESTFS_BACKEND_SETTINGS="force_tcg")
+    assert actions.start(make_ctx("start", params, state_dir, environ=env)).rc == 0
+    assert (tmp_path / "settings").read_text() == "force_tcg"
+    argv = (tmp_path / "argv").read_text().splitlines()
+    assert argv[:2] == ["--format=qcow2", "-a"]
+    assert argv[2].startswith(f"{overlay}.new-") and argv[3:] == [str(src), "/"]
+    assert overlay.exists() and not list(tmp_path.glob("c2.qcow2.new-*"))
+
+
+def test_virt_copy_in_failure_is_rc1_naming_it_and_leaves_no_overlay(
+        test_conn: Any, write_config: Any, state_dir: Path, tmp_path: Path,
+        tools: Path) -> None:
+    src = tmp_path / "inject"
+    src.mkdir()
+    params, backing, overlay = _setup(tmp_path, write_config, str(src), "c3")
+    before = backing.read_bytes()
+    hints = "If using guestfish -i option, remove this option and instead use run.\\n" * 8
+    env = _env(tools, FAKE_RC="1",
+               FAKE_ERR=f"virt-copy-in: no operating system was found on this disk\\n\\n{hints}")
+    with pytest.raises(AgentError) as e:
+        actions.start(make_ctx("start", params, state_dir, environ=env))
+    assert e.value.rc == OCFExit.ERR_GENERIC
+    prefix = f"virt-copy-in into {overlay} failed (1): "
+    assert e.value.reason.startswith(prefix) and "\n" not in e.value.reason
+    told = e.value.reason[len(prefix):]
+    # the first line (the error) survives the cut to 300 characters, and the end of the rest
+    assert told.startswith("virt-copy-in: no operating system was found on this disk ... ")
+    assert len(told) <= 300 and told.endswith("instead use run.")
+    assert not overlay.exists() and not list(tmp_path.glob("c3.qcow2.new-*"))
+    assert backing.read_bytes() == before
+    assert all(d.name() != "c3" for d in test_conn.listAllDomains(1))
