@@ -248,7 +248,8 @@ def _stderr_summary(text: str, limit: int = 300) -> str:
     return first if room < 20 else f"{first} ... {rest[-room:]}"
 
 
-def _run_tool(ctx: Context, argv: list[str], deadline: Deadline, what: str) -> str:
+def _run_tool(ctx: Context, argv: list[str], deadline: Deadline, what: str,
+              where: str = "") -> str:
     # The agent's own environment, passed through whole: libguestfs is configured by it
     # (LIBGUESTFS_BACKEND, LIBGUESTFS_BACKEND_SETTINGS, TMPDIR, ...), and so is qemu-img.
     try:
@@ -257,8 +258,42 @@ def _run_tool(ctx: Context, argv: list[str], deadline: Deadline, what: str) -> s
     except subprocess.TimeoutExpired:
         raise AgentError(f"{what} did not finish before the timeout") from None
     if r.returncode != 0:
-        raise AgentError(f"{what} failed ({r.returncode}): {_stderr_summary(r.stderr)}")
+        raise AgentError(f"{what} failed ({r.returncode}): {_stderr_summary(r.stderr)}"
+                         f"{' ' + where if where else ''}")
     return r.stdout
+
+
+TEMP_MARK = ".new-"
+
+
+def _remove_stale_overlay_temps(ctx: Context, overlay: str) -> None:
+    """An overlay being built is ``<overlay>.new-<pid>``; one whose builder is gone (the
+    agent was killed mid-copy) is removed before the next build."""
+    directory, base = os.path.split(overlay)
+    prefix = base + TEMP_MARK
+    try:
+        names = os.listdir(directory or ".")
+    except OSError:
+        return
+    for name in names:
+        pid_text = name[len(prefix):]
+        if not name.startswith(prefix) or not pid_text.isdigit():
+            continue
+        pid = int(pid_text)
+        if pid == os.getpid():
+            continue
+        try:
+            os.kill(pid, 0)
+            continue  # its builder still runs
+        except ProcessLookupError:
+            pass
+        except PermissionError:
+            continue
+        try:
+            os.unlink(os.path.join(directory, name))
+            ctx.log.info(f"removed {name}, left by an interrupted start")
+        except OSError:
+            pass
 
 
 def prepare_backing(ctx: Context, deadline: Deadline) -> None:
@@ -280,15 +315,18 @@ def prepare_backing(ctx: Context, deadline: Deadline) -> None:
     fmt = str(info.get("format") or "raw")
     # Built under a temporary name and renamed only when complete: a failed or timed-out
     # copy never leaves a half-written overlay (nor replaces the previous one).
-    tmp = f"{overlay}.new-{os.getpid()}"
+    _remove_stale_overlay_temps(ctx, overlay)
+    tmp = f"{overlay}{TEMP_MARK}{os.getpid()}"
     try:
         _run_tool(ctx, [qemu_img, "create", "-q", "-f", "qcow2", "-F", fmt, "-b",
                         p.backingfile, tmp], deadline, f"qemu-img create of {overlay}")
         if p.copyindirs.strip():
             copy_in = _tool(ctx, "virt-copy-in")
-            # The format is known: no probing of the image.
+            ctx.log.info(f"copying {p.copyindirs.strip()} into {overlay}")
+            # The format is known: no probing of the image. The reason names the tool and
+            # its error first (Pacemaker keeps only 128 characters of it), the overlay last.
             _run_tool(ctx, [copy_in, "--format=qcow2", "-a", tmp, *p.copyindirs.split(), "/"],
-                      deadline, f"virt-copy-in into {overlay}")
+                      deadline, "virt-copy-in", f"(overlay {overlay})")
         os.replace(tmp, overlay)
     finally:
         try:

@@ -4,6 +4,7 @@ tests/integration/test_parity_copyindirs.py."""
 
 from __future__ import annotations
 
+import os
 import shutil
 from pathlib import Path
 from typing import Any
@@ -98,12 +99,39 @@ def test_virt_copy_in_failure_is_rc1_naming_it_and_leaves_no_overlay(
     with pytest.raises(AgentError) as e:
         actions.start(make_ctx("start", params, state_dir, environ=env))
     assert e.value.rc == OCFExit.ERR_GENERIC
-    prefix = f"virt-copy-in into {overlay} failed (1): "
+    prefix, suffix = "virt-copy-in failed (1): ", f" (overlay {overlay})"
     assert e.value.reason.startswith(prefix) and "\n" not in e.value.reason
-    told = e.value.reason[len(prefix):]
+    assert e.value.reason.endswith(suffix)
+    told = e.value.reason[len(prefix):-len(suffix)]
     # the first line (the error) survives the cut to 300 characters, and the end of the rest
     assert told.startswith("virt-copy-in: no operating system was found on this disk ... ")
     assert len(told) <= 300 and told.endswith("instead use run.")
     assert not overlay.exists() and not list(tmp_path.glob("c3.qcow2.new-*"))
     assert backing.read_bytes() == before
     assert all(d.name() != "c3" for d in test_conn.listAllDomains(1))
+
+
+def _dead_pid() -> int:
+    pid = 4_000_000
+    while True:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return pid
+        except PermissionError:
+            pass
+        pid -= 1
+
+
+def test_a_temp_overlay_left_by_a_killed_start_is_removed_not_one_being_built(
+        test_conn: Any, write_config: Any, state_dir: Path, tmp_path: Path,
+        tools: Path) -> None:
+    src = tmp_path / "inject"
+    src.mkdir()
+    params, _, overlay = _setup(tmp_path, write_config, str(src), "c4")
+    stale = tmp_path / f"c4.qcow2.new-{_dead_pid()}"
+    busy = tmp_path / f"c4.qcow2.new-{os.getppid()}"  # its builder (our parent) is alive
+    stale.write_bytes(b"half")
+    busy.write_bytes(b"half")
+    assert actions.start(make_ctx("start", params, state_dir, environ=_env(tools))).rc == 0
+    assert overlay.exists() and not stale.exists() and busy.exists()
