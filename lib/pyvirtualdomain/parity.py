@@ -108,18 +108,37 @@ def save_config(ctx: Context, dom: Domain, deadline: Deadline) -> None:
 
 
 def sync_config(ctx: Context, deadline: Deadline) -> None:
+    """``csync2 -x CONFIG``, as VirtualDomain runs it: only the domain's config file, not
+    every file of every csync2 group (which a bare ``csync2 -x`` checks and pushes). Best
+    effort: a peer that accepts the connection and then hangs keeps csync2 waiting forever,
+    so it gets at most a quarter of what is left of ``deadline`` (the step that follows, the
+    guest's shutdown or its migration, needs the rest), and never more than 10 s."""
     csync2 = shutil.which("csync2", path=ctx.environ.get("PATH") or os.defpath)
     if csync2 is None:
         ctx.log.warning("sync_config_on_stop: csync2 is not installed; config not synced")
         return
-    try:
-        r = subprocess.run([csync2, "-x"], stdin=subprocess.DEVNULL, capture_output=True,
-                           text=True, timeout=deadline.bound(SUBPROCESS_BOUND_S))
-    except subprocess.TimeoutExpired:
-        ctx.log.warning("csync2 -x did not finish in time")
+    path = ctx.params.config
+    timeout_s = min(SUBPROCESS_BOUND_S, deadline.remaining() / 4)
+    if timeout_s < 0.5:
+        ctx.log.warning(f"no time left to run csync2 -x {path}: config not synced")
         return
+    try:
+        r = subprocess.run([csync2, "-x", path], stdin=subprocess.DEVNULL, capture_output=True,
+                           text=True, timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        ctx.log.warning(f"csync2 -x {path} did not finish within {timeout_s:.1f}s: "
+                        "config not synced")
+        return
+    except OSError as exc:
+        ctx.log.warning(f"cannot run csync2: {exc.strerror}; config not synced")
+        return
+    err = " ".join(r.stderr.split())
     if r.returncode != 0:
-        ctx.log.warning(f"csync2 -x failed ({r.returncode}): {' '.join(r.stderr.split())}")
+        ctx.log.warning(f"csync2 -x {path} failed ({r.returncode}): {err}")
+    elif err:  # e.g. "Parameter will be ignored": the file is in no csync2 group
+        ctx.log.warning(f"csync2 -x {path}: {err}")
+    else:
+        ctx.log.info(f"synced {path} to the other nodes with csync2")
 
 
 # -- snapshot -----------------------------------------------------------------------------------

@@ -77,6 +77,19 @@ def test_save_config_on_stop_is_atomic_and_keeps_mode(test_conn, write_config, s
     assert not [p for p in cfg.parent.iterdir() if p.name.startswith(".vm.xml.")]
 
 
+def test_sync_config_without_csync2_warns_and_stop_succeeds(test_conn, write_config,
+                                                            state_dir, tmp_path):
+    cfg = write_config(drv_xml("p4s"))
+    assert actions.start(make_ctx("start", _params(cfg), state_dir)).rc == 0
+    log = io.StringIO()
+    ctx = make_ctx("stop", _params(cfg, save_config_on_stop="true", sync_config_on_stop="true"),
+                   state_dir, environ={"PATH": str(tmp_path / "no-csync2-here")}, stream=log)
+    assert actions.stop(ctx).rc == 0
+    assert "csync2 is not installed" in log.getvalue()
+    assert "<uuid>" in cfg.read_text()  # saved all the same
+    assert all(d.name() != "p4s" for d in test_conn.listAllDomains(1))
+
+
 def test_snapshot_saves_on_stop_and_restores_on_start(test_conn, write_config, state_dir,
                                                       tmp_path):
     snap = tmp_path / "snap"
