@@ -62,6 +62,7 @@ from .common import (
     pid_alive,
     read_cmdline,
     read_comm,
+    terminate,
     wait_until,
 )
 from .domains import import_libvirt, with_connection
@@ -774,18 +775,6 @@ class ClusterNode:
         self.started_in_s = time.monotonic() - started
         return self
 
-    def _terminate(self, pid: int, timeout_s: float) -> bool:
-        """SIGTERM, then SIGKILL; whether it is gone."""
-        for sig, wait_s in ((signal.SIGCONT, 0.0), (signal.SIGTERM, timeout_s),
-                            (signal.SIGKILL, 10.0)):
-            try:
-                os.kill(pid, sig)
-            except ProcessLookupError:
-                return True
-            if wait_s and wait_until(lambda: not pid_alive(pid), wait_s, 0.05):
-                return True
-        return not pid_alive(pid)
-
     def _reap(self) -> None:
         for proc in self._children:
             try:
@@ -817,12 +806,12 @@ class ClusterNode:
         pm = self.pid("pacemakerd") if netns_exists() else None
         if pm is not None:
             t0 = time.monotonic()
-            ok = self._terminate(pm, self.stop_timeout_s)
+            ok = terminate(pm, self.stop_timeout_s)
             done.append(f"pacemakerd ({pm}) stopped in {time.monotonic() - t0:.1f}s"
                         + ("" if ok else " (killed)"))
         cs = self.pid("corosync") if netns_exists() else None
         if cs is not None:
-            self._terminate(cs, 30.0)
+            terminate(cs, 30.0)
             done.append(f"corosync ({cs}) stopped")
         if netns_exists() and self.pid("libvirtd") is not None and self.libvirtd_answers():
             libvirt = import_libvirt()
@@ -850,7 +839,7 @@ class ClusterNode:
             for daemon in ("libvirtd", "virtlogd"):
                 pid = self.pid(daemon)
                 if pid is not None:
-                    self._terminate(pid, 20.0)
+                    terminate(pid, 20.0)
                     done.append(f"stopped {daemon} ({pid})")
         # Whatever is left: the anchor, stray pacemaker daemons, containers, qemu.
         left = set(netns_pids())
@@ -859,7 +848,7 @@ class ClusterNode:
         left.update(self._our_stray_pids())
         for pid in sorted(left):
             comm = read_comm(pid)
-            if self._terminate(pid, 5.0):
+            if terminate(pid, 5.0):
                 done.append(f"killed {comm} ({pid})")
         self._reap()
         survivors: list[str] = []

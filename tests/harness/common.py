@@ -77,6 +77,22 @@ def pid_alive(pid: int) -> bool:
     return state not in (b"Z", b"X")
 
 
+def terminate(pid: int, term_wait_s: float, kill_wait_s: float = 10.0) -> bool:
+    """Stop one process of ours by pid: SIGCONT (it may be frozen on purpose), SIGTERM and
+    up to ``term_wait_s`` to go, then SIGKILL. Whether it is gone."""
+    import signal
+
+    for sig, wait_s in ((signal.SIGCONT, 0.0), (signal.SIGTERM, term_wait_s),
+                        (signal.SIGKILL, kill_wait_s)):
+        try:
+            os.kill(pid, sig)
+        except ProcessLookupError:
+            return True
+        if wait_s and wait_until(lambda: not pid_alive(pid), wait_s, 0.05):
+            return True
+    return not pid_alive(pid)
+
+
 def read_cmdline(pid: int) -> list[str]:
     try:
         with open(f"/proc/{pid}/cmdline", "rb") as f:

@@ -28,7 +28,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from types import TracebackType
 
-from .common import CLEAN_PATH, HarnessError, pid_alive, read_comm, wait_until
+from .common import CLEAN_PATH, HarnessError, pid_alive, read_comm, terminate, wait_until
 
 NETNS = "pyvd-csync2"
 NODES = {"A": ("nodea", "127.0.0.1"), "B": ("nodeb", "127.0.0.2")}
@@ -166,21 +166,11 @@ class Csync2Pair:
         pid = self.server_pid
         if pid is None:
             return
-        self._terminate(pid)
+        terminate(pid, self.stop_timeout_s, 5.0)
         if self._proc is not None:
             self._proc.wait(timeout=self.stop_timeout_s)  # reap it
         self._proc = None
         self.server_pid = None
-
-    def _terminate(self, pid: int) -> None:
-        for sig, wait_s in ((signal.SIGCONT, 0.0), (signal.SIGTERM, self.stop_timeout_s),
-                            (signal.SIGKILL, 5.0)):
-            try:
-                os.kill(pid, sig)
-            except ProcessLookupError:
-                return
-            if wait_s and wait_until(lambda: not pid_alive(pid), wait_s, 0.05):
-                return
 
     # -- start / stop ------------------------------------------------------------------------
 
@@ -224,7 +214,7 @@ class Csync2Pair:
             self.stop_server()
         for pid in netns_pids(self.netns):
             comm = read_comm(pid)
-            self._terminate(pid)
+            terminate(pid, self.stop_timeout_s, 5.0)
             done.append(f"killed {comm} ({pid})")
         if Path("/run/netns", self.netns).exists():
             end = time.monotonic() + self.stop_timeout_s

@@ -47,6 +47,7 @@ from .common import (
     HostLock,
     pid_alive,
     read_comm,
+    terminate,
     wait_until,
 )
 from .domains import DomainFacts, domain_facts, import_libvirt, kill_qemu, with_connection
@@ -492,16 +493,6 @@ class TwoHosts:
             raise
         return self
 
-    def _terminate(self, pid: int) -> None:
-        for sig, wait_s in ((signal.SIGCONT, 0.0), (signal.SIGTERM, self.stop_timeout_s),
-                            (signal.SIGKILL, 10.0)):
-            try:
-                os.kill(pid, sig)
-            except ProcessLookupError:
-                return
-            if wait_s and wait_until(lambda: not pid_alive(pid), wait_s, 0.05):
-                return
-
     def stop(self) -> list[str]:
         """Destroy every domain, stop both daemons by pid, kill whatever else still runs in
         the namespaces (qemu), delete the namespaces (and so the veth pair). Idempotent; what
@@ -536,7 +527,7 @@ class TwoHosts:
             for daemon in ("libvirtd", "virtlogd"):
                 pid = _read_pid(self._pidfile(h.key, daemon))
                 if pid is not None and pid_alive(pid) and read_comm(pid) == daemon:
-                    self._terminate(pid)
+                    terminate(pid, self.stop_timeout_s)
                     done.append(f"host{h.key}: stopped {daemon} ({pid})")
                 self._pidfile(h.key, daemon).unlink(missing_ok=True)
         self._frozen.clear()
@@ -545,7 +536,7 @@ class TwoHosts:
             # Only processes in our own network namespaces: qemu of our domains, strays.
             for pid in netns_pids(h.netns):
                 comm = read_comm(pid)
-                self._terminate(pid)
+                terminate(pid, self.stop_timeout_s)
                 done.append(f"host{h.key}: killed {comm} ({pid})")
             if netns_exists(h.netns):
                 left = [p for p in netns_pids(h.netns) if pid_alive(p)]
