@@ -32,6 +32,8 @@ from pathlib import Path
 from typing import Any
 from xml.sax.saxutils import escape, quoteattr
 
+from pyvirtualdomain.state import atomic_write
+
 from .common import DEFAULT_CACHE_DIR, DEFAULT_URI, CallTimeout, HarnessError, wait_until
 from .domains import create_transient, remove_domain
 
@@ -237,18 +239,7 @@ def _builder_hash(kernel_image: Path) -> str:
 
 
 def _write_atomic(path: Path, data: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
+    atomic_write(str(path), data, mode=0o644)
 
 
 def build_artifacts(cache_dir: Path = DEFAULT_CACHE_DIR) -> GuestArtifacts:
