@@ -225,3 +225,22 @@ def test_recurring_monitor_parses_no_xml_and_loads_no_fallbacks(tmp_path):
     env.update(PATH="/usr/sbin:/usr/bin:/sbin:/bin", OCF_RESKEY_CRM_meta_interval="10000")
     m = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
     assert m.stdout.strip() == "0 []", m.stderr
+
+    # Under Pacemaker (here a CIB file) with the default utilization parameters: the first
+    # monitor writes the attributes through crm_resource; the next, nothing having changed,
+    # runs no subprocess at all.
+    cib = tmp_path / "cib.xml"
+    cib_env = {"CIB_file": str(cib), "PATH": env["PATH"]}
+    cib.write_text(subprocess.run(["cibadmin", "--empty"], capture_output=True, text=True,
+                                  check=True, env=cib_env).stdout)
+    subprocess.run(["cibadmin", "-C", "-o", "resources", "-X",
+                    '<primitive id="vm1" class="ocf" provider="custom" type="PyVirtualDomain"/>'],
+                   check=True, env=cib_env, capture_output=True)
+    env.update(cib_env)
+    first = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
+                           text=True)
+    assert first.stdout.strip() == "0 ['subprocess']", first.stderr
+    assert 'name="cpu"' in cib.read_text()
+    again = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
+                           text=True)
+    assert again.stdout.strip() == "0 []", again.stderr
