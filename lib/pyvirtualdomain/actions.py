@@ -92,6 +92,9 @@ class Target(NamedTuple):
     ident: DomainIdentity
     uri: str
     source: str  # "config" or "record": where the identity came from
+    # (path, mtime_ns, size) of a config read with no state record on this host: a monitor
+    # that finds the domain running records it, so later monitors skip the XML parse.
+    unrecorded: tuple[str, int, int] | None = None
 
 
 # ---------------------------------------------------------------------------------------------
@@ -147,13 +150,16 @@ def _identify(ctx: Context) -> tuple[list[Target], AgentError | None]:
         problem = exc
 
     targets: list[Target] = []
+    same = record is not None and ident is not None and record.name == ident.name and (
+        ident.uuid is None or record.uuid is None or record.uuid == ident.uuid)
     if ident is not None:
         if record is not None and record.name == ident.name and ident.uuid is None:
             ident = DomainIdentity(ident.name, record.uuid, ident.virt_type, ident.emulator)
-        targets.append(Target(ident, ctx.uri_for(ident), "config"))
+        # No record, or one for this same domain from before the config was edited: a
+        # monitor that finds the domain running (re)records it.
+        unrecorded = (cfg.path, cfg.mtime_ns, cfg.size) if record is None or same else None
+        targets.append(Target(ident, ctx.uri_for(ident), "config", unrecorded))
     if record is not None:
-        same = ident is not None and record.name == ident.name and (
-            ident.uuid is None or record.uuid is None or record.uuid == ident.uuid)
         if not same:
             if problem is not None:
                 ctx.log.warning(f"{problem.reason}; using domain {record.name} "
@@ -238,6 +244,11 @@ def _monitor_target(ctx: Context, target: Target, deadline: Deadline) -> Result:
         else:
             result = _state_result(state, name)
         if result.rc == OCFExit.SUCCESS:
+            if target.unrecorded is not None:
+                # Running with no record (found by a probe, or recorded by no start of this
+                # version): record it as start would have.
+                _save_record(ctx, dom, target.ident, target.uri, *target.unrecorded,
+                             quiet=True)
             return _running_extras(ctx, dom, deadline)
         return result
     except DomainNotFound:
@@ -539,7 +550,7 @@ def _remove_leftover(ctx: Context, dom: Domain, deadline: Deadline) -> bool:
 
 
 def _save_record(ctx: Context, dom: Domain, ident: DomainIdentity, uri: str, path: str,
-                 mtime_ns: int, size: int) -> None:
+                 mtime_ns: int, size: int, quiet: bool = False) -> None:
     uuid: str | None
     try:
         uuid = dom.uuid()
@@ -549,7 +560,8 @@ def _save_record(ctx: Context, dom: Domain, ident: DomainIdentity, uri: str, pat
         staterec.save(ctx.record_path,
                       staterec.new_record(ident, uuid, uri, path, mtime_ns, size))
     except OSError as exc:
-        ctx.log.warning(f"cannot write state file {ctx.record_path}: {exc.strerror}")
+        (ctx.log.debug if quiet else ctx.log.warning)(
+            f"cannot write state file {ctx.record_path}: {exc.strerror}")
 
 
 # ---------------------------------------------------------------------------------------------
