@@ -95,6 +95,9 @@ class Target(NamedTuple):
     # (path, mtime_ns, size) of a config read with no state record on this host: a monitor
     # that finds the domain running records it, so later monitors skip the XML parse.
     unrecorded: tuple[str, int, int] | None = None
+    # False when ident.uuid is only what libvirt chose at the last start (the config names
+    # no uuid): a domain of the same name re-created from the config is then this domain.
+    uuid_from_config: bool = True
 
 
 # ---------------------------------------------------------------------------------------------
@@ -144,7 +147,8 @@ def _identify(ctx: Context) -> tuple[list[Target], AgentError | None]:
         cfg = read_config(ctx.params.config)
         if (record is not None and record.config == cfg.path
                 and record.config_mtime_ns == cfg.mtime_ns and record.config_size == cfg.size):
-            return [Target(record.identity, record.uri, "record")], None
+            return [Target(record.identity, record.uri, "record",
+                           uuid_from_config=record.config_uuid is not None)], None
         ident = parse_identity(cfg.data, cfg.path)
     except AgentError as exc:
         problem = exc
@@ -153,12 +157,13 @@ def _identify(ctx: Context) -> tuple[list[Target], AgentError | None]:
     same = record is not None and ident is not None and record.name == ident.name and (
         ident.uuid is None or record.uuid is None or record.uuid == ident.uuid)
     if ident is not None:
+        pinned = ident.uuid is not None
         if record is not None and record.name == ident.name and ident.uuid is None:
             ident = DomainIdentity(ident.name, record.uuid, ident.virt_type, ident.emulator)
         # No record, or one for this same domain from before the config was edited: a
         # monitor that finds the domain running (re)records it.
         unrecorded = (cfg.path, cfg.mtime_ns, cfg.size) if record is None or same else None
-        targets.append(Target(ident, ctx.uri_for(ident), "config", unrecorded))
+        targets.append(Target(ident, ctx.uri_for(ident), "config", unrecorded, pinned))
     if record is not None:
         if not same:
             if problem is not None:
@@ -167,7 +172,8 @@ def _identify(ctx: Context) -> tuple[list[Target], AgentError | None]:
             else:
                 ctx.log.warning(f"config now names domain {targets[0].ident.name}, but this "
                                 f"agent started {record.name}: checking both")
-            targets.append(Target(record.identity, record.uri, "record"))
+            targets.append(Target(record.identity, record.uri, "record",
+                                  uuid_from_config=record.config_uuid is not None))
     return targets, problem
 
 
@@ -236,7 +242,8 @@ def _monitor_target(ctx: Context, target: Target, deadline: Deadline) -> Result:
     retry = 0.0 if ctx.env.is_probe else min(2.0, deadline.total / 10)
     try:
         hv = _connect(ctx, target.uri, deadline, retry)
-        dom = lookup(hv, target.ident, deadline.bound(QUERY_BOUND_S))
+        dom = lookup(hv, target.ident, deadline.bound(QUERY_BOUND_S),
+                     name_fallback=not target.uuid_from_config)
         state, _reason = dom.state(deadline.bound(QUERY_BOUND_S))
         ctx.log.debug(f"domain {name} state: {state.value}")
         if state == DomainState.NOSTATE and dom.is_active(deadline.bound(QUERY_BOUND_S)):
@@ -248,7 +255,10 @@ def _monitor_target(ctx: Context, target: Target, deadline: Deadline) -> Result:
                 # Running with no record (found by a probe, or recorded by no start of this
                 # version): record it as start would have.
                 _save_record(ctx, dom, target.ident, target.uri, *target.unrecorded,
+                             config_uuid=target.ident.uuid if target.uuid_from_config else None,
                              quiet=True)
+            elif target.source == "record" and target.ident.uuid != _uuid_of(dom):
+                _rerecord_uuid(ctx, dom, target)
             return _running_extras(ctx, dom, deadline)
         return result
     except DomainNotFound:
@@ -478,13 +488,13 @@ def start(ctx: Context) -> Result:
             if state in (DomainState.RUNNING, DomainState.BLOCKED):
                 ctx.log.info(f"domain {ident.name} is already running")
                 _persistent_hazard(ctx, dom, deadline)
-                _save_record(ctx, dom, ident, uri, cfg.path, cfg.mtime_ns, cfg.size)
+                _save_record(ctx, dom, ident, uri, cfg.path, cfg.mtime_ns, cfg.size, ident.uuid)
                 return Result(OCFExit.SUCCESS)
             if state in (DomainState.PAUSED, DomainState.PMSUSPENDED):
                 ctx.log.info(f"domain {ident.name} is {state.value}: resuming it")
                 dom.resume(deadline.bound(QUERY_BOUND_S))
                 _wait_running(ctx, dom, deadline)
-                _save_record(ctx, dom, ident, uri, cfg.path, cfg.mtime_ns, cfg.size)
+                _save_record(ctx, dom, ident, uri, cfg.path, cfg.mtime_ns, cfg.size, ident.uuid)
                 return Result(OCFExit.SUCCESS)
             if state in (DomainState.SHUTDOWN, DomainState.CRASHED) or (
                     state == DomainState.NOSTATE and dom.is_active(QUERY_BOUND_S)):
@@ -513,7 +523,7 @@ def start(ctx: Context) -> Result:
             ctx.log.info(f"starting domain {ident.name} from {cfg.path} on {uri}")
             dom = _create(ctx, hv, xml, cfg.path, deadline, Target(ident, uri, "config"))
         _wait_running(ctx, dom, deadline)
-        _save_record(ctx, dom, ident, uri, cfg.path, cfg.mtime_ns, cfg.size)
+        _save_record(ctx, dom, ident, uri, cfg.path, cfg.mtime_ns, cfg.size, ident.uuid)
         wait_monitor_scripts(ctx, ident.name, deadline)
         ctx.log.info(f"domain {ident.name} is running")
         return Result(OCFExit.SUCCESS)
@@ -549,16 +559,35 @@ def _remove_leftover(ctx: Context, dom: Domain, deadline: Deadline) -> bool:
     return True
 
 
-def _save_record(ctx: Context, dom: Domain, ident: DomainIdentity, uri: str, path: str,
-                 mtime_ns: int, size: int, quiet: bool = False) -> None:
-    uuid: str | None
+def _uuid_of(dom: Domain) -> str | None:
     try:
-        uuid = dom.uuid()
+        return dom.uuid()
     except Exception:  # noqa: BLE001 - the record is a convenience; the XML's uuid will do
-        uuid = ident.uuid
+        return None
+
+
+def _rerecord_uuid(ctx: Context, dom: Domain, target: Target) -> None:
+    """The recorded domain was found by name under another UUID (re-created from the same
+    config, which names no uuid): record the one that runs."""
+    record = staterec.load(ctx.record_path)
+    uuid = _uuid_of(dom)
+    if record is None or uuid is None:
+        return
+    ctx.log.warning(f"domain {target.ident.name} runs with uuid {uuid}, not the recorded "
+                    f"{target.ident.uuid} (re-created outside the cluster?): recording it")
+    try:
+        staterec.save(ctx.record_path, record._replace(uuid=uuid))
+    except OSError as exc:
+        ctx.log.debug(f"cannot write state file {ctx.record_path}: {exc.strerror}")
+
+
+def _save_record(ctx: Context, dom: Domain, ident: DomainIdentity, uri: str, path: str,
+                 mtime_ns: int, size: int, config_uuid: str | None,
+                 quiet: bool = False) -> None:
+    uuid = _uuid_of(dom) or ident.uuid
     try:
         staterec.save(ctx.record_path,
-                      staterec.new_record(ident, uuid, uri, path, mtime_ns, size))
+                      staterec.new_record(ident, uuid, uri, path, mtime_ns, size, config_uuid))
     except OSError as exc:
         (ctx.log.debug if quiet else ctx.log.warning)(
             f"cannot write state file {ctx.record_path}: {exc.strerror}")
@@ -704,7 +733,8 @@ def _stop_target(ctx: Context, target: Target, deadline: Deadline) -> Result:
         hv = _connect(ctx, target.uri, deadline.before(budget.kill_s),
                       retry_for_s=min(3.0, deadline.total / 10))
         try:
-            dom = lookup(hv, target.ident, deadline.bound(QUERY_BOUND_S))
+            dom = lookup(hv, target.ident, deadline.bound(QUERY_BOUND_S),
+                         name_fallback=not target.uuid_from_config)
         except DomainNotFound:
             return _confirm_gone(ctx, target, f"domain {name} is not defined on {target.uri}",
                                      deadline)

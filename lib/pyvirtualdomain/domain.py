@@ -74,11 +74,21 @@ class Domain:
         self.hv.call(self.dom.resume, timeout_s, "resume")
 
 
-def lookup(hv: Hypervisor, ident: DomainIdentity, timeout_s: float) -> Domain:
-    """The domain by UUID when known (names can be reused), else by name."""
+def lookup(hv: Hypervisor, ident: DomainIdentity, timeout_s: float,
+           name_fallback: bool = False) -> Domain:
+    """The domain by UUID when known (names can be reused), else by name.
+
+    ``name_fallback``: the UUID is only the one libvirt chose last time (the config names
+    none), so a domain of that name re-created from the same config is this domain too."""
     conn = hv.conn
     if ident.uuid:
-        dom = hv.call(lambda: conn.lookupByUUIDString(ident.uuid), timeout_s, "lookup domain")
+        try:
+            dom = hv.call(lambda: conn.lookupByUUIDString(ident.uuid), timeout_s,
+                          "lookup domain")
+        except DomainNotFound:
+            if not name_fallback:
+                raise
+            dom = hv.call(lambda: conn.lookupByName(ident.name), timeout_s, "lookup domain")
     else:
         dom = hv.call(lambda: conn.lookupByName(ident.name), timeout_s, "lookup domain")
     if dom is None:  # pragma: no cover - libvirt raises instead

@@ -292,7 +292,8 @@ def migrate_from(ctx: Context) -> Result:
                 if state in (DomainState.RUNNING, DomainState.BLOCKED):
                     cfg_mtime, cfg_size = _config_facts(ctx)
                     _save_record(ctx, dom, ident, target.uri, ctx.params.config, cfg_mtime,
-                                 cfg_size)
+                                 cfg_size,
+                                 ident.uuid if target.uuid_from_config else None)
                     from .parity import wait_monitor_scripts
 
                     wait_monitor_scripts(ctx, ident.name, deadline)

@@ -28,6 +28,9 @@ class DomainRecord(NamedTuple):
     config_mtime_ns: int
     config_size: int
     started_at: float
+    # The uuid the config file itself names; None when it names none (libvirt then chose
+    # ``uuid``, and a domain re-created from the same config gets another one).
+    config_uuid: str | None = None
 
     @property
     def identity(self) -> DomainIdentity:
@@ -114,6 +117,7 @@ def load(path: str) -> DomainRecord | None:
             config_mtime_ns=int(_required(raw, "config_mtime_ns")),
             config_size=int(_required(raw, "config_size")),
             started_at=float(_required(raw, "started_at")),
+            config_uuid=raw.get("config_uuid"),
         )
     except (OSError, ValueError, KeyError, TypeError):
         return None
@@ -163,6 +167,6 @@ def remove(path: str) -> None:
 
 
 def new_record(ident: DomainIdentity, uuid: str | None, uri: str, config: str,
-               mtime_ns: int, size: int) -> DomainRecord:
+               mtime_ns: int, size: int, config_uuid: str | None) -> DomainRecord:
     return DomainRecord(ident.name, uuid or ident.uuid, ident.virt_type, ident.emulator, uri,
-                        config, mtime_ns, size, time.time())
+                        config, mtime_ns, size, time.time(), config_uuid)

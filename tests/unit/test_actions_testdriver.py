@@ -281,3 +281,42 @@ def test_monitor_keeps_the_record_of_another_domain_when_the_config_names_a_new_
     assert r.rc == OCFExit.ERR_GENERIC and "u11" in r.reason  # the old one still runs
     rec = state.load(str(path))
     assert rec is not None and rec.name == "u11"
+
+
+def test_a_domain_recreated_from_a_config_without_uuid_is_still_found(test_conn, write_config,
+                                                                      state_dir):
+    """The config names no uuid, so libvirt picks one per start. The domain re-created from
+    it outside the cluster runs under another uuid: probe and monitor must say running (7
+    could get it started on a second host), stop must stop it, the record follows it."""
+    cfg = write_config(drv_xml("u13"))
+    assert actions.start(make_ctx("start", _params(cfg), state_dir)).rc == 0
+    first = test_conn.lookupByName("u13")
+    old_uuid = first.UUIDString()
+    first.destroy()
+    again = test_conn.createXML(drv_xml("u13"), 0)
+    assert again.UUIDString() != old_uuid
+    assert actions.monitor(make_ctx("monitor", _params(cfg), state_dir)).rc == OCFExit.SUCCESS
+    recurring = make_ctx("monitor", _params(cfg), state_dir, meta={"interval": "10000"})
+    assert actions.monitor(recurring).rc == OCFExit.SUCCESS
+    (path,) = state_dir.glob("PyVirtualDomain-*.state")
+    rec = state.load(str(path))
+    assert rec is not None and rec.uuid == again.UUIDString() and rec.config_uuid is None
+    assert actions.stop(make_ctx("stop", _params(cfg), state_dir)).rc == OCFExit.SUCCESS
+    assert "u13" not in _names(test_conn)
+
+
+def test_a_same_name_domain_with_another_uuid_is_not_the_pinned_one(test_conn, write_config,
+                                                                    state_dir):
+    """The config pins a uuid: a domain of the same name under another uuid is a different
+    domain, and stop must not touch it."""
+    cfg = write_config(drv_xml("u14", "7b0c3b1e-1111-4222-8333-444455556666"))
+    assert actions.start(make_ctx("start", _params(cfg), state_dir)).rc == 0
+    test_conn.lookupByName("u14").destroy()
+    other = test_conn.createXML(drv_xml("u14", "7b0c3b1e-1111-4222-8333-777788889999"), 0)
+    recurring = make_ctx("monitor", _params(cfg), state_dir, meta={"interval": "10000"})
+    assert actions.monitor(recurring).rc == OCFExit.NOT_RUNNING
+    try:
+        assert actions.stop(make_ctx("stop", _params(cfg), state_dir)).rc == OCFExit.SUCCESS
+        assert other.isActive()
+    finally:
+        other.destroy()
