@@ -216,18 +216,22 @@ def _monitor_without_libvirt(ctx: Context, target: Target, why: str) -> Result:
     if not is_local_uri(target.uri):
         if ctx.env.is_probe:
             ctx.log.warning(f"{why}; remote hypervisor, assuming {name} is not running here")
-            return Result(OCFExit.NOT_RUNNING, f"{why} (probe: assuming not running)")
+            return Result(OCFExit.NOT_RUNNING, f"probe: assuming {name} is not running here "
+                                               f"({why})")
         return Result(OCFExit.ERR_GENERIC, f"cannot tell whether {name} runs: {why}")
     pids = _emulator_pids(target.ident)
     if pids is None:
         if ctx.env.is_probe:
-            return Result(OCFExit.NOT_RUNNING, f"{why}; psutil is not installed (probe)")
-        return Result(OCFExit.ERR_INSTALLED, f"{why}; psutil is not installed to check processes")
+            return Result(OCFExit.NOT_RUNNING, f"probe: psutil is not installed to check the "
+                                               f"emulator of {name} ({why})")
+        return Result(OCFExit.ERR_INSTALLED, f"psutil is not installed to check the emulator of "
+                                             f"{name} ({why})")
     if pids:
         ctx.log.warning(f"{why}; emulator of {name} runs (pid {', '.join(map(str, pids))}): "
                         "reporting it running")
         return Result(OCFExit.SUCCESS)
-    return Result(OCFExit.NOT_RUNNING, f"{why}; no emulator process of {name} runs on this host")
+    return Result(OCFExit.NOT_RUNNING, f"no emulator process of {name} runs on this host "
+                                       f"({why})")
 
 
 def _monitor_target(ctx: Context, target: Target, deadline: Deadline) -> Result:
@@ -700,13 +704,13 @@ def _kill_emulator(ctx: Context, target: Target, deadline: Deadline, why: str) -
     """The last resort when libvirt cannot (or will not) stop the domain."""
     name = target.ident.name
     if not is_local_uri(target.uri):
-        return Result(OCFExit.ERR_GENERIC, f"{why}; {name} may still run on remote hypervisor "
-                                           f"{target.uri}")
+        return Result(OCFExit.ERR_GENERIC, f"{name} may still run on remote hypervisor "
+                                           f"{target.uri} ({why})")
     try:
         from . import procs
     except ImportError:
-        return Result(OCFExit.ERR_GENERIC, f"{why}; psutil is not installed, cannot check "
-                                           f"whether {name} still runs")
+        return Result(OCFExit.ERR_GENERIC, f"psutil is not installed, cannot check whether "
+                                           f"{name} still runs ({why})")
     pids = procs.running_emulator_pids(target.ident)
     if not pids:
         ctx.log.info(f"{why}; no emulator process of {name} runs on this host")
@@ -715,8 +719,9 @@ def _kill_emulator(ctx: Context, target: Target, deadline: Deadline, why: str) -
     term_s = min(ctx.profile.kill_term_grace_s, deadline.remaining() / 3)
     _, alive = procs.kill_emulators(target.ident, term_s, max(0.2, deadline.remaining() - 0.2))
     if alive:
-        return Result(OCFExit.ERR_GENERIC, f"{why}; emulator of {name} (pid "
-                                           f"{', '.join(map(str, alive))}) survived SIGKILL")
+        return Result(OCFExit.ERR_GENERIC, f"emulator of {name} (pid "
+                                           f"{', '.join(map(str, alive))}) survived SIGKILL "
+                                           f"({why})")
     ctx.log.info(f"emulator of {name} killed")
     return Result(OCFExit.SUCCESS)
 
