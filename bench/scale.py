@@ -11,6 +11,7 @@ end, by name). Writes docs/scale.md and docs/scale.png. Run as root: `make bench
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 import threading
@@ -44,6 +45,11 @@ class Meter:
         self.failures = 0
         self.lock = threading.Lock()
         self.slots = threading.Semaphore(MAX_PARALLEL)
+
+    def add(self, other: Meter) -> None:
+        self.cpu_s += other.cpu_s
+        self.runs += other.runs
+        self.failures += other.failures
 
     def run(self, argv: list[str], env: dict[str, str]) -> None:
         with self.slots:
@@ -80,8 +86,11 @@ def monitor_window(jobs: list[tuple[list[str], dict[str, str]]], window_s: float
 def main() -> int:
     sizes = [int(x) for x in os.environ.get("SCALE_NS", "25 50 100").split()]
     window = float(os.environ.get("SCALE_WINDOW_S", "30"))
+    rounds = max(1, int(os.environ.get("SCALE_ROUNDS", "3")))
     work = ROOT / "build" / "scale"
     work.mkdir(parents=True, exist_ok=True)
+    for state_dir in ("state-ours", "state-vd"):  # records of containers of an earlier run
+        shutil.rmtree(work / state_dir, ignore_errors=True)
     results: list[tuple[int, str, Meter]] = []
     names: list[str] = []
     lock = HostLock()
@@ -121,22 +130,28 @@ def main() -> int:
                 subprocess.run([*argv[:-1], "monitor"], env={
                     **env, "OCF_RESKEY_CRM_meta_interval": "0"}, stdin=subprocess.DEVNULL,
                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=60)
-            for label, jobs in (("PyLXCDomain", jobs_ours[:n]),
-                                ("VirtualDomain", jobs_vd[:n]),
-                                (FLOOR_PASS, jobs_pass[:n]),
-                                (FLOOR_LIBVIRT, jobs_floor[:n])):
-                print(f"N={n} {label}: monitoring for {window:.0f}s", flush=True)
-                results.append((n, label, monitor_window(jobs, window)))
+            series = [("PyLXCDomain", jobs_ours[:n]), ("VirtualDomain", jobs_vd[:n]),
+                      (FLOOR_PASS, jobs_pass[:n]), (FLOOR_LIBVIRT, jobs_floor[:n])]
+            # Each series gets `rounds` slices of the window, the order rotating from slice
+            # to slice: drift in the machine's background load falls on all of them alike.
+            meters = {label: Meter() for label, _ in series}
+            for r in range(rounds):
+                for label, jobs in series[r % len(series):] + series[:r % len(series)]:
+                    print(f"N={n} round {r + 1}/{rounds} {label}: monitoring for "
+                          f"{window / rounds:.0f}s", flush=True)
+                    meters[label].add(monitor_window(jobs, window / rounds))
+            results.extend((n, label, meters[label]) for label, _ in series)
     finally:
         for name in names:
             remove_domain(name, LXC_URI)
         daemon.stop()
         lock.release()
-    write_report(results, window)
+    write_report(results, window, rounds)
     return 0
 
 
-def write_report(results: list[tuple[int, str, Meter]], window: float) -> None:
+def write_report(results: list[tuple[int, str, Meter]], window: float,
+                 rounds: int) -> None:
     def per_min(m: Meter) -> float:
         return m.cpu_s * 60.0 / window
 
@@ -162,11 +177,12 @@ def write_report(results: list[tuple[int, str, Meter]], window: float) -> None:
 `make bench-scale` on {time.strftime('%Y-%m-%d')} ({os.cpu_count()} cores): N real
 libvirt-lxc busybox containers on one libvirtd, each monitored every 10 s (start times spread
 evenly, at most {MAX_PARALLEL} monitors at once, like Pacemaker's node-action-limit), after one
-unmeasured probe of each container by each agent (as Pacemaker probes before it monitors), first by
-PyLXCDomain, then by ocf:heartbeat:VirtualDomain (hypervisor=lxc:///system, force_stop=true),
-for {window:.0f} s each; then, on the same schedule, two floors: `python -c pass` (the
-interpreter's start, which every Python agent pays on every exec) and the bare
-python+libvirt state query (`import libvirt; open(URI); lookupByName(N).state()`). CPU is
+unmeasured probe of each container by each agent (as Pacemaker probes before it monitors), by
+PyLXCDomain, by ocf:heartbeat:VirtualDomain (hypervisor=lxc:///system, force_stop=true) and,
+on the same schedule, by two floors: `python -c pass` (the interpreter's start, which every
+Python agent pays on every exec) and the bare python+libvirt state query (`import libvirt;
+open(URI); lookupByName(N).state()`). Each of the four gets {window:.0f} s, in {rounds}
+slices taken in rotating order (so drift in the background load falls on all alike). CPU is
 user+sys of the processes and the children they waited for (wait4), scaled to one minute.
 Utilization updates are off for both agents (no cluster here).
 
