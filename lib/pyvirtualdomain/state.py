@@ -51,6 +51,12 @@ def record_path(state_dir: str, agent: str, instance: str) -> str:
     return os.path.join(state_dir, f"{agent}-{_safe_instance(instance)}{RECORD_SUFFIX}")
 
 
+def sibling(path: str, suffix: str) -> str:
+    """A file beside the record ``path`` (the legacy record, the utilization cache)."""
+    stem = path[: -len(RECORD_SUFFIX)] if path.endswith(RECORD_SUFFIX) else path
+    return stem + suffix
+
+
 def dump_fields(fields: dict[str, str]) -> bytes:
     """``key=value`` lines; keys are identifiers, values any text."""
     lines = []
@@ -92,7 +98,7 @@ def _read_raw(path: str) -> dict[str, str | None]:
             raise
     import json  # a record an earlier version wrote before an upgrade
 
-    with open(path[: -len(RECORD_SUFFIX)] + LEGACY_SUFFIX, "rb") as f:
+    with open(sibling(path, LEGACY_SUFFIX), "rb") as f:
         raw = json.loads(f.read(65536))
     if not isinstance(raw, dict):
         raise ValueError("not a record")
@@ -158,7 +164,7 @@ def save(path: str, record: DomainRecord) -> None:
 def remove(path: str) -> None:
     paths = [path]
     if path.endswith(RECORD_SUFFIX):
-        paths.append(path[: -len(RECORD_SUFFIX)] + LEGACY_SUFFIX)
+        paths.append(sibling(path, LEGACY_SUFFIX))
     for p in paths:
         try:
             os.unlink(p)

@@ -13,7 +13,7 @@ import os
 from typing import TYPE_CHECKING
 
 from .errors import LibvirtFact
-from .state import RECORD_SUFFIX, atomic_write, dump_fields, parse_fields
+from .state import atomic_write, dump_fields, parse_fields, sibling
 
 if TYPE_CHECKING:
     from .actions import Context
@@ -32,10 +32,7 @@ Cache = dict[str, "int | None"]
 
 
 def cache_path(ctx: Context) -> str:
-    base = ctx.record_path
-    if base.endswith(RECORD_SUFFIX):
-        base = base[: -len(RECORD_SUFFIX)]
-    return base + ".utilization"
+    return sibling(ctx.record_path, ".utilization")
 
 
 def _load_cache(path: str) -> Cache:
@@ -122,7 +119,7 @@ def update(ctx: Context, dom: Domain, deadline: Deadline) -> None:
 
 def forget(ctx: Context) -> None:
     """After a stop: the next start writes the attributes again."""
-    for path in (cache_path(ctx), ctx.record_path[: -len(RECORD_SUFFIX)] + ".utilization.json"):
+    for path in (cache_path(ctx), sibling(ctx.record_path, ".utilization.json")):
         try:
             os.unlink(path)
         except FileNotFoundError:
