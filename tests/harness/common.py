@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import threading
 import time
 from pathlib import Path
@@ -80,8 +81,6 @@ def pid_alive(pid: int) -> bool:
 def terminate(pid: int, term_wait_s: float, kill_wait_s: float = 10.0) -> bool:
     """Stop one process of ours by pid: SIGCONT (it may be frozen on purpose), SIGTERM and
     up to ``term_wait_s`` to go, then SIGKILL. Whether it is gone."""
-    import signal
-
     for sig, wait_s in ((signal.SIGCONT, 0.0), (signal.SIGTERM, term_wait_s),
                         (signal.SIGKILL, kill_wait_s)):
         try:
@@ -91,6 +90,16 @@ def terminate(pid: int, term_wait_s: float, kill_wait_s: float = 10.0) -> bool:
         if wait_s and wait_until(lambda: not pid_alive(pid), wait_s, 0.05):
             return True
     return not pid_alive(pid)
+
+
+def kill_all(pids: list[int], timeout_s: float) -> None:
+    """SIGKILL every pid and wait up to ``timeout_s`` until all are gone."""
+    for pid in pids:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    wait_until(lambda: not any(pid_alive(p) for p in pids), timeout_s, 0.05)
 
 
 def read_cmdline(pid: int) -> list[str]:

@@ -6,7 +6,6 @@ connection (libvirtd may have been restarted since the last call)."""
 from __future__ import annotations
 
 import os
-import signal
 from dataclasses import dataclass
 from typing import Any, Callable, TypeVar
 
@@ -15,6 +14,7 @@ from .common import (
     CallTimeout,
     all_pids,
     bounded,
+    kill_all,
     pid_alive,
     read_cmdline,
     wait_until,
@@ -124,12 +124,7 @@ def qemu_pids(name: str) -> list[int]:
 def kill_qemu(name: str, timeout_s: float = 10.0) -> list[int]:
     """SIGKILL every qemu of the domain ``name``; the pids that were killed."""
     pids = qemu_pids(name)
-    for pid in pids:
-        try:
-            os.kill(pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-    wait_until(lambda: not any(pid_alive(p) for p in pids), timeout_s, 0.05)
+    kill_all(pids, timeout_s)
     return pids
 
 

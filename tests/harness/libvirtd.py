@@ -31,6 +31,7 @@ from .common import (
     bounded,
     pid_alive,
     read_comm,
+    terminate,
     wait_until,
 )
 
@@ -275,11 +276,7 @@ class Libvirtd:
     def _terminate(self, pid: int | None) -> None:
         if pid is None or not pid_alive(pid):
             return
-        self._signal(pid, signal.SIGTERM)
-        if wait_until(lambda: not pid_alive(pid), self.stop_timeout_s, 0.05):
-            return
-        self._signal(pid, signal.SIGKILL)
-        if not wait_until(lambda: not pid_alive(pid), 10.0, 0.05):
+        if not terminate(pid, self.stop_timeout_s):
             raise HarnessError(f"pid {pid} survived SIGKILL")
 
     def stop(self, keep_virtlogd: bool = False) -> None:

@@ -23,7 +23,6 @@ import hashlib
 import os
 import secrets
 import shutil
-import signal
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,6 +32,7 @@ from .common import (
     REPO_ROOT,
     HarnessError,
     all_pids,
+    kill_all,
     pid_alive,
     read_cmdline,
     read_comm,
@@ -263,12 +263,7 @@ def kill_container_processes(name: str, timeout_s: float = 10.0) -> list[int]:
     for ctl in controller_pids(name):
         pids.extend(descendants(ctl))
         pids.append(ctl)
-    for pid in pids:
-        try:
-            os.kill(pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-    wait_until(lambda: not any(pid_alive(p) for p in pids), timeout_s, 0.05)
+    kill_all(pids, timeout_s)
     return pids
 
 
