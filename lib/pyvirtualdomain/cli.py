@@ -177,7 +177,8 @@ def main(argv: Sequence[str], environ: Mapping[str, str], agent: str = "PyVirtua
 
 def _run_action(args: Args, environ: Mapping[str, str], agent: str, interactive: bool,
                 err: TextIO) -> int:
-    from .actions import ACTIONS, Context
+    from .actions import load
+    from .core.context import Context
     from .errors import AgentError
     from .log import Log
     from .metadata import load_schema
@@ -200,7 +201,8 @@ def _run_action(args: Args, environ: Mapping[str, str], agent: str, interactive:
                 interactive, err)
         return RC_ERR_INSTALLED
     profile = PROFILES[agent]
-    if args.action not in ACTIONS or args.action not in schema.actions:
+    run_fn = load(args.action) if args.action in schema.actions else None
+    if run_fn is None:
         _report(RC_ERR_UNIMPLEMENTED, f"action {args.action!r} is not implemented by "
                 f"{agent}", interactive, err)
         return RC_ERR_UNIMPLEMENTED
@@ -208,7 +210,7 @@ def _run_action(args: Args, environ: Mapping[str, str], agent: str, interactive:
                   params=build_params(env.params, schema, profile.shutdown_modes), log=log,
                   environ=merged)
     try:
-        result = ACTIONS[args.action](ctx)
+        result = run_fn(ctx)
         rc, reason = int(result.rc), result.reason
     except AgentError as exc:
         rc, reason = int(exc.rc), exc.reason

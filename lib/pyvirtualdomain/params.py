@@ -150,7 +150,7 @@ def build_params(raw: Mapping[str, str], schema: AgentSchema,
         problems=tuple(problems),
     )
     if any(name in raw for name in MIGRATION_PARAMETERS if name in schema.parameters):
-        from .migration import check_parameters
+        from .migration_options import check_parameters
 
         problems.extend(check_parameters(params))
         params = params._replace(problems=tuple(problems))

@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Any
 from xml.sax.saxutils import escape, quoteattr
 
-from pyvirtualdomain.state import atomic_write
+from pyvirtualdomain.fileio import atomic_write
 
 from .common import DEFAULT_CACHE_DIR, DEFAULT_URI, CallTimeout, HarnessError, wait_until
 from .domains import create_transient, remove_domain

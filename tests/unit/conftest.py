@@ -14,7 +14,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "lib"))
 
-from pyvirtualdomain.actions import Context  # noqa: E402
+from pyvirtualdomain.core.context import Context  # noqa: E402
 from pyvirtualdomain.log import Log  # noqa: E402
 from pyvirtualdomain.metadata import load_schema  # noqa: E402
 from pyvirtualdomain.ocf import OCFEnv  # noqa: E402

@@ -7,9 +7,11 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from pyvirtualdomain import actions, state
+from pyvirtualdomain import fileio
+from pyvirtualdomain.core import record as state
 from pyvirtualdomain.ocf import OCFExit
 
+from . import actions
 from .conftest import TEST_URI, drv_xml, make_ctx
 
 
@@ -27,7 +29,7 @@ def test_start_creates_transient_domain_and_records_it(test_conn, write_config, 
     assert r.rc == OCFExit.SUCCESS
     dom = test_conn.lookupByName("u1")
     assert dom.isActive() and not dom.isPersistent()
-    rec = state.parse_fields(next(state_dir.glob("PyVirtualDomain-*.state")).read_bytes())
+    rec = fileio.parse_fields(next(state_dir.glob("PyVirtualDomain-*.state")).read_bytes())
     assert rec["name"] == "u1" and rec["uuid"] == dom.UUIDString()
 
 

@@ -11,10 +11,10 @@ from typing import Any
 
 import pytest
 
-from pyvirtualdomain import actions
 from pyvirtualdomain.errors import AgentError, NotInstalled
 from pyvirtualdomain.ocf import OCFExit
 
+from . import actions
 from .conftest import TEST_URI, drv_xml, make_ctx
 
 

@@ -4,9 +4,9 @@ import os
 
 import pytest
 
-from pyvirtualdomain.domxml import load_domain, with_uuid
 from pyvirtualdomain.errors import ConfigError, NotInstalled, PermissionProblem
 from pyvirtualdomain.ocf import OCFExit
+from pyvirtualdomain.virt.domxml import load_domain, with_uuid
 
 
 def test_identity(write_config):

@@ -9,11 +9,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from pyvirtualdomain.cli import main
-from pyvirtualdomain.domxml import parse_identity
 from pyvirtualdomain.errors import AgentError
 from pyvirtualdomain.metadata import load_schema
 from pyvirtualdomain.ocf import OCFExit
 from pyvirtualdomain.params import build_params
+from pyvirtualdomain.virt.domxml import parse_identity
 
 SCHEMA = load_schema("PyVirtualDomain")
 names = st.one_of(st.sampled_from(sorted(SCHEMA.parameters)), st.text(min_size=1, max_size=20))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from pyvirtualdomain.migration import (
+from pyvirtualdomain.migration_options import (
     MigrateOptionError,
     destination_uri,
     migration_uri,
@@ -78,7 +78,7 @@ def test_bad_options(text, needle):
 def test_libvirt_knows_every_flag_and_param_we_map():
     import libvirt
 
-    from pyvirtualdomain.migration import FLAG_OPTIONS, VALUE_OPTIONS
+    from pyvirtualdomain.migration_options import FLAG_OPTIONS, VALUE_OPTIONS
     for flag in FLAG_OPTIONS.values():
         assert flag is None or hasattr(libvirt, flag), flag
     for param, _ in VALUE_OPTIONS.values():

@@ -11,10 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from pyvirtualdomain import actions
 from pyvirtualdomain.errors import AgentError
 from pyvirtualdomain.ocf import OCFExit
 
+from . import actions
 from .conftest import TEST_URI, drv_xml, make_ctx
 
 

@@ -8,12 +8,13 @@ from pathlib import Path
 import pytest
 
 from pyvirtualdomain import errors
-from pyvirtualdomain.connection import bounded, default_uri, is_local_uri, uri_problem
 from pyvirtualdomain.deadline import Deadline, for_action
 from pyvirtualdomain.locate import metadata_path
 from pyvirtualdomain.metadata import load_schema, parse_duration_s
 from pyvirtualdomain.ocf import OCFEnv
 from pyvirtualdomain.params import Params, build_params
+from pyvirtualdomain.uri import default_uri, is_local_uri, uri_problem
+from pyvirtualdomain.virt.connection import bounded
 
 ROOT = Path(__file__).resolve().parents[2]
 DTD = Path("/usr/share/resource-agents/ra-api-1.dtd")
@@ -177,7 +178,7 @@ def test_uris():
 
 
 def test_a_zero_bound_does_not_call_a_healthy_daemon_hung():
-    from pyvirtualdomain.connection import Hypervisor, import_libvirt
+    from pyvirtualdomain.virt.connection import Hypervisor, import_libvirt
 
     libvirt = import_libvirt()
     conn = libvirt.open("test:///default")

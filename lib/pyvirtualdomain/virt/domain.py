@@ -5,9 +5,9 @@ from __future__ import annotations
 from enum import Enum
 from typing import Any
 
+from ..errors import DomainNotFound
 from .connection import Hypervisor
 from .domxml import DomainIdentity
-from .errors import DomainNotFound
 
 
 class DomainState(Enum):

@@ -6,7 +6,7 @@ import errno
 import os
 from typing import NamedTuple
 
-from .errors import ConfigError, NotInstalled, PermissionProblem
+from ..errors import ConfigError, NotInstalled, PermissionProblem
 
 MAX_CONFIG_BYTES = 16 * 1024 * 1024
 

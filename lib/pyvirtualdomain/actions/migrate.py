@@ -1,24 +1,24 @@
-"""Policy of migrate_to and migrate_from (imported only for those actions)."""
+"""migrate_to and migrate_from (PyVirtualDomain only)."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from . import state as staterec
-from .actions import (
-    QUERY_BOUND_S,
-    Context,
-    Result,
-    Target,
-    _close,
-    _connect,
-    _identify,
-    _require_valid_params,
-    _save_record,
+from ..core import record as staterec
+from ..core.context import QUERY_BOUND_S, Context, Result, _require_valid_params
+from ..core.recording import _save_record
+from ..core.target import Target, _close, _connect, _identify
+from ..deadline import Deadline
+from ..errors import AgentError, ArgsError, DomainNotFound, HypervisorTimeout, LibvirtFact
+from ..migration_options import (
+    MigrateOptionError,
+    destination_uri,
+    migration_uri,
+    parse_migrate_options,
 )
-from .connection import Hypervisor, open_hypervisor
-from .deadline import Deadline
-from .domain import (
+from ..ocf import OCFExit
+from ..virt.connection import Hypervisor, open_hypervisor
+from ..virt.domain import (
     Domain,
     DomainState,
     abort_job,
@@ -27,15 +27,7 @@ from .domain import (
     set_max_downtime,
     start_postcopy,
 )
-from .errors import AgentError, ArgsError, DomainNotFound, HypervisorTimeout, LibvirtFact
-from .migration import (
-    MigrateOptionError,
-    MigrationRun,
-    destination_uri,
-    migration_uri,
-    parse_migrate_options,
-)
-from .ocf import OCFExit
+from ..virt.migration import MigrationRun
 
 POLL_S = 1.0
 PROGRESS_LOG_S = 5.0
@@ -209,7 +201,7 @@ def migrate_to(ctx: Context) -> Result:
             dconn = dest.conn
             run = MigrationRun(lambda: vdom.migrate3(dconn, mparams, flags))
         if p.save_config_on_stop or p.sync_config_on_stop:
-            from .parity import save_config
+            from ..features.config_save import save_config
 
             save_config(ctx, dom, abort_at)
         t0 = deadline.now()
@@ -294,7 +286,7 @@ def migrate_from(ctx: Context) -> Result:
                     _save_record(ctx, dom, ident, target.uri, ctx.params.config, cfg_mtime,
                                  cfg_size,
                                  ident.uuid if target.uuid_from_config else None)
-                    from .parity import wait_monitor_scripts
+                    from ..features.monitor_scripts import wait_monitor_scripts
 
                     wait_monitor_scripts(ctx, ident.name, deadline)
                     ctx.log.info(f"{ident.name} arrived from {source} and runs here")

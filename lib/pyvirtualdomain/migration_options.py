@@ -1,16 +1,11 @@
-"""Live migration: destination URIs as VirtualDomain builds them, migrate_options parsed into
-libvirt flags and parameters (no shell, no virsh), and a migration that finishes or is aborted
-inside the op timeout.
-
-The option table and URI rules are pure Python (validate-all uses them without libvirt); the
-libvirt constants are looked up by name only when a migration runs.
-"""
+"""Live migration settings: destination URIs as VirtualDomain builds them and migrate_options
+parsed into libvirt flag and parameter names (no shell, no virsh). Pure Python: validate-all
+uses it without libvirt; the names become libvirt constants only in virt/domain.py."""
 
 from __future__ import annotations
 
 import re
 import shlex
-import threading
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
@@ -40,6 +35,8 @@ FLAG_OPTIONS: dict[str, str | None] = {
     "--zerocopy": "VIR_MIGRATE_ZEROCOPY",
     "--verbose": None,
 }
+
+
 # virsh migrate options that take a value -> (VIR_MIGRATE_PARAM_* name, type).
 VALUE_OPTIONS: dict[str, tuple[str, type]] = {
     "--migrateuri": ("VIR_MIGRATE_PARAM_URI", str),
@@ -54,6 +51,8 @@ VALUE_OPTIONS: dict[str, tuple[str, type]] = {
     "--tls-destination": ("VIR_MIGRATE_PARAM_TLS_DESTINATION", str),
     "--comp-methods": ("VIR_MIGRATE_PARAM_COMPRESSION", str),
 }
+
+
 # virsh-only behaviour an agent cannot reproduce faithfully: say what to use instead.
 REFUSED_OPTIONS = {
     "--timeout": "use migration_deadline_action (the op timeout bounds the migration)",
@@ -65,7 +64,11 @@ REFUSED_OPTIONS = {
     "--desturi": "use remoteuri",
     "--domain": "the domain comes from the config",
 }
+
+
 DEADLINE_ACTIONS = ("abort", "downtime", "postcopy")
+
+
 USER_RE = re.compile(r"^[a-z_][-a-z0-9_]*$")
 
 
@@ -203,28 +206,3 @@ def check_parameters(params: Any) -> list[str]:
         problems.append(f"migration_transport={params.migration_transport!r} is not a libvirt "
                         "transport (e.g. ssh, tcp, tls)")
     return problems
-
-
-class MigrationRun:
-    """The blocking libvirt migration call, run in a worker thread so the caller can watch the
-    job, steer it and abort it before the deadline."""
-
-    def __init__(self, fn: Any) -> None:
-        self._fn = fn
-        self.error: BaseException | None = None
-        self.done = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="libvirt:migrate", daemon=True)
-
-    def _run(self) -> None:
-        try:
-            self._fn()
-        except BaseException as exc:  # noqa: BLE001 - handed to the caller
-            self.error = exc
-        finally:
-            self.done.set()
-
-    def start(self) -> None:
-        self._thread.start()
-
-    def wait(self, timeout_s: float) -> bool:
-        return self.done.wait(max(0.0, timeout_s))

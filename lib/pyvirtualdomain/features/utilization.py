@@ -12,13 +12,14 @@ from __future__ import annotations
 import os
 from typing import TYPE_CHECKING
 
-from .errors import LibvirtFact
-from .state import atomic_write, dump_fields, parse_fields, sibling
+from ..core.record import sibling
+from ..errors import LibvirtFact
+from ..fileio import atomic_write, dump_fields, parse_fields
 
 if TYPE_CHECKING:
-    from .actions import Context
-    from .deadline import Deadline
-    from .domain import Domain
+    from ..core.context import Context
+    from ..deadline import Deadline
+    from ..virt.domain import Domain
 
 ATTRS = ("cpu", "host_memory", "hv_memory")
 # crm_resource's exit code when there is no CIB to talk to (CRM_EX_NOT_CONNECTED).

@@ -1,0 +1,102 @@
+"""Which domain a resource means, and on which hypervisor: from the config file, or from the
+record of what this agent started on this host when the config is unreadable or now names
+another domain. Also opening and closing the hypervisor for an action."""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+from ..deadline import Deadline
+from ..errors import AgentError, ConfigError
+from ..uri import is_local_uri, uri_problem
+from ..virt.connection import Hypervisor, open_hypervisor
+from ..virt.domxml import DomainIdentity, parse_identity, read_config
+from . import record as staterec
+from .context import QUERY_BOUND_S, Context
+
+
+class Target(NamedTuple):
+    """A domain to act on, with the hypervisor it lives on."""
+
+    ident: DomainIdentity
+    uri: str
+    source: str  # "config" or "record": where the identity came from
+    # (path, mtime_ns, size) of a config read with no state record on this host: a monitor
+    # that finds the domain running records it, so later monitors skip the XML parse.
+    unrecorded: tuple[str, int, int] | None = None
+    # False when ident.uuid is only what libvirt chose at the last start (the config names
+    # no uuid): a domain of the same name re-created from the config is then this domain.
+    uuid_from_config: bool = True
+
+
+def _check_virt_type(ctx: Context, ident: DomainIdentity, path: str) -> None:
+    allowed = ctx.profile.virt_types
+    if allowed is not None and ident.virt_type not in allowed:
+        raise ConfigError(
+            f"config {path}: domain type {ident.virt_type!r} is not handled by "
+            f"{ctx.profile.agent_name} (expects {', '.join(sorted(allowed))})"
+        )
+
+
+def _check_uri(ctx: Context, uri: str) -> None:
+    problem = uri_problem(uri)
+    if problem:
+        raise ConfigError(problem)
+    if ctx.env.remote_node and not is_local_uri(uri):
+        raise ConfigError(
+            f"resource is guest node {ctx.env.remote_node} but hypervisor {uri} is remote: "
+            "fencing this host would not stop the guest; use a local URI such as qemu:///system"
+        )
+
+
+def _identify(ctx: Context) -> tuple[list[Target], AgentError | None]:
+    """The domain(s) this resource refers to, for stop and monitor.
+
+    From the config file, and from the record of what this agent started on this host: the
+    record stands in when the config is unreadable, and is added when the config has since
+    been edited to name another domain (that one may still run)."""
+    record = staterec.load(ctx.record_path)
+    problem: AgentError | None = None
+    ident: DomainIdentity | None = None
+    try:
+        cfg = read_config(ctx.params.config)
+        if (record is not None and record.config == cfg.path
+                and record.config_mtime_ns == cfg.mtime_ns and record.config_size == cfg.size):
+            return [Target(record.identity, record.uri, "record",
+                           uuid_from_config=record.config_uuid is not None)], None
+        ident = parse_identity(cfg.data, cfg.path)
+    except AgentError as exc:
+        problem = exc
+
+    targets: list[Target] = []
+    same = record is not None and ident is not None and record.name == ident.name and (
+        ident.uuid is None or record.uuid is None or record.uuid == ident.uuid)
+    if ident is not None:
+        pinned = ident.uuid is not None
+        if record is not None and record.name == ident.name and ident.uuid is None:
+            ident = DomainIdentity(ident.name, record.uuid, ident.virt_type, ident.emulator)
+        # No record, or one for this same domain from before the config was edited: a
+        # monitor that finds the domain running (re)records it.
+        unrecorded = (cfg.path, cfg.mtime_ns, cfg.size) if record is None or same else None
+        targets.append(Target(ident, ctx.uri_for(ident), "config", unrecorded, pinned))
+    if record is not None:
+        if not same:
+            if problem is not None:
+                ctx.log.warning(f"{problem.reason}; using domain {record.name} "
+                                f"(uuid {record.uuid}) recorded when this agent started it")
+            else:
+                ctx.log.warning(f"config now names domain {targets[0].ident.name}, but this "
+                                f"agent started {record.name}: checking both")
+            targets.append(Target(record.identity, record.uri, "record",
+                                  uuid_from_config=record.config_uuid is not None))
+    return targets, problem
+
+
+def _connect(ctx: Context, uri: str, deadline: Deadline, retry_for_s: float) -> Hypervisor:
+    attempt_s = max(0.5, min(QUERY_BOUND_S, deadline.total / 3))
+    return open_hypervisor(uri, deadline, retry_for_s=retry_for_s, attempt_s=attempt_s)
+
+
+def _close(hv: Hypervisor | None) -> None:
+    if hv is not None:
+        hv.close()

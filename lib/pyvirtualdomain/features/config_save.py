@@ -1,0 +1,84 @@
+"""save_config_on_stop / sync_config_on_stop: the domain's live definition written back to
+the config file, and pushed to the other nodes with csync2."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+
+from ..core.context import Context
+from ..deadline import Deadline
+from ..errors import LibvirtFact
+from ..virt.domain import Domain
+
+SUBPROCESS_BOUND_S = 10.0
+
+
+def save_config(ctx: Context, dom: Domain, deadline: Deadline) -> None:
+    """Write the domain's current (inactive) definition back into the config file, atomically
+    (temp file in the same directory, then rename), keeping the file's mode and owner."""
+    p = ctx.params
+    if not (p.save_config_on_stop or p.sync_config_on_stop):
+        return
+    try:
+        flags = int(dom.hv.libvirt.VIR_DOMAIN_XML_INACTIVE) | \
+            int(dom.hv.libvirt.VIR_DOMAIN_XML_SECURE)
+        xml = dom.hv.call(lambda: dom.dom.XMLDesc(flags), deadline.bound(5.0), "dump XML")
+    except LibvirtFact as fact:
+        ctx.log.warning(f"config not saved: cannot read the domain's XML: {fact.message}")
+        return
+    data = str(xml).encode()
+    path = p.config
+    try:
+        with open(path, "rb") as current:
+            if current.read() == data:
+                return
+        st = os.stat(path)
+    except OSError as exc:
+        ctx.log.warning(f"config not saved: {path}: {exc.strerror}")
+        return
+    from ..fileio import atomic_write
+
+    try:
+        atomic_write(path, data, mode=st.st_mode & 0o7777, owner=(st.st_uid, st.st_gid))
+    except OSError as exc:
+        ctx.log.warning(f"config not saved to {path}: {exc.strerror}")
+        return
+    ctx.log.info(f"saved the domain's configuration to {path}")
+    if p.sync_config_on_stop:
+        sync_config(ctx, deadline)
+
+
+def sync_config(ctx: Context, deadline: Deadline) -> None:
+    """``csync2 -x CONFIG``, as VirtualDomain runs it: only the domain's config file, not
+    every file of every csync2 group (which a bare ``csync2 -x`` checks and pushes). Best
+    effort: a peer that accepts the connection and then hangs keeps csync2 waiting forever,
+    so it gets at most a quarter of what is left of ``deadline`` (the step that follows, the
+    guest's shutdown or its migration, needs the rest), and never more than 10 s."""
+    csync2 = shutil.which("csync2", path=ctx.environ.get("PATH") or os.defpath)
+    if csync2 is None:
+        ctx.log.warning("sync_config_on_stop: csync2 is not installed; config not synced")
+        return
+    path = ctx.params.config
+    timeout_s = min(SUBPROCESS_BOUND_S, deadline.remaining() / 4)
+    if timeout_s < 0.5:
+        ctx.log.warning(f"no time left to run csync2 -x {path}: config not synced")
+        return
+    try:
+        r = subprocess.run([csync2, "-x", path], stdin=subprocess.DEVNULL, capture_output=True,
+                           text=True, timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        ctx.log.warning(f"csync2 -x {path} did not finish within {timeout_s:.1f}s: "
+                        "config not synced")
+        return
+    except OSError as exc:
+        ctx.log.warning(f"cannot run csync2: {exc.strerror}; config not synced")
+        return
+    err = " ".join(r.stderr.split())
+    if r.returncode != 0:
+        ctx.log.warning(f"csync2 -x {path} failed ({r.returncode}): {err}")
+    elif err:  # e.g. "Parameter will be ignored": the file is in no csync2 group
+        ctx.log.warning(f"csync2 -x {path}: {err}")
+    else:
+        ctx.log.info(f"synced {path} to the other nodes with csync2")
