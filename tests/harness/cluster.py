@@ -603,8 +603,11 @@ class ClusterNode:
     def _prepare(self) -> None:
         for sub in ("run", "log", "guests", "resource.d", "mnt") + tuple(s for _, s in BIND_DIRS):
             shutil.rmtree(self.state_dir / sub, ignore_errors=True)
-        for _, sub in BIND_DIRS:
+        for target, sub in BIND_DIRS:
             (self.state_dir / sub).mkdir(parents=True)
+            # The mount point itself: on a machine where libvirt/Pacemaker never ran (their
+            # packages create none of these), the bind mount inside the node would fail.
+            Path(target).mkdir(parents=True, exist_ok=True)
         for sub in ("run", "log", "guests", "mnt/cgroup"):
             (self.state_dir / sub).mkdir(parents=True)
         (self.run_dir / "libvirt").mkdir()

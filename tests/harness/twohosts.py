@@ -400,8 +400,10 @@ class TwoHosts:
         d = self.state_dir / spec.key
         for sub in ("run", "lib"):  # state of an earlier run is never reused
             shutil.rmtree(d / sub, ignore_errors=True)
-        for _, sub in BIND_DIRS:
+        for target, sub in BIND_DIRS:
             (d / sub).mkdir(parents=True, exist_ok=True)
+            # The mount point itself (no libvirt package creates all of them).
+            Path(target).mkdir(parents=True, exist_ok=True)
         (d / "log" / "qemu").mkdir(parents=True, exist_ok=True)
         for log in (d / "log").glob("*.log"):
             log.unlink()
