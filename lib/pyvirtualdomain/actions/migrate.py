@@ -18,15 +18,7 @@ from ..migration_options import (
 )
 from ..ocf import OCFExit
 from ..virt.connection import Hypervisor, open_hypervisor
-from ..virt.domain import (
-    Domain,
-    DomainState,
-    abort_job,
-    job,
-    lookup,
-    set_max_downtime,
-    start_postcopy,
-)
+from ..virt.domain import Domain, DomainState
 from ..virt.migration import MigrationRun
 
 POLL_S = 1.0
@@ -47,7 +39,7 @@ def _running_on(hv: Hypervisor | None, ctx_ident: Any, bound: float) -> bool | N
     if hv is None:
         return None
     try:
-        dom = lookup(hv, ctx_ident, bound)
+        dom = Domain.lookup(hv, ctx_ident, bound)
         state, _ = dom.state(bound)
     except DomainNotFound:
         return False
@@ -56,11 +48,6 @@ def _running_on(hv: Hypervisor | None, ctx_ident: Any, bound: float) -> bool | N
     return state not in (DomainState.SHUTOFF, DomainState.CRASHED)
 
 
-def _flags(libvirt: Any, names: tuple[str, ...], extra: tuple[str, ...]) -> int:
-    flags = 0
-    for name in (*names, *extra):
-        flags |= int(getattr(libvirt, name))
-    return flags
 
 
 def _steer(ctx: Context, dom: Domain, action: str, step: int, bound: float) -> int:
@@ -68,13 +55,13 @@ def _steer(ctx: Context, dom: Domain, action: str, step: int, bound: float) -> i
     if action == "postcopy" and step == 0:
         ctx.log.warning(f"migration of {dom.name} will not converge in time: switching to "
                         "post-copy")
-        start_postcopy(dom, bound)
+        dom.start_postcopy(bound)
         return 1
     if action == "downtime" and step < len(DOWNTIME_STEPS):
         ms = DOWNTIME_STEPS[step]
         ctx.log.warning(f"migration of {dom.name} will not converge in time: allowing "
                         f"{ms} ms downtime")
-        set_max_downtime(dom, ms, bound)
+        dom.set_max_downtime(ms, bound)
         return step + 1
     return step
 
@@ -91,7 +78,7 @@ def _watch(ctx: Context, dom: Domain, run: MigrationRun, abort_at: Deadline) -> 
         if abort_at.expired():
             return False
         try:
-            j = job(dom, abort_at.bound(QUERY_BOUND_S))
+            j = dom.job_stats(abort_at.bound(QUERY_BOUND_S))
         except HypervisorTimeout:
             return run.done.is_set()
         except LibvirtFact as f:
@@ -101,7 +88,8 @@ def _watch(ctx: Context, dom: Domain, run: MigrationRun, abort_at: Deadline) -> 
             continue
         if downtime_pending:
             try:
-                set_max_downtime(dom, params.migration_downtime, abort_at.bound(QUERY_BOUND_S))
+                dom.set_max_downtime(params.migration_downtime,
+                                     abort_at.bound(QUERY_BOUND_S))
                 ctx.log.info(f"max downtime of {dom.name} set to {params.migration_downtime} ms")
             except LibvirtFact as f:
                 ctx.log.warning(f"cannot set migration downtime: {f.message}")
@@ -161,9 +149,8 @@ def migrate_to(ctx: Context) -> Result:
     dest: Hypervisor | None = None
     try:
         hv = _connect(ctx, target.uri, deadline, retry_for_s=min(3.0, deadline.total / 10))
-        libvirt = hv.libvirt
         try:
-            dom = lookup(hv, ident, deadline.bound(QUERY_BOUND_S))
+            dom = Domain.lookup(hv, ident, deadline.bound(QUERY_BOUND_S))
             state, _ = dom.state(deadline.bound(QUERY_BOUND_S))
         except DomainNotFound:
             raise AgentError(f"domain {ident.name} is not running here: nothing to migrate "
@@ -177,29 +164,21 @@ def migrate_to(ctx: Context) -> Result:
                 raise AgentError(f"cannot connect to {target_node}'s hypervisor {dest_uri}: "
                                  f"{f.message}") from None
             ctx.log.warning(f"cannot check the target {dest_uri}: {f.message}")
-        extra: list[str] = []
-        if "VIR_MIGRATE_OFFLINE" not in options.flag_names:
-            extra.append("VIR_MIGRATE_LIVE")
+        flag_names = list(options.flag_names)
+        if "VIR_MIGRATE_OFFLINE" not in flag_names:
+            flag_names.append("VIR_MIGRATE_LIVE")
         if p.migration_deadline_action == "postcopy":
-            extra.append("VIR_MIGRATE_POSTCOPY")
-        flags = _flags(libvirt, options.flag_names, tuple(extra))
-        mparams: dict[str, Any] = {}
-        for name, value in options.param_values.items():
-            mparams[str(getattr(libvirt, name))] = value
+            flag_names.append("VIR_MIGRATE_POSTCOPY")
+        mparams: dict[str, str | int] = dict(options.param_values)
         if data_uri:
-            mparams[str(libvirt.VIR_MIGRATE_PARAM_URI)] = data_uri
+            mparams["VIR_MIGRATE_PARAM_URI"] = data_uri
         if p.migration_speed > 0:
-            mparams.setdefault(str(libvirt.VIR_MIGRATE_PARAM_BANDWIDTH), p.migration_speed)
+            mparams.setdefault("VIR_MIGRATE_PARAM_BANDWIDTH", p.migration_speed)
         ctx.log.info(f"live-migrating {ident.name} to {target_node}: hypervisor {dest_uri}, "
                      f"data {data_uri or 'by libvirt default'}"
                      f"{', peer-to-peer' if options.p2p else ''}")
-        vdom = dom.dom
-        if options.p2p:
-            run = MigrationRun(lambda: vdom.migrateToURI3(dest_uri, mparams, flags))
-        else:
-            assert dest is not None
-            dconn = dest.conn
-            run = MigrationRun(lambda: vdom.migrate3(dconn, mparams, flags))
+        to = None if options.p2p else dest
+        run = MigrationRun(lambda: dom.migrate(to, dest_uri, flag_names, mparams))
         if p.save_config_on_stop or p.sync_config_on_stop:
             from ..features.config_save import save_config
 
@@ -209,7 +188,7 @@ def migrate_to(ctx: Context) -> Result:
         if not _watch(ctx, dom, run, abort_at):
             ctx.log.warning(f"migration of {ident.name} did not finish in time: aborting it")
             try:
-                abort_job(dom, deadline.bound(QUERY_BOUND_S))
+                dom.abort_job(deadline.bound(QUERY_BOUND_S))
             except LibvirtFact as f:
                 ctx.log.warning(f"abort of the migration job failed: {f.message}")
             run.wait(max(0.0, deadline.remaining() - 1.0))
@@ -258,7 +237,7 @@ def _remove_incoming(ctx: Context, dest: Hypervisor | None, ident: Any, bound: f
     if dest is None:
         return
     try:
-        dom = lookup(dest, ident, bound)
+        dom = Domain.lookup(dest, ident, bound)
         state, _ = dom.state(bound)
         if state == DomainState.PAUSED:
             ctx.log.warning(f"destroying the unfinished incoming copy of {ident.name} on the "
@@ -279,7 +258,7 @@ def migrate_from(ctx: Context) -> Result:
         last = "not here"
         while True:
             try:
-                dom = lookup(hv, ident, deadline.bound(QUERY_BOUND_S))
+                dom = Domain.lookup(hv, ident, deadline.bound(QUERY_BOUND_S))
                 state, _ = dom.state(deadline.bound(QUERY_BOUND_S))
                 if state in (DomainState.RUNNING, DomainState.BLOCKED):
                     cfg_mtime, cfg_size = _config_facts(ctx)

@@ -19,7 +19,7 @@ from ..errors import (
 from ..ocf import OCFExit
 from ..uri import is_local_uri, uri_problem
 from ..virt.connection import Hypervisor
-from ..virt.domain import Domain, DomainState, lookup
+from ..virt.domain import Domain, DomainState
 
 
 def _state_result(state: DomainState, name: str) -> Result:
@@ -67,7 +67,7 @@ def _monitor_target(ctx: Context, target: Target, deadline: Deadline) -> Result:
     retry = 0.0 if ctx.env.is_probe else min(2.0, deadline.total / 10)
     try:
         hv = _connect(ctx, target.uri, deadline, retry)
-        dom = lookup(hv, target.ident, deadline.bound(QUERY_BOUND_S),
+        dom = Domain.lookup(hv, target.ident, deadline.bound(QUERY_BOUND_S),
                      name_fallback=not target.uuid_from_config)
         state, _reason = dom.state(deadline.bound(QUERY_BOUND_S))
         ctx.log.debug(f"domain {name} state: {state.value}")

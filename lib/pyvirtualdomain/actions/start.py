@@ -28,7 +28,7 @@ from ..errors import (
 from ..ocf import OCFExit
 from ..uri import is_local_uri
 from ..virt.connection import Hypervisor
-from ..virt.domain import Domain, DomainState, create_transient, lookup
+from ..virt.domain import Domain, DomainState
 from ..virt.domxml import load_domain, with_uuid
 
 
@@ -51,7 +51,7 @@ def _create(ctx: Context, hv: Hypervisor, xml: str, path: str, deadline: Deadlin
     # Keep time to clean up after a create that does not return (hung libvirtd).
     cleanup_s = min(3.0, deadline.total * 0.2)
     try:
-        return create_transient(hv, xml, max(0.1, deadline.remaining() - cleanup_s))
+        return Domain.create_transient(hv, xml, max(0.1, deadline.remaining() - cleanup_s))
     except InvalidDomainXML as f:
         raise ConfigError(f"libvirt rejects config {path}: {f.message}") from None
     except UnsupportedOperation as f:
@@ -84,7 +84,7 @@ def start(ctx: Context) -> Result:
         hv = _connect(ctx, uri, deadline, retry_for_s=min(5.0, deadline.total / 10))
         dom: Domain | None
         try:
-            dom = lookup(hv, ident, deadline.bound(QUERY_BOUND_S))
+            dom = Domain.lookup(hv, ident, deadline.bound(QUERY_BOUND_S))
         except DomainNotFound:
             dom = None
         if dom is not None:
@@ -119,7 +119,7 @@ def start(ctx: Context) -> Result:
         from ..features.snapshot import restore_snapshot
 
         if restore_snapshot(ctx, hv, ident.name, deadline):
-            dom = lookup(hv, ident, deadline.bound(QUERY_BOUND_S))
+            dom = Domain.lookup(hv, ident, deadline.bound(QUERY_BOUND_S))
         else:
             if ctx.params.backingfile:
                 from ..features.backing import prepare_backing

@@ -34,7 +34,7 @@ from ..errors import (
 from ..ocf import OCFExit
 from ..uri import is_local_uri, uri_problem
 from ..virt.connection import Hypervisor
-from ..virt.domain import Domain, DomainState, lookup
+from ..virt.domain import Domain, DomainState
 
 
 class StopBudget(NamedTuple):
@@ -148,7 +148,7 @@ def _stop_target(ctx: Context, target: Target, deadline: Deadline) -> Result:
         hv = _connect(ctx, target.uri, deadline.before(budget.kill_s),
                       retry_for_s=min(3.0, deadline.total / 10))
         try:
-            dom = lookup(hv, target.ident, deadline.bound(QUERY_BOUND_S),
+            dom = Domain.lookup(hv, target.ident, deadline.bound(QUERY_BOUND_S),
                          name_fallback=not target.uuid_from_config)
         except DomainNotFound:
             return _confirm_gone(ctx, target, f"domain {name} is not defined on {target.uri}",

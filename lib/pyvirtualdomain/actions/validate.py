@@ -10,7 +10,7 @@ from ..errors import AgentError, ConfigError, DomainNotFound, LibvirtFact, NotIn
 from ..ocf import OCFExit
 from ..uri import is_local_uri
 from ..virt.connection import Hypervisor
-from ..virt.domain import lookup
+from ..virt.domain import Domain
 from ..virt.domxml import DomainIdentity, load_domain
 
 
@@ -66,7 +66,7 @@ def _validate_deep(ctx: Context, ident: DomainIdentity, uri: str) -> Result:
     try:
         hv = _connect(ctx, uri, deadline, retry_for_s=0.0)
         try:
-            dom = lookup(hv, ident, deadline.bound(QUERY_BOUND_S))
+            dom = Domain.lookup(hv, ident, deadline.bound(QUERY_BOUND_S))
         except DomainNotFound:
             dom = None
         if dom is not None:

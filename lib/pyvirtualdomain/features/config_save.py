@@ -7,7 +7,7 @@ import os
 import shutil
 import subprocess
 
-from ..core.context import Context
+from ..core.context import QUERY_BOUND_S, Context
 from ..deadline import Deadline
 from ..errors import LibvirtFact
 from ..virt.domain import Domain
@@ -22,9 +22,7 @@ def save_config(ctx: Context, dom: Domain, deadline: Deadline) -> None:
     if not (p.save_config_on_stop or p.sync_config_on_stop):
         return
     try:
-        flags = int(dom.hv.libvirt.VIR_DOMAIN_XML_INACTIVE) | \
-            int(dom.hv.libvirt.VIR_DOMAIN_XML_SECURE)
-        xml = dom.hv.call(lambda: dom.dom.XMLDesc(flags), deadline.bound(5.0), "dump XML")
+        xml = dom.xml_desc(deadline.bound(QUERY_BOUND_S), inactive=True, secure=True)
     except LibvirtFact as fact:
         ctx.log.warning(f"config not saved: cannot read the domain's XML: {fact.message}")
         return

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import os
-from typing import Any
 
 from ..core.context import Context
 from ..deadline import Deadline
 from ..errors import AgentError, LibvirtFact, NotInstalled
 from ..ocf import OCFExit
+from ..virt.connection import Hypervisor
 from ..virt.domain import Domain
 
 
@@ -22,7 +22,7 @@ def save_snapshot(ctx: Context, dom: Domain, deadline: Deadline) -> bool:
     try:
         os.makedirs(ctx.params.snapshot, mode=0o700, exist_ok=True)
         ctx.log.info(f"saving the state of {dom.name} to {path}")
-        dom.hv.call(lambda: dom.dom.save(path), deadline.remaining(), "save state")
+        dom.save_state(path, deadline.remaining())
         os.chmod(path, 0o600)
         return True
     except (LibvirtFact, OSError) as exc:
@@ -31,7 +31,7 @@ def save_snapshot(ctx: Context, dom: Domain, deadline: Deadline) -> bool:
         return False
 
 
-def restore_snapshot(ctx: Context, hv: Any, name: str, deadline: Deadline) -> bool:
+def restore_snapshot(ctx: Context, hv: Hypervisor, name: str, deadline: Deadline) -> bool:
     """Start from a saved state when one exists; the file is removed once restored."""
     if not ctx.params.snapshot:
         return False
@@ -40,7 +40,7 @@ def restore_snapshot(ctx: Context, hv: Any, name: str, deadline: Deadline) -> bo
         return False
     ctx.log.info(f"restoring {name} from {path}")
     try:
-        hv.call(lambda: hv.conn.restore(path), deadline.remaining(), "restore state")
+        hv.restore_state(path, deadline.remaining())
     except LibvirtFact as f:
         raise AgentError(f"cannot restore {name} from {path}: {f.message} (remove the file to "
                          "start the domain afresh)") from None

@@ -2,46 +2,35 @@
 
 from __future__ import annotations
 
-from typing import Any
-
-from ..core.context import Context
+from ..core.context import QUERY_BOUND_S, Context
 from ..deadline import Deadline
 from ..errors import AgentError, LibvirtFact
+from ..virt.connection import Hypervisor
+from ..virt.domxml import referenced_resources
+
+# Starting a pool mounts or scans storage; a network starts dnsmasq: slower than a query.
+RESOURCE_START_BOUND_S = 30.0
 
 
-def referenced_resources(data: bytes, path: str) -> tuple[list[str], list[str]]:
-    """Storage pools and networks a domain XML refers to."""
-    from ..virt.domxml import _parse
-
-    root = _parse(data, path)
-    pools = sorted({str(v) for v in root.xpath("devices/disk/source/@pool")})
-    nets = sorted({str(v) for v in root.xpath(
-        "devices/interface[@type=$t]/source/@network", t="network")})
-    return pools, nets
-
-
-def start_resources(ctx: Context, hv: Any, data: bytes, path: str, deadline: Deadline) -> None:
-    pools, nets = referenced_resources(data, path)
-    conn = hv.conn
-    for pool_name in pools:
+def start_resources(ctx: Context, hv: Hypervisor, data: bytes, path: str,
+                    deadline: Deadline) -> None:
+    """Start (or refresh) every pool and network the domain XML refers to on ``hv``."""
+    needs = referenced_resources(data, path)
+    for pool in needs.pools:
         try:
-            pool = hv.call(lambda n=pool_name: conn.storagePoolLookupByName(n),
-                           deadline.bound(5.0), "lookup pool")
-            if hv.call(pool.isActive, deadline.bound(5.0), "pool state"):
-                hv.call(lambda p=pool: p.refresh(0), deadline.bound(30.0), "refresh pool")
+            if hv.pool_is_active(pool, deadline.bound(QUERY_BOUND_S)):
+                hv.refresh_pool(pool, deadline.bound(RESOURCE_START_BOUND_S))
             else:
-                ctx.log.info(f"starting storage pool {pool_name}")
-                hv.call(lambda p=pool: p.create(0), deadline.bound(30.0), "start pool")
+                ctx.log.info(f"starting storage pool {pool} on {hv.uri}")
+                hv.start_pool(pool, deadline.bound(RESOURCE_START_BOUND_S))
         except LibvirtFact as f:
-            raise AgentError(f"cannot start storage pool {pool_name} needed by the domain: "
+            raise AgentError(f"cannot start storage pool {pool} needed by the domain: "
                              f"{f.message}") from None
-    for net_name in nets:
+    for net in needs.networks:
         try:
-            net = hv.call(lambda n=net_name: conn.networkLookupByName(n), deadline.bound(5.0),
-                          "lookup network")
-            if not hv.call(net.isActive, deadline.bound(5.0), "network state"):
-                ctx.log.info(f"starting network {net_name}")
-                hv.call(net.create, deadline.bound(30.0), "start network")
+            if not hv.network_is_active(net, deadline.bound(QUERY_BOUND_S)):
+                ctx.log.info(f"starting network {net} on {hv.uri}")
+                hv.start_network(net, deadline.bound(RESOURCE_START_BOUND_S))
         except LibvirtFact as f:
-            raise AgentError(f"cannot start network {net_name} needed by the domain: "
+            raise AgentError(f"cannot start network {net} needed by the domain: "
                              f"{f.message}") from None

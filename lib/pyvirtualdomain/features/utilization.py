@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 from typing import TYPE_CHECKING
 
+from ..core.context import QUERY_BOUND_S
 from ..core.record import sibling
 from ..errors import LibvirtFact
 from ..fileio import atomic_write, dump_fields, parse_fields
@@ -83,12 +84,12 @@ def update(ctx: Context, dom: Domain, deadline: Deadline) -> None:
     values: dict[str, int] = {}
     if want_set:
         try:
-            info = dom.hv.call(dom.dom.info, deadline.bound(5.0), "domain info")
+            info = dom.info(deadline.bound(QUERY_BOUND_S))
         except LibvirtFact as f:
             ctx.log.debug(f"utilization not updated: {f.message}")
             return
-        mem_mib = int(info[2]) // 1024
-        values = {"cpu": int(info[3]), "host_memory": mem_mib, "hv_memory": mem_mib}
+        mem_mib = info.memory_kib // 1024
+        values = {"cpu": info.vcpus, "host_memory": mem_mib, "hv_memory": mem_mib}
     changed = False
     for attr in want_set:
         if cache.get(attr) == values[attr]:

@@ -1,11 +1,14 @@
-"""Facts about one libvirt domain, and the operations on it. No policy here."""
+"""Facts about one libvirt domain, and the operations on it. No policy here.
+
+Every per-domain call is a method named for what it does; the virDomain itself
+(``virdomain``) is for the virt/ modules only."""
 
 from __future__ import annotations
 
 from enum import Enum
-from typing import Any
+from typing import Any, Mapping, NamedTuple, Sequence
 
-from ..errors import DomainNotFound
+from ..errors import DomainNotFound, classify_libvirt_error
 from .connection import Hypervisor
 from .domxml import DomainIdentity
 
@@ -27,6 +30,14 @@ class DomainState(Enum):
         return order[code] if 0 <= code < len(order) else cls.NOSTATE
 
 
+# The domain exists and holds its guest's memory: for Pacemaker it runs.
+RUNNING_STATES = frozenset({DomainState.RUNNING, DomainState.BLOCKED, DomainState.PAUSED,
+                            DomainState.SHUTDOWN, DomainState.PMSUSPENDED})
+# Its vCPUs execute (or wait for work): what start and migrate_from wait for.
+EXECUTING_STATES = frozenset({DomainState.RUNNING, DomainState.BLOCKED})
+# Stopped by libvirt, a user or the guest, and resumable.
+SUSPENDED_STATES = frozenset({DomainState.PAUSED, DomainState.PMSUSPENDED})
+
 SHUTDOWN_FLAG_NAMES = {
     "acpi": "VIR_DOMAIN_SHUTDOWN_ACPI_POWER_BTN",
     "agent": "VIR_DOMAIN_SHUTDOWN_GUEST_AGENT",
@@ -36,70 +47,12 @@ SHUTDOWN_FLAG_NAMES = {
 }
 
 
-class Domain:
-    def __init__(self, hv: Hypervisor, dom: Any) -> None:
-        self.hv = hv
-        self.dom = dom
+class DomainInfo(NamedTuple):
+    """virDomainGetInfo: what the utilization attributes need."""
 
-    @property
-    def name(self) -> str:
-        return str(self.dom.name())
-
-    def uuid(self) -> str:
-        return str(self.dom.UUIDString()).lower()
-
-    def state(self, timeout_s: float) -> tuple[DomainState, int]:
-        code, reason = self.hv.call(lambda: self.dom.state(0), timeout_s, "get domain state")
-        return DomainState.from_libvirt(int(code)), int(reason)
-
-    def is_active(self, timeout_s: float) -> bool:
-        return bool(self.hv.call(self.dom.isActive, timeout_s, "isActive"))
-
-    def is_persistent(self, timeout_s: float) -> bool:
-        return bool(self.hv.call(self.dom.isPersistent, timeout_s, "isPersistent"))
-
-    def autostart(self, timeout_s: float) -> bool:
-        return bool(self.hv.call(self.dom.autostart, timeout_s, "autostart"))
-
-    def shutdown(self, modes: tuple[str, ...], timeout_s: float) -> None:
-        flags = 0
-        for mode in modes:
-            flags |= int(getattr(self.hv.libvirt, SHUTDOWN_FLAG_NAMES[mode]))
-        self.hv.call(lambda: self.dom.shutdownFlags(flags), timeout_s, "shutdown")
-
-    def destroy(self, timeout_s: float) -> None:
-        self.hv.call(self.dom.destroy, timeout_s, "destroy")
-
-    def resume(self, timeout_s: float) -> None:
-        self.hv.call(self.dom.resume, timeout_s, "resume")
-
-
-def lookup(hv: Hypervisor, ident: DomainIdentity, timeout_s: float,
-           name_fallback: bool = False) -> Domain:
-    """The domain by UUID when known (names can be reused), else by name.
-
-    ``name_fallback``: the UUID is only the one libvirt chose last time (the config names
-    none), so a domain of that name re-created from the same config is this domain too."""
-    conn = hv.conn
-    if ident.uuid:
-        try:
-            dom = hv.call(lambda: conn.lookupByUUIDString(ident.uuid), timeout_s,
-                          "lookup domain")
-        except DomainNotFound:
-            if not name_fallback:
-                raise
-            dom = hv.call(lambda: conn.lookupByName(ident.name), timeout_s, "lookup domain")
-    else:
-        dom = hv.call(lambda: conn.lookupByName(ident.name), timeout_s, "lookup domain")
-    if dom is None:  # pragma: no cover - libvirt raises instead
-        raise DomainNotFound(f"domain {ident.name} not found")
-    return Domain(hv, dom)
-
-
-def create_transient(hv: Hypervisor, xml: str, timeout_s: float) -> Domain:
-    conn = hv.conn
-    dom = hv.call(lambda: conn.createXML(xml, 0), timeout_s, "create domain")
-    return Domain(hv, dom)
+    max_memory_kib: int
+    memory_kib: int
+    vcpus: int
 
 
 class MigrationJob:
@@ -146,18 +99,120 @@ class MigrationJob:
         return self._int("memory_iteration")
 
 
-def job(dom: Domain, timeout_s: float) -> MigrationJob:
-    stats = dom.hv.call(lambda: dom.dom.jobStats(0), timeout_s, "job statistics")
-    return MigrationJob(dict(stats or {}))
+class Domain:
+    def __init__(self, hv: Hypervisor, virdomain: Any) -> None:
+        self.hv = hv
+        self.virdomain = virdomain
 
+    # -- finding and creating ------------------------------------------------------------
 
-def abort_job(dom: Domain, timeout_s: float) -> None:
-    dom.hv.call(dom.dom.abortJob, timeout_s, "abort job")
+    @classmethod
+    def lookup(cls, hv: Hypervisor, ident: DomainIdentity, timeout_s: float,
+               name_fallback: bool = False) -> Domain:
+        """The domain by UUID when known (names can be reused), else by name.
 
+        ``name_fallback``: the UUID is only the one libvirt chose last time (the config names
+        none), so a domain of that name re-created from the same config is this domain too."""
+        conn = hv.virconnect
+        if ident.uuid:
+            try:
+                dom = hv.call(lambda: conn.lookupByUUIDString(ident.uuid), timeout_s,
+                              "lookup domain")
+            except DomainNotFound:
+                if not name_fallback:
+                    raise
+                dom = hv.call(lambda: conn.lookupByName(ident.name), timeout_s,
+                              "lookup domain")
+        else:
+            dom = hv.call(lambda: conn.lookupByName(ident.name), timeout_s, "lookup domain")
+        if dom is None:  # pragma: no cover - libvirt raises instead
+            raise DomainNotFound(f"domain {ident.name} not found")
+        return cls(hv, dom)
 
-def set_max_downtime(dom: Domain, ms: int, timeout_s: float) -> None:
-    dom.hv.call(lambda: dom.dom.migrateSetMaxDowntime(ms, 0), timeout_s, "set max downtime")
+    @classmethod
+    def create_transient(cls, hv: Hypervisor, xml: str, timeout_s: float) -> Domain:
+        conn = hv.virconnect
+        return cls(hv, hv.call(lambda: conn.createXML(xml, 0), timeout_s, "create domain"))
 
+    # -- facts -----------------------------------------------------------------------------
 
-def start_postcopy(dom: Domain, timeout_s: float) -> None:
-    dom.hv.call(lambda: dom.dom.migrateStartPostCopy(0), timeout_s, "start post-copy")
+    @property
+    def name(self) -> str:
+        return str(self.virdomain.name())
+
+    def uuid(self) -> str:
+        return str(self.virdomain.UUIDString()).lower()
+
+    def state(self, timeout_s: float) -> tuple[DomainState, int]:
+        code, reason = self.hv.call(lambda: self.virdomain.state(0), timeout_s,
+                                    "get domain state")
+        return DomainState.from_libvirt(int(code)), int(reason)
+
+    def is_active(self, timeout_s: float) -> bool:
+        return bool(self.hv.call(self.virdomain.isActive, timeout_s, "isActive"))
+
+    def is_persistent(self, timeout_s: float) -> bool:
+        return bool(self.hv.call(self.virdomain.isPersistent, timeout_s, "isPersistent"))
+
+    def autostart(self, timeout_s: float) -> bool:
+        return bool(self.hv.call(self.virdomain.autostart, timeout_s, "autostart"))
+
+    def info(self, timeout_s: float) -> DomainInfo:
+        raw = self.hv.call(self.virdomain.info, timeout_s, "domain info")
+        return DomainInfo(max_memory_kib=int(raw[1]), memory_kib=int(raw[2]),
+                          vcpus=int(raw[3]))
+
+    def xml_desc(self, timeout_s: float, *, inactive: bool = False,
+                 secure: bool = False) -> str:
+        names = [n for n, on in (("VIR_DOMAIN_XML_INACTIVE", inactive),
+                                 ("VIR_DOMAIN_XML_SECURE", secure)) if on]
+        flags = self.hv.flags(*names)
+        return str(self.hv.call(lambda: self.virdomain.XMLDesc(flags), timeout_s, "dump XML"))
+
+    def job_stats(self, timeout_s: float) -> MigrationJob:
+        stats = self.hv.call(lambda: self.virdomain.jobStats(0), timeout_s, "job statistics")
+        return MigrationJob(dict(stats or {}))
+
+    # -- operations ------------------------------------------------------------------------
+
+    def shutdown(self, modes: tuple[str, ...], timeout_s: float) -> None:
+        flags = self.hv.flags(*(SHUTDOWN_FLAG_NAMES[m] for m in modes))
+        self.hv.call(lambda: self.virdomain.shutdownFlags(flags), timeout_s, "shutdown")
+
+    def destroy(self, timeout_s: float) -> None:
+        self.hv.call(self.virdomain.destroy, timeout_s, "destroy")
+
+    def resume(self, timeout_s: float) -> None:
+        self.hv.call(self.virdomain.resume, timeout_s, "resume")
+
+    def save_state(self, path: str, timeout_s: float) -> None:
+        """Save the guest's RAM to ``path``; the domain stops."""
+        self.hv.call(lambda: self.virdomain.save(path), timeout_s, "save state")
+
+    def abort_job(self, timeout_s: float) -> None:
+        self.hv.call(self.virdomain.abortJob, timeout_s, "abort job")
+
+    def set_max_downtime(self, ms: int, timeout_s: float) -> None:
+        self.hv.call(lambda: self.virdomain.migrateSetMaxDowntime(ms, 0), timeout_s,
+                     "set max downtime")
+
+    def start_postcopy(self, timeout_s: float) -> None:
+        self.hv.call(lambda: self.virdomain.migrateStartPostCopy(0), timeout_s,
+                     "start post-copy")
+
+    def migrate(self, dest: Hypervisor | None, dest_uri: str, flag_names: Sequence[str],
+                params: Mapping[str, str | int]) -> None:
+        """Live-migrate; blocks until libvirt's migration call returns (run it in a
+        virt.migration.MigrationRun). ``flag_names`` are VIR_MIGRATE_* and ``params``' keys
+        VIR_MIGRATE_PARAM_* constant names. With ``dest`` the client drives the migration
+        (managed, migrate3); without, the source daemon does (peer to peer, to ``dest_uri``)."""
+        libvirt = self.hv.libvirt
+        flags = self.hv.flags(*flag_names)
+        typed = {str(getattr(libvirt, name)): value for name, value in params.items()}
+        try:
+            if dest is None:
+                self.virdomain.migrateToURI3(dest_uri, typed, flags)
+            else:
+                self.virdomain.migrate3(dest.virconnect, typed, flags)
+        except libvirt.libvirtError as exc:
+            raise classify_libvirt_error(exc, libvirt) from None

@@ -20,6 +20,18 @@ class DomainIdentity(NamedTuple):
     emulator: str | None = None
 
 
+class Resources(NamedTuple):
+    """Storage pools and libvirt networks a domain XML refers to."""
+
+    pools: tuple[str, ...]
+    networks: tuple[str, ...]
+
+
+# What the agent reads from a domain XML beyond its identity.
+POOLS_XPATH = "devices/disk/source/@pool"
+NETWORKS_XPATH = "devices/interface[@type=$t]/source/@network"
+
+
 class ConfigFile(NamedTuple):
     path: str
     data: bytes
@@ -96,6 +108,13 @@ def parse_identity(data: bytes, path: str) -> DomainIdentity:
             raise ConfigError(f"config {path}: <uuid>{uuid_text}</uuid> is not a UUID") from None
     emulator = (root.findtext("devices/emulator") or "").strip() or None
     return DomainIdentity(name=name, uuid=canonical, virt_type=virt_type, emulator=emulator)
+
+
+def referenced_resources(data: bytes, path: str) -> Resources:
+    root = _parse(data, path)
+    pools = sorted({str(v) for v in root.xpath(POOLS_XPATH)})
+    nets = sorted({str(v) for v in root.xpath(NETWORKS_XPATH, t="network")})
+    return Resources(tuple(pools), tuple(nets))
 
 
 def load_domain(path: str) -> tuple[ConfigFile, DomainIdentity]:
