@@ -210,8 +210,8 @@ def _run_action(args: Args, environ: Mapping[str, str], agent: str, interactive:
                   params=build_params(env.params, schema, profile.shutdown_modes), log=log,
                   environ=merged)
     try:
-        result = run_fn(ctx)
-        rc, reason = int(result.rc), result.reason
+        run_fn(ctx)  # returns on success, raises AgentError for every other end
+        rc, reason = RC_SUCCESS, ""
     except AgentError as exc:
         rc, reason = int(exc.rc), exc.reason
     except Exception as exc:  # noqa: BLE001 - an agent must answer, never die with a traceback

@@ -44,6 +44,12 @@ class ArgsError(AgentError):
     rc = OCFExit.ERR_ARGS
 
 
+class NotRunning(AgentError):
+    """The domain does not run here (monitor): what a probe or monitor answers with 7."""
+
+    rc = OCFExit.NOT_RUNNING
+
+
 # Facts about the hypervisor, raised by the wrappers; actions.py decides what they mean.
 class LibvirtFact(Exception):
     def __init__(self, message: str, code: int = -1, errno_: int = -1) -> None:
@@ -57,8 +63,9 @@ class DomainNotFound(LibvirtFact):
     pass
 
 
-class DomainNotRunning(LibvirtFact):
-    """The operation needs a running domain and it is not (e.g. destroy of a shut-off one)."""
+class OperationInvalid(LibvirtFact):
+    """libvirt refuses the operation in the domain's current state: destroy of a shut-off
+    domain, but also shutdown of a paused or still starting one. Not proof that it is off."""
 
 
 class HypervisorUnavailable(LibvirtFact):
@@ -108,7 +115,7 @@ def classify_libvirt_error(exc: Any, libvirt: Any) -> LibvirtFact:
     if code in _codes(libvirt, "VIR_ERR_NO_DOMAIN"):
         return DomainNotFound(message, code)
     if code in _codes(libvirt, "VIR_ERR_OPERATION_INVALID"):
-        return DomainNotRunning(message, code)
+        return OperationInvalid(message, code)
     if code in _codes(
         libvirt, "VIR_ERR_AUTH_FAILED", "VIR_ERR_AUTH_CANCELLED", "VIR_ERR_AUTH_UNAVAILABLE",
         "VIR_ERR_ACCESS_DENIED",

@@ -112,7 +112,7 @@ def _lv_error(code: int, domain: int, message: str = "boom", int1: int = -1):
 
 @pytest.mark.parametrize("code,domain,int1,cls", [
     ("VIR_ERR_NO_DOMAIN", "VIR_FROM_QEMU", -1, errors.DomainNotFound),
-    ("VIR_ERR_OPERATION_INVALID", "VIR_FROM_QEMU", -1, errors.DomainNotRunning),
+    ("VIR_ERR_OPERATION_INVALID", "VIR_FROM_QEMU", -1, errors.OperationInvalid),
     ("VIR_ERR_SYSTEM_ERROR", "VIR_FROM_RPC", errno.ENOENT, errors.HypervisorUnavailable),
     ("VIR_ERR_SYSTEM_ERROR", "VIR_FROM_RPC", errno.ECONNREFUSED, errors.HypervisorUnavailable),
     ("VIR_ERR_SYSTEM_ERROR", "VIR_FROM_RPC", errno.EACCES, errors.HypervisorDenied),

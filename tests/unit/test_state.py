@@ -29,7 +29,8 @@ def test_record_round_trip_with_awkward_values(tmp_path):
     path = state.record_path(str(tmp_path), "PyVirtualDomain", "vm:1")
     ident = DomainIdentity("vm=1\nx", None, "kvm", None)
     rec = state.new_record(ident, "2a6f3c5e-0000-4000-8000-000000000001", "qemu:///system",
-                           "/etc/c lusters/vm\\1.xml", 1234567890123456789, 42, None)
+                           state.ConfigStamp("/etc/c lusters/vm\\1.xml", 1234567890123456789, 42),
+                           None)
     state.save(path, rec)
     assert path.endswith(".state")
     assert state.load(path) == rec

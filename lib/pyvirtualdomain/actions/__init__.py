@@ -5,10 +5,10 @@ from __future__ import annotations
 
 from typing import Callable
 
-from ..core.context import Context, Result
+from ..core.context import Context
 
 
-def load(action: str) -> Callable[[Context], Result] | None:
+def load(action: str) -> Callable[[Context], None] | None:
     """The function implementing ``action``, or None when no agent implements it."""
     if action in ("monitor", "status"):
         from .monitor import monitor

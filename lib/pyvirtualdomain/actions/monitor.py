@@ -3,135 +3,130 @@ reports an error for "cannot know"."""
 
 from __future__ import annotations
 
-from ..core.context import QUERY_BOUND_S, RUNNING_STATES, Context, Result, _warn_params
-from ..core.last_resort import _emulator_pids
-from ..core.recording import _rerecord_uuid, _save_record, _uuid_of
-from ..core.target import Target, _close, _connect, _identify
+from ..core.context import QUERY_BOUND_S, Context, warn_params
+from ..core.last_resort import emulator_pids
+from ..core.outcomes import UNREACHABLE, fact_to_error
+from ..core.recording import record_running, rerecord_uuid, uuid_of
+from ..core.target import Target, close, connect, identify
 from ..deadline import Deadline
 from ..errors import (
+    AgentError,
+    ConfigError,
     DomainNotFound,
-    DriverMissing,
-    HypervisorDenied,
-    HypervisorTimeout,
-    HypervisorUnavailable,
     LibvirtFact,
+    NotInstalled,
+    NotRunning,
 )
-from ..ocf import OCFExit
 from ..uri import is_local_uri, uri_problem
 from ..virt.connection import Hypervisor
-from ..virt.domain import Domain, DomainState
+from ..virt.domain import RUNNING_STATES, Domain, DomainState
 
 
-def _state_result(state: DomainState, name: str) -> Result:
+def _check_state(state: DomainState, name: str) -> None:
     if state in RUNNING_STATES:
-        return Result(OCFExit.SUCCESS)
+        return
     if state == DomainState.SHUTOFF:
-        return Result(OCFExit.NOT_RUNNING, f"domain {name} is shut off")
+        raise NotRunning(f"domain {name} is shut off")
     if state == DomainState.CRASHED:
-        return Result(OCFExit.ERR_GENERIC, f"domain {name} has crashed")
-    return Result(OCFExit.ERR_GENERIC, f"domain {name} is in state '{state.value}'")
+        raise AgentError(f"domain {name} has crashed")
+    raise AgentError(f"domain {name} is in state '{state.value}'")
 
 
-def _monitor_without_libvirt(ctx: Context, target: Target, why: str) -> Result:
+def _monitor_without_libvirt(ctx: Context, target: Target, why: str) -> None:
+    """libvirt cannot be asked: answer from the emulator process on this host."""
     name = target.ident.name
     if not is_local_uri(target.uri):
         if ctx.env.is_probe:
             ctx.log.warning(f"{why}; remote hypervisor, assuming {name} is not running here")
-            return Result(OCFExit.NOT_RUNNING, f"probe: assuming {name} is not running here "
-                                               f"({why})")
-        return Result(OCFExit.ERR_GENERIC, f"cannot tell whether {name} runs: {why}")
-    pids = _emulator_pids(target.ident)
+            raise NotRunning(f"probe: assuming {name} is not running here ({why})")
+        raise AgentError(f"cannot tell whether {name} runs: {why}")
+    pids = emulator_pids(target.ident)
     if pids is None:
         if ctx.env.is_probe:
-            return Result(OCFExit.NOT_RUNNING, f"probe: psutil is not installed to check the "
-                                               f"emulator of {name} ({why})")
-        return Result(OCFExit.ERR_INSTALLED, f"psutil is not installed to check the emulator of "
-                                             f"{name} ({why})")
+            raise NotRunning(f"probe: psutil is not installed to check the emulator of {name} "
+                             f"({why})")
+        raise NotInstalled(f"psutil is not installed to check the emulator of {name} ({why})")
     if pids:
         ctx.log.warning(f"{why}; emulator of {name} runs (pid {', '.join(map(str, pids))}): "
                         "reporting it running")
-        return Result(OCFExit.SUCCESS)
-    return Result(OCFExit.NOT_RUNNING, f"no emulator process of {name} runs on this host "
-                                       f"({why})")
+        return
+    raise NotRunning(f"no emulator process of {name} runs on this host ({why})")
 
 
-def _monitor_target(ctx: Context, target: Target, deadline: Deadline) -> Result:
+def _monitor_target(ctx: Context, target: Target, deadline: Deadline) -> None:
     name = target.ident.name
     problem = uri_problem(target.uri)
     if problem:
         # Nothing can have been started through a URI that is not one.
         if ctx.env.is_probe:
-            return Result(OCFExit.NOT_RUNNING, f"{problem} (probe: not running)")
-        return Result(OCFExit.ERR_CONFIGURED, problem)
+            raise NotRunning(f"{problem} (probe: not running)")
+        raise ConfigError(problem)
     hv: Hypervisor | None = None
     retry = 0.0 if ctx.env.is_probe else min(2.0, deadline.total / 10)
     try:
-        hv = _connect(ctx, target.uri, deadline, retry)
-        dom = Domain.lookup(hv, target.ident, deadline.bound(QUERY_BOUND_S),
-                     name_fallback=not target.uuid_from_config)
-        state, _reason = dom.state(deadline.bound(QUERY_BOUND_S))
+        hv = connect(ctx, target.uri, deadline, retry)
+        dom, state, _ = Domain.lookup_state(hv, target.ident, deadline.bound(QUERY_BOUND_S),
+                                            name_fallback=not target.uuid_from_config)
         ctx.log.debug(f"domain {name} state: {state.value}")
-        if state == DomainState.NOSTATE and dom.is_active(deadline.bound(QUERY_BOUND_S)):
-            result = Result(OCFExit.SUCCESS)
-        else:
-            result = _state_result(state, name)
-        if result.rc == OCFExit.SUCCESS:
-            if target.unrecorded is not None:
-                # Running with no record (found by a probe, or recorded by no start of this
-                # version): record it as start would have.
-                _save_record(ctx, dom, target.ident, target.uri, *target.unrecorded,
-                             config_uuid=target.ident.uuid if target.uuid_from_config else None,
-                             quiet=True)
-            elif target.source == "record" and target.ident.uuid != _uuid_of(dom):
-                _rerecord_uuid(ctx, dom, target)
-            return _running_extras(ctx, dom, deadline)
-        return result
+        if not (state == DomainState.NOSTATE and dom.is_active(deadline.bound(QUERY_BOUND_S))):
+            _check_state(state, name)
+        if target.unrecorded is not None:
+            # Running with no record (found by a probe, or recorded by no start of this
+            # version): record it as start would have.
+            record_running(ctx, dom, target.ident, target.uri, target.unrecorded,
+                           config_uuid=target.ident.uuid if target.uuid_from_config else None,
+                           quiet=True)
+        elif target.source == "record" and target.ident.uuid != uuid_of(dom):
+            rerecord_uuid(ctx, dom, target.ident)
+        _running_extras(ctx, dom, deadline)
     except DomainNotFound:
-        return Result(OCFExit.NOT_RUNNING, f"domain {name} is not running (not found on "
-                                           f"{target.uri})")
-    except HypervisorDenied as f:
-        return Result(OCFExit.ERR_PERM, f"cannot connect to {target.uri}: {f.message}")
-    except (HypervisorUnavailable, HypervisorTimeout, DriverMissing) as f:
-        return _monitor_without_libvirt(ctx, target, f"libvirt at {target.uri} unreachable: "
-                                                     f"{f.message}")
+        raise NotRunning(f"domain {name} is not running (not found on {target.uri})") from None
+    except UNREACHABLE as f:
+        _monitor_without_libvirt(ctx, target, f"libvirt at {target.uri} unreachable: "
+                                              f"{f.message}")
     except ImportError:
-        return _monitor_without_libvirt(ctx, target, "libvirt-python is not installed")
+        _monitor_without_libvirt(ctx, target, "libvirt-python is not installed")
     except LibvirtFact as f:
-        return Result(OCFExit.ERR_GENERIC, f"monitor of {name} failed: {f.message}")
+        raise fact_to_error(f, target.uri, f"monitor of {name} failed") from None
     finally:
-        _close(hv)
+        close(hv)
 
 
-def _running_extras(ctx: Context, dom: Domain, deadline: Deadline) -> Result:
+def _running_extras(ctx: Context, dom: Domain, deadline: Deadline) -> None:
     """What a monitor of a running domain does beyond its state: the user's monitor
     scripts, then the utilization attributes (VirtualDomain parity)."""
-    p = ctx.params
-    if p.monitor_scripts.strip():
+    if ctx.params.monitor_scripts.strip():
         from ..features.monitor_scripts import run_monitor_scripts
 
-        failed = run_monitor_scripts(ctx, dom.name, deadline)
-        if failed is not None:
-            return failed
+        run_monitor_scripts(ctx, dom.name, deadline)
     if ctx.env.under_pacemaker and not ctx.env.is_probe:
         from ..features import utilization
 
         utilization.update(ctx, dom, deadline)
-    return Result(OCFExit.SUCCESS)
 
 
-def monitor(ctx: Context) -> Result:
-    _warn_params(ctx)
-    targets, problem = _identify(ctx)
+def _outcome(ctx: Context, target: Target, deadline: Deadline) -> AgentError | None:
+    try:
+        _monitor_target(ctx, target, deadline)
+    except AgentError as exc:
+        return exc
+    return None
+
+
+def monitor(ctx: Context) -> None:
+    warn_params(ctx)
+    targets, problem = identify(ctx)
     if not targets:
         assert problem is not None
         if ctx.env.is_probe:
-            return Result(OCFExit.NOT_RUNNING, f"{problem.reason} (probe: not running here)")
-        return Result(problem.rc, problem.reason)
+            raise NotRunning(f"{problem.reason} (probe: not running here)")
+        raise problem
     deadline = ctx.deadline("monitor")
-    results = [_monitor_target(ctx, t, deadline) for t in targets]
-    running = [r for r in results if r.rc == OCFExit.SUCCESS]
-    if len(targets) > 1 and running and results[0].rc != OCFExit.SUCCESS:
+    outcomes = [_outcome(ctx, t, deadline) for t in targets]
+    if outcomes[0] is None:
+        return
+    if any(o is None for o in outcomes[1:]):
         # The domain started from an older version of the config still runs.
-        return Result(OCFExit.ERR_GENERIC, f"domain {targets[-1].ident.name} started from an "
-                      f"earlier config still runs; config now names {targets[0].ident.name}")
-    return results[0]
+        raise AgentError(f"domain {targets[-1].ident.name} started from an earlier config "
+                         f"still runs; config now names {targets[0].ident.name}")
+    raise outcomes[0]

@@ -1,40 +1,37 @@
-"""stop: graceful shutdown, then destroy, then the last resort, over one budget; non-zero
-only when the domain may still run."""
+"""stop: an ordered escalation over one budget (save the RAM state when asked, graceful
+shutdown, destroy, then the last resort: kill the emulator); non-zero only when the domain
+may still run."""
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from typing import Callable, NamedTuple
 
-from ..core import record as staterec
-from ..core.context import (
-    POLL_S,
-    QUERY_BOUND_S,
-    RESTART_CHECK_S,
-    SHUTDOWN_RESEND_S,
-    Context,
-    Result,
-    _warn_params,
-)
-from ..core.definitions import _remove_leftover
-from ..core.last_resort import _confirm_gone, _emulator_pids, _kill_emulator
-from ..core.target import Target, _close, _connect, _identify
+from ..core import record
+from ..core.context import QUERY_BOUND_S, STATE_POLL_S, Context, warn_params
+from ..core.definitions import remove_leftover
+from ..core.last_resort import confirm_gone, emulator_pids, kill_emulator
+from ..core.outcomes import UNREACHABLE
+from ..core.target import Target, close, connect, identify
 from ..deadline import Deadline
 from ..errors import (
+    AgentError,
     DomainNotFound,
-    DomainNotRunning,
-    DriverMissing,
     GuestNotResponding,
     HypervisorDenied,
-    HypervisorTimeout,
-    HypervisorUnavailable,
     LibvirtFact,
     OperationFailed,
+    OperationInvalid,
+    PermissionProblem,
     UnsupportedOperation,
 )
-from ..ocf import OCFExit
 from ..uri import is_local_uri, uri_problem
 from ..virt.connection import Hypervisor
 from ..virt.domain import Domain, DomainState
+
+# A shutdown request sent before the guest's OS listens (early boot) is lost: re-send it.
+SHUTDOWN_RESEND_S = 3.0
+# How often the graceful stop checks (by its processes) whether the domain restarted instead.
+RESTART_CHECK_S = 1.0
 
 
 class StopBudget(NamedTuple):
@@ -53,7 +50,7 @@ class StopBudget(NamedTuple):
 def _gone(dom: Domain, deadline: Deadline) -> bool:
     try:
         state, _ = dom.state(deadline.bound(QUERY_BOUND_S))
-    except (DomainNotFound, DomainNotRunning):
+    except (DomainNotFound, OperationInvalid):
         return True
     return state == DomainState.SHUTOFF
 
@@ -62,7 +59,7 @@ def _emulators_replaced(target: Target, before: frozenset[int]) -> bool:
     """Whether the domain's emulator processes are all new ones: it was restarted."""
     if not before:
         return False
-    now = _emulator_pids(target.ident)
+    now = emulator_pids(target.ident)
     return bool(now) and before.isdisjoint(now or ())
 
 
@@ -80,7 +77,7 @@ def _graceful(ctx: Context, dom: Domain, target: Target, until: Deadline) -> boo
     how = "+".join(modes) if modes else "the hypervisor's default method"
     requests: list[tuple[str, ...]] = [(m,) for m in modes] or [()]
     last_sent: float | None = None
-    before = frozenset(_emulator_pids(target.ident) or ()) if is_local_uri(target.uri) \
+    before = frozenset(emulator_pids(target.ident) or ()) if is_local_uri(target.uri) \
         else frozenset()
     last_check = until.now()
     while True:
@@ -89,7 +86,7 @@ def _graceful(ctx: Context, dom: Domain, target: Target, until: Deadline) -> boo
             for request in list(requests):
                 try:
                     dom.shutdown(request, until.bound(QUERY_BOUND_S))
-                except (DomainNotFound, DomainNotRunning):
+                except (DomainNotFound, OperationInvalid):
                     return True
                 except UnsupportedOperation as f:
                     requests.remove(request)
@@ -113,10 +110,10 @@ def _graceful(ctx: Context, dom: Domain, target: Target, until: Deadline) -> boo
                 ctx.log.warning(f"domain {dom.name} restarted instead of shutting down (its "
                                 f"guest took the request ({how}) as a reboot); destroying it")
                 return _gone(dom, until)
-        if until.remaining() <= POLL_S:
+        if until.remaining() <= STATE_POLL_S:
             ctx.log.warning(f"domain {dom.name} did not shut down in {until.total:.0f}s")
             return _gone(dom, until)
-        ctx.sleep(POLL_S)
+        ctx.sleep(STATE_POLL_S)
 
 
 def _destroy(ctx: Context, dom: Domain, until: Deadline) -> bool:
@@ -125,88 +122,110 @@ def _destroy(ctx: Context, dom: Domain, until: Deadline) -> bool:
         try:
             ctx.log.info(f"destroying domain {dom.name}")
             dom.destroy(max(0.5, until.remaining()))
-        except (DomainNotFound, DomainNotRunning):
+        except (DomainNotFound, OperationInvalid):
             return True
         except OperationFailed as f:
             ctx.log.warning(f"destroy of {dom.name} failed: {f.message}")
         if _gone(dom, until):
             return True
-        if until.remaining() <= POLL_S:
+        if until.remaining() <= STATE_POLL_S:
             return False
-        ctx.sleep(POLL_S)
+        ctx.sleep(STATE_POLL_S)
 
 
-def _stop_target(ctx: Context, target: Target, deadline: Deadline) -> Result:
+def _save_state(ctx: Context, dom: Domain, target: Target, until: Deadline) -> bool:
+    from ..features.snapshot import save_snapshot
+
+    return save_snapshot(ctx, dom, until)
+
+
+def _destroy_step(ctx: Context, dom: Domain, target: Target, until: Deadline) -> bool:
+    return _destroy(ctx, dom, until)
+
+
+# A step of the escalation: True once the domain is stopped.
+Step = Callable[[Context, Domain, Target, Deadline], bool]
+
+
+def _escalation(ctx: Context, deadline: Deadline) -> list[tuple[Step, Deadline]]:
+    """The steps this stop takes, each with the time it may use: the last resort keeps its
+    share of the budget whatever the steps before it do."""
+    budget = StopBudget.for_total(deadline.total)
+    gentle_until = deadline.before(budget.destroy_s + budget.kill_s)
+    steps: list[tuple[Step, Deadline]] = []
+    if not ctx.params.force_stop:
+        if ctx.params.snapshot:
+            steps.append((_save_state, gentle_until))
+        steps.append((_graceful, gentle_until))
+    steps.append((_destroy_step, deadline.before(budget.kill_s)))
+    return steps
+
+
+def _stop_target(ctx: Context, target: Target, deadline: Deadline) -> None:
     name = target.ident.name
     problem = uri_problem(target.uri)
     if problem:
         ctx.log.warning(f"{problem}: nothing can have been started through it, nothing to stop")
-        return Result(OCFExit.SUCCESS)
+        return
     budget = StopBudget.for_total(deadline.total)
     hv: Hypervisor | None = None
     try:
-        hv = _connect(ctx, target.uri, deadline.before(budget.kill_s),
-                      retry_for_s=min(3.0, deadline.total / 10))
+        hv = connect(ctx, target.uri, deadline.before(budget.kill_s),
+                     retry_for_s=min(3.0, deadline.total / 10))
         try:
             dom = Domain.lookup(hv, target.ident, deadline.bound(QUERY_BOUND_S),
-                         name_fallback=not target.uuid_from_config)
+                                name_fallback=not target.uuid_from_config)
         except DomainNotFound:
-            return _confirm_gone(ctx, target, f"domain {name} is not defined on {target.uri}",
-                                     deadline)
+            confirm_gone(ctx, target, f"domain {name} is not defined on {target.uri}", deadline)
+            return
         if _gone(dom, deadline):
-            _remove_leftover(ctx, dom, deadline)
-            return _confirm_gone(ctx, target, f"domain {name} is shut off", deadline)
-        stopped = False
+            remove_leftover(ctx, dom, deadline)
+            confirm_gone(ctx, target, f"domain {name} is shut off", deadline)
+            return
         p = ctx.params
-        if p.save_config_on_stop or p.sync_config_on_stop or p.snapshot:
+        if p.save_config_on_stop or p.sync_config_on_stop:
             from ..features.config_save import save_config
-            from ..features.snapshot import save_snapshot
 
             save_config(ctx, dom, deadline.before(budget.destroy_s + budget.kill_s))
-            if p.snapshot and not p.force_stop:
-                stopped = save_snapshot(ctx, dom,
-                                        deadline.before(budget.destroy_s + budget.kill_s))
-        if not stopped and not p.force_stop:
-            stopped = _graceful(ctx, dom, target,
-                                deadline.before(budget.destroy_s + budget.kill_s))
-        if not stopped:
-            stopped = _destroy(ctx, dom, deadline.before(budget.kill_s))
-        if stopped:
-            return _confirm_gone(ctx, target, f"domain {name} stopped", deadline)
-        return _kill_emulator(ctx, target, deadline, f"libvirt did not stop {name} in time")
+        for step, until in _escalation(ctx, deadline):
+            if step(ctx, dom, target, until):
+                confirm_gone(ctx, target, f"domain {name} stopped", deadline)
+                return
+        kill_emulator(ctx, target, deadline, f"libvirt did not stop {name} in time")
     except HypervisorDenied as f:
-        return Result(OCFExit.ERR_PERM, f"cannot connect to {target.uri} to stop {name}: "
-                                        f"{f.message}")
-    except (HypervisorUnavailable, HypervisorTimeout, DriverMissing) as f:
-        return _kill_emulator(ctx, target, deadline, f"libvirt at {target.uri} unreachable: "
-                                                     f"{f.message}")
+        raise PermissionProblem(f"cannot connect to {target.uri} to stop {name}: "
+                                f"{f.message}") from None
+    except UNREACHABLE as f:
+        kill_emulator(ctx, target, deadline, f"libvirt at {target.uri} unreachable: "
+                                             f"{f.message}")
     except ImportError:
-        return _kill_emulator(ctx, target, deadline, "libvirt-python is not installed")
+        kill_emulator(ctx, target, deadline, "libvirt-python is not installed")
     except LibvirtFact as f:
-        return _kill_emulator(ctx, target, deadline, f"stopping {name} failed: {f.message}")
+        kill_emulator(ctx, target, deadline, f"stopping {name} failed: {f.message}")
     finally:
-        _close(hv)
+        close(hv)
 
 
-def stop(ctx: Context) -> Result:
-    _warn_params(ctx)
-    targets, problem = _identify(ctx)
+def stop(ctx: Context) -> None:
+    warn_params(ctx)
+    targets, problem = identify(ctx)
     if not targets:
         assert problem is not None
         # No readable config and no record of a start since boot (the record lives on tmpfs):
         # this agent has not started the domain on this host, so nothing of ours runs here.
         ctx.log.warning(f"{problem.reason}; no record of a start on this host: nothing to stop")
-        return Result(OCFExit.SUCCESS)
+        return
     deadline = ctx.deadline("stop")
-    result = Result(OCFExit.SUCCESS)
+    failure: AgentError | None = None
     for target in targets:
-        r = _stop_target(ctx, target, deadline)
-        if r.rc != OCFExit.SUCCESS:
-            result = r
-    if result.rc == OCFExit.SUCCESS:
-        staterec.remove(ctx.record_path)
-        if ctx.env.under_pacemaker:
-            from ..features import utilization
+        try:
+            _stop_target(ctx, target, deadline)
+        except AgentError as exc:
+            failure = exc
+    if failure is not None:
+        raise failure
+    record.remove(ctx.record_path)
+    if ctx.env.under_pacemaker:
+        from ..features import utilization
 
-            utilization.forget(ctx)
-    return result
+        utilization.forget(ctx)

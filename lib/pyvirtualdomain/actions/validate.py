@@ -3,87 +3,90 @@ at OCF_CHECK_LEVEL >= 10 also the hazards libvirt knows of and a guest node's re
 
 from __future__ import annotations
 
-from ..core.context import QUERY_BOUND_S, RUNNING_STATES, Context, Result, _require_valid_params
-from ..core.definitions import _persistent_hazard
-from ..core.target import _check_uri, _check_virt_type, _close, _connect
+import os
+
+from ..core.context import QUERY_BOUND_S, Context, require_valid_params
+from ..core.definitions import persistent_hazard
+from ..core.outcomes import fact_to_error, libvirt_python_missing
+from ..core.target import check_uri, check_virt_type, close, connect
+from ..deadline import Deadline
 from ..errors import AgentError, ConfigError, DomainNotFound, LibvirtFact, NotInstalled
-from ..ocf import OCFExit
 from ..uri import is_local_uri
 from ..virt.connection import Hypervisor
-from ..virt.domain import Domain
+from ..virt.domain import RUNNING_STATES, Domain
 from ..virt.domxml import DomainIdentity, load_domain
 
+AUTHKEY = "/etc/pacemaker/authkey"
+REMOTE_PORT = 3121
+# A guest node's pacemaker-remoted answers a TCP connect at once when it runs.
+REMOTE_CONNECT_BOUND_S = 2.0
 
-def validate_all(ctx: Context) -> Result:
-    _require_valid_params(ctx)
+
+def validate_all(ctx: Context) -> None:
+    require_valid_params(ctx)
     cfg, ident = load_domain(ctx.params.config)
-    _check_virt_type(ctx, ident, cfg.path)
+    check_virt_type(ctx, ident, cfg.path)
     uri = ctx.uri_for(ident)
-    _check_uri(ctx, uri)
+    check_uri(ctx, uri)
     try:
         cfg.data.decode("utf-8")
     except UnicodeDecodeError:
         raise ConfigError(f"config {cfg.path} is not UTF-8 text") from None
-    if ident.emulator and is_local_uri(uri):
-        import os
-
-        if not os.access(ident.emulator, os.X_OK):
-            raise NotInstalled(f"emulator {ident.emulator} named in {cfg.path} is not "
-                               "installed (or not executable) on this node")
+    if ident.emulator and is_local_uri(uri) and not os.access(ident.emulator, os.X_OK):
+        raise NotInstalled(f"emulator {ident.emulator} named in {cfg.path} is not installed "
+                           "(or not executable) on this node")
     import importlib.util
 
     # Found is enough: importing libvirt would triple validate-all's cost for nothing.
     if importlib.util.find_spec("libvirt") is None:
-        raise NotInstalled("libvirt-python is not installed for this interpreter")
-    if ctx.params.snapshot or ctx.params.monitor_scripts or ctx.params.backingfile:
-        from ..features.backing import check_backing
-        from ..features.monitor_scripts import check_monitor_scripts
+        raise libvirt_python_missing()
+    p = ctx.params
+    if p.snapshot:
         from ..features.snapshot import check_snapshot
 
         check_snapshot(ctx)
+    if p.backingfile or p.stateless or p.copyindirs.strip():
+        from ..features.backing import check_backing
+
         check_backing(ctx)
-        missing = check_monitor_scripts(ctx.params.monitor_scripts)
+    if p.monitor_scripts.strip():
+        from ..features.monitor_scripts import check_monitor_scripts
+
+        missing = check_monitor_scripts(p.monitor_scripts)
         if missing:
             raise NotInstalled("; ".join(missing))
     if ctx.env.check_level >= 10:
-        return _validate_deep(ctx, ident, uri)
-    return Result(OCFExit.SUCCESS)
+        deadline = ctx.deadline("validate-all")
+        running = _check_hypervisor(ctx, ident, uri, deadline)
+        if ctx.env.remote_node is not None:
+            _check_guest_node(ctx, ctx.env.remote_node, running, deadline)
 
 
-AUTHKEY = "/etc/pacemaker/authkey"
-
-
-REMOTE_PORT = 3121
-
-
-def _validate_deep(ctx: Context, ident: DomainIdentity, uri: str) -> Result:
+def _check_hypervisor(ctx: Context, ident: DomainIdentity, uri: str,
+                      deadline: Deadline) -> bool:
     """OCF_CHECK_LEVEL >= 10: ask the hypervisor about hazards to fencing (a persistent
-    definition, autostart) and, for a guest node, whether Pacemaker Remote can be reached."""
-    deadline = ctx.deadline("validate-all")
-    guest_node = ctx.env.remote_node
+    definition, autostart). Whether the domain runs there."""
     hv: Hypervisor | None = None
-    running = False
     try:
-        hv = _connect(ctx, uri, deadline, retry_for_s=0.0)
+        hv = connect(ctx, uri, deadline, retry_for_s=0.0)
         try:
-            dom = Domain.lookup(hv, ident, deadline.bound(QUERY_BOUND_S))
+            dom, state, _ = Domain.lookup_state(hv, ident, deadline.bound(QUERY_BOUND_S))
         except DomainNotFound:
-            dom = None
-        if dom is not None:
-            state, _ = dom.state(deadline.bound(QUERY_BOUND_S))
-            running = state in RUNNING_STATES
-            _persistent_hazard(ctx, dom, deadline)
-    except AgentError:
-        raise
-    except (LibvirtFact, ImportError) as f:
-        why = f.message if isinstance(f, LibvirtFact) else str(f)
-        raise AgentError(f"cannot check the domain on {uri}: {why}") from None
+            return False
+        persistent_hazard(ctx, dom, deadline)
+        return state in RUNNING_STATES
+    except LibvirtFact as f:
+        raise fact_to_error(f, uri, "cannot check the domain") from None
+    except ImportError:
+        raise libvirt_python_missing() from None
     finally:
-        _close(hv)
-    if guest_node is None:
-        return Result(OCFExit.SUCCESS)
-    import os
+        close(hv)
 
+
+def _check_guest_node(ctx: Context, guest_node: str, running: bool,
+                      deadline: Deadline) -> None:
+    """Whether Pacemaker Remote can reach the guest: the shared key here, and the guest's
+    remote-addr:remote-port accepting TCP while the domain runs."""
     if not os.path.isfile(AUTHKEY):
         raise NotInstalled(f"guest node {guest_node}: {AUTHKEY} does not exist on this node "
                            "(Pacemaker Remote needs the same key on hosts and guests)")
@@ -95,14 +98,14 @@ def _validate_deep(ctx: Context, ident: DomainIdentity, uri: str) -> Result:
                           "port number") from None
     if not running:
         ctx.log.info(f"guest node {guest_node}: domain not running, {addr}:{port} not checked")
-        return Result(OCFExit.SUCCESS)
+        return
     import socket
 
     try:
-        with socket.create_connection((addr, port), timeout=deadline.bound(2.0)):
+        with socket.create_connection((addr, port),
+                                      timeout=deadline.bound(REMOTE_CONNECT_BOUND_S)):
             pass
     except OSError as exc:
-        return Result(OCFExit.ERR_GENERIC, f"guest node {guest_node}: pacemaker-remoted at "
-                      f"{addr}:{port} does not accept TCP connections: {exc.strerror or exc}")
+        raise AgentError(f"guest node {guest_node}: pacemaker-remoted at {addr}:{port} does "
+                         f"not accept TCP connections: {exc.strerror or exc}") from None
     ctx.log.info(f"guest node {guest_node}: {addr}:{port} accepts connections")
-    return Result(OCFExit.SUCCESS)

@@ -1,51 +1,34 @@
 """The action context (environment, profile, parameters, log, clock) and the timing policy
-every action shares."""
+every action shares.
+
+How an action ends (one rule): an action function returns None when it succeeded and raises
+an ``errors.AgentError`` (exit code + one-line reason) for every other end, NOT_RUNNING
+included; helpers below it do the same. Only cli.py turns that into an exit code.
+"""
 
 from __future__ import annotations
 
 import time
-from typing import Callable, Mapping, NamedTuple
+from typing import Callable, Mapping
 
 from ..deadline import Clock, Deadline, for_action
 from ..errors import ConfigError
 from ..log import Log
 from ..metadata import AgentSchema
-from ..ocf import OCFEnv, OCFExit
+from ..ocf import OCFEnv
 from ..params import Params
 from ..profiles import Profile
 from ..uri import default_uri
-from ..virt.domain import DomainState
 from ..virt.domxml import DomainIdentity
-from . import record as staterec
+from . import record
 
-# Pacing of the stop and start loops (seconds).
-POLL_S = 0.2
-
-
-# A shutdown request sent before the guest's OS listens (early boot) is lost: re-send it.
-SHUTDOWN_RESEND_S = 3.0
-
-
-# How often the graceful stop checks (by its processes) whether the domain restarted instead.
-RESTART_CHECK_S = 1.0
-
-
+# Pacing of the loops that wait for a domain's state to change (seconds).
+STATE_POLL_S = 0.2
 # Most any single query of a healthy libvirtd may take before we call the daemon hung.
 QUERY_BOUND_S = 5.0
-
-
 # Safety margin kept back from the op timeout (at most 10% of it) for interpreter start-up,
 # the last process scans and writes, and our exit on a loaded host.
 ACTION_MARGIN_S = 2.0
-
-
-RUNNING_STATES = frozenset({DomainState.RUNNING, DomainState.BLOCKED, DomainState.PAUSED,
-                            DomainState.SHUTDOWN, DomainState.PMSUSPENDED})
-
-
-class Result(NamedTuple):
-    rc: OCFExit
-    reason: str = ""
 
 
 class Context:
@@ -62,7 +45,7 @@ class Context:
         self.environ = environ
         self.clock = clock
         self.sleep = sleep
-        self.record_path = staterec.record_path(env.state_dir, profile.agent_name, env.instance)
+        self.record_path = record.record_path(env.state_dir, profile.agent_name, env.instance)
 
     def deadline(self, action: str) -> Deadline:
         return for_action(self.env.meta_timeout_ms, self.schema.timeout_s(action),
@@ -76,11 +59,13 @@ class Context:
         return default_uri(ident.virt_type, self.environ)
 
 
-def _require_valid_params(ctx: Context) -> None:
+def require_valid_params(ctx: Context) -> None:
+    """validate-all, start and migrate_to refuse to go on with any parameter problem."""
     if ctx.params.problems:
         raise ConfigError("; ".join(ctx.params.problems))
 
 
-def _warn_params(ctx: Context) -> None:
+def warn_params(ctx: Context) -> None:
+    """stop and monitor go on with the defaults: a typo must not leave a guest unmanaged."""
     for problem in ctx.params.problems:
         ctx.log.warning(f"{problem} (using the default)")

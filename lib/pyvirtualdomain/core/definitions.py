@@ -4,12 +4,12 @@ hazard to fencing) or a leftover shut-off transient domain (blocks every new sta
 from __future__ import annotations
 
 from ..deadline import Deadline
-from ..errors import DomainNotFound, DomainNotRunning, LibvirtFact, NotInstalled
+from ..errors import DomainNotFound, LibvirtFact, NotInstalled, OperationInvalid
 from ..virt.domain import Domain
 from .context import QUERY_BOUND_S, Context
 
 
-def _persistent_hazard(ctx: Context, dom: Domain, deadline: Deadline) -> None:
+def persistent_hazard(ctx: Context, dom: Domain, deadline: Deadline) -> None:
     """A persistent definition of the domain on this host is never used silently nor
     deleted: libvirt could start it outside the cluster's control."""
     if not dom.is_persistent(deadline.bound(QUERY_BOUND_S)):
@@ -27,7 +27,7 @@ def _persistent_hazard(ctx: Context, dom: Domain, deadline: Deadline) -> None:
                     f"runs it from its config file. Recommended: {fix}")
 
 
-def _remove_leftover(ctx: Context, dom: Domain, deadline: Deadline) -> bool:
+def remove_leftover(ctx: Context, dom: Domain, deadline: Deadline) -> bool:
     """libvirt drops a transient domain when it stops; one still listed as shut off is a
     leftover that makes every new start of its name fail ("already being started"). libvirt-lxc
     9.0 leaves one when a restarted libvirtd finds the container died while it was down.
@@ -37,7 +37,7 @@ def _remove_leftover(ctx: Context, dom: Domain, deadline: Deadline) -> bool:
             return False
         ctx.log.info(f"removing the leftover shut-off transient domain {dom.name}")
         dom.destroy(deadline.bound(QUERY_BOUND_S))
-    except (DomainNotRunning, DomainNotFound):
+    except (OperationInvalid, DomainNotFound):
         pass
     except LibvirtFact as f:
         ctx.log.warning(f"cannot remove the shut-off transient domain {dom.name}: {f.message}")

@@ -4,61 +4,55 @@
 from __future__ import annotations
 
 from ..deadline import Deadline
-from ..ocf import OCFExit
+from ..errors import AgentError
 from ..uri import is_local_uri
+from ..virt import procs
 from ..virt.domxml import DomainIdentity
-from .context import Context, Result
+from .context import Context
 from .target import Target
 
+# How long a domain libvirt calls gone may take to lose its emulator process.
+EMULATOR_EXIT_WAIT_S = 2.0
 
-def _emulator_pids(ident: DomainIdentity) -> list[int] | None:
+
+def emulator_pids(ident: DomainIdentity) -> list[int] | None:
     """Running emulator pids of the domain on this host, None when they cannot be looked up."""
-    try:
-        from ..virt import procs
-
-        return procs.running_emulator_pids(ident)
-    except ImportError:
+    if not procs.available():
         return None
+    return procs.running_emulator_pids(ident)
 
 
-def _kill_emulator(ctx: Context, target: Target, deadline: Deadline, why: str) -> Result:
-    """The last resort when libvirt cannot (or will not) stop the domain."""
+def kill_emulator(ctx: Context, target: Target, deadline: Deadline, why: str) -> None:
+    """Kill the domain's emulator; raise when it may still run."""
     name = target.ident.name
     if not is_local_uri(target.uri):
-        return Result(OCFExit.ERR_GENERIC, f"{name} may still run on remote hypervisor "
-                                           f"{target.uri} ({why})")
-    try:
-        from ..virt import procs
-    except ImportError:
-        return Result(OCFExit.ERR_GENERIC, f"psutil is not installed, cannot check whether "
-                                           f"{name} still runs ({why})")
-    pids = procs.running_emulator_pids(target.ident)
+        raise AgentError(f"{name} may still run on remote hypervisor {target.uri} ({why})")
+    pids = emulator_pids(target.ident)
+    if pids is None:
+        raise AgentError(f"psutil is not installed, cannot check whether {name} still runs "
+                         f"({why})")
     if not pids:
         ctx.log.info(f"{why}; no emulator process of {name} runs on this host")
-        return Result(OCFExit.SUCCESS)
+        return
     ctx.log.warning(f"{why}; killing the emulator of {name} (pid {', '.join(map(str, pids))})")
     term_s = min(ctx.profile.kill_term_grace_s, deadline.remaining() / 3)
     _, alive = procs.kill_emulators(target.ident, term_s, max(0.2, deadline.remaining() - 0.2))
     if alive:
-        return Result(OCFExit.ERR_GENERIC, f"emulator of {name} (pid "
-                                           f"{', '.join(map(str, alive))}) survived SIGKILL "
-                                           f"({why})")
+        raise AgentError(f"emulator of {name} (pid {', '.join(map(str, alive))}) survived "
+                         f"SIGKILL ({why})")
     ctx.log.info(f"emulator of {name} killed")
-    return Result(OCFExit.SUCCESS)
 
 
-def _confirm_gone(ctx: Context, target: Target, what: str, deadline: Deadline) -> Result:
+def confirm_gone(ctx: Context, target: Target, what: str, deadline: Deadline) -> None:
     """libvirt says the domain is gone; on a local hypervisor, make sure no emulator lingers
     (an emulator libvirt lost track of still runs the guest)."""
     if is_local_uri(target.uri):
-        try:
-            from ..virt import procs
-        except ImportError:
+        if not procs.available():
             ctx.log.info(f"{what} (psutil missing: emulator processes not checked)")
-            return Result(OCFExit.SUCCESS)
-        pids = procs.wait_gone(target.ident, deadline.bound(2.0))
+            return
+        pids = procs.wait_gone(target.ident, deadline.bound(EMULATOR_EXIT_WAIT_S))
         if pids:
-            return _kill_emulator(ctx, target, deadline, f"{what}, but its emulator (pid "
-                                  f"{', '.join(map(str, pids))}) still runs")
+            kill_emulator(ctx, target, deadline, f"{what}, but its emulator (pid "
+                          f"{', '.join(map(str, pids))}) still runs")
+            return
     ctx.log.info(what)
-    return Result(OCFExit.SUCCESS)

@@ -19,6 +19,15 @@ from ..fileio import atomic_write, dump_fields, parse_fields
 from ..virt.domxml import DomainIdentity
 
 
+class ConfigStamp(NamedTuple):
+    """The config file a record was made from, as it was then: a monitor that finds the same
+    path, mtime and size trusts the record instead of parsing the file."""
+
+    path: str
+    mtime_ns: int
+    size: int
+
+
 class DomainRecord(NamedTuple):
     name: str
     uuid: str | None
@@ -32,6 +41,10 @@ class DomainRecord(NamedTuple):
     # The uuid the config file itself names; None when it names none (libvirt then chose
     # ``uuid``, and a domain re-created from the same config gets another one).
     config_uuid: str | None = None
+
+    @property
+    def stamp(self) -> ConfigStamp:
+        return ConfigStamp(self.config, self.config_mtime_ns, self.config_size)
 
     @property
     def identity(self) -> DomainIdentity:
@@ -115,7 +128,7 @@ def remove(path: str) -> None:
             pass
 
 
-def new_record(ident: DomainIdentity, uuid: str | None, uri: str, config: str,
-               mtime_ns: int, size: int, config_uuid: str | None) -> DomainRecord:
+def new_record(ident: DomainIdentity, uuid: str | None, uri: str, stamp: ConfigStamp,
+               config_uuid: str | None) -> DomainRecord:
     return DomainRecord(ident.name, uuid or ident.uuid, ident.virt_type, ident.emulator, uri,
-                        config, mtime_ns, size, time.time(), config_uuid)
+                        stamp.path, stamp.mtime_ns, stamp.size, time.time(), config_uuid)

@@ -1,44 +1,43 @@
 """Writing the state record for a domain found or started running (core/record.py is the
-record itself)."""
+record itself). The record is a convenience: failing to write it never fails the action."""
 
 from __future__ import annotations
 
 from ..virt.domain import Domain
 from ..virt.domxml import DomainIdentity
-from . import record as staterec
+from . import record
 from .context import Context
-from .target import Target
+from .record import ConfigStamp
 
 
-def _uuid_of(dom: Domain) -> str | None:
+def uuid_of(dom: Domain) -> str | None:
     try:
         return dom.uuid()
     except Exception:  # noqa: BLE001 - the record is a convenience; the XML's uuid will do
         return None
 
 
-def _rerecord_uuid(ctx: Context, dom: Domain, target: Target) -> None:
+def rerecord_uuid(ctx: Context, dom: Domain, recorded: DomainIdentity) -> None:
     """The recorded domain was found by name under another UUID (re-created from the same
     config, which names no uuid): record the one that runs."""
-    record = staterec.load(ctx.record_path)
-    uuid = _uuid_of(dom)
-    if record is None or uuid is None:
+    rec = record.load(ctx.record_path)
+    uuid = uuid_of(dom)
+    if rec is None or uuid is None:
         return
-    ctx.log.warning(f"domain {target.ident.name} runs with uuid {uuid}, not the recorded "
-                    f"{target.ident.uuid} (re-created outside the cluster?): recording it")
+    ctx.log.warning(f"domain {recorded.name} runs with uuid {uuid}, not the recorded "
+                    f"{recorded.uuid} (re-created outside the cluster?): recording it")
     try:
-        staterec.save(ctx.record_path, record._replace(uuid=uuid))
+        record.save(ctx.record_path, rec._replace(uuid=uuid))
     except OSError as exc:
         ctx.log.debug(f"cannot write state file {ctx.record_path}: {exc.strerror}")
 
 
-def _save_record(ctx: Context, dom: Domain, ident: DomainIdentity, uri: str, path: str,
-                 mtime_ns: int, size: int, config_uuid: str | None,
-                 quiet: bool = False) -> None:
-    uuid = _uuid_of(dom) or ident.uuid
+def record_running(ctx: Context, dom: Domain, ident: DomainIdentity, uri: str,
+                   stamp: ConfigStamp, config_uuid: str | None, quiet: bool = False) -> None:
+    """Record the domain ``dom`` (started from, or found matching, the config ``stamp``)."""
+    uuid = uuid_of(dom) or ident.uuid
     try:
-        staterec.save(ctx.record_path,
-                      staterec.new_record(ident, uuid, uri, path, mtime_ns, size, config_uuid))
+        record.save(ctx.record_path, record.new_record(ident, uuid, uri, stamp, config_uuid))
     except OSError as exc:
         (ctx.log.debug if quiet else ctx.log.warning)(
             f"cannot write state file {ctx.record_path}: {exc.strerror}")

@@ -13,6 +13,7 @@ from ..virt.connection import Hypervisor, open_hypervisor
 from ..virt.domxml import DomainIdentity, parse_identity, read_config
 from . import record as staterec
 from .context import QUERY_BOUND_S, Context
+from .record import ConfigStamp
 
 
 class Target(NamedTuple):
@@ -21,15 +22,16 @@ class Target(NamedTuple):
     ident: DomainIdentity
     uri: str
     source: str  # "config" or "record": where the identity came from
-    # (path, mtime_ns, size) of a config read with no state record on this host: a monitor
-    # that finds the domain running records it, so later monitors skip the XML parse.
-    unrecorded: tuple[str, int, int] | None = None
+    # The config read with no state record on this host (or a record of the same domain made
+    # before the config was edited): a monitor that finds the domain running records it, so
+    # later monitors skip the XML parse.
+    unrecorded: ConfigStamp | None = None
     # False when ident.uuid is only what libvirt chose at the last start (the config names
     # no uuid): a domain of the same name re-created from the config is then this domain.
     uuid_from_config: bool = True
 
 
-def _check_virt_type(ctx: Context, ident: DomainIdentity, path: str) -> None:
+def check_virt_type(ctx: Context, ident: DomainIdentity, path: str) -> None:
     allowed = ctx.profile.virt_types
     if allowed is not None and ident.virt_type not in allowed:
         raise ConfigError(
@@ -38,7 +40,7 @@ def _check_virt_type(ctx: Context, ident: DomainIdentity, path: str) -> None:
         )
 
 
-def _check_uri(ctx: Context, uri: str) -> None:
+def check_uri(ctx: Context, uri: str) -> None:
     problem = uri_problem(uri)
     if problem:
         raise ConfigError(problem)
@@ -49,7 +51,7 @@ def _check_uri(ctx: Context, uri: str) -> None:
         )
 
 
-def _identify(ctx: Context) -> tuple[list[Target], AgentError | None]:
+def identify(ctx: Context) -> tuple[list[Target], AgentError | None]:
     """The domain(s) this resource refers to, for stop and monitor.
 
     From the config file, and from the record of what this agent started on this host: the
@@ -60,8 +62,7 @@ def _identify(ctx: Context) -> tuple[list[Target], AgentError | None]:
     ident: DomainIdentity | None = None
     try:
         cfg = read_config(ctx.params.config)
-        if (record is not None and record.config == cfg.path
-                and record.config_mtime_ns == cfg.mtime_ns and record.config_size == cfg.size):
+        if record is not None and record.stamp == ConfigStamp(cfg.path, cfg.mtime_ns, cfg.size):
             return [Target(record.identity, record.uri, "record",
                            uuid_from_config=record.config_uuid is not None)], None
         ident = parse_identity(cfg.data, cfg.path)
@@ -77,7 +78,8 @@ def _identify(ctx: Context) -> tuple[list[Target], AgentError | None]:
             ident = DomainIdentity(ident.name, record.uuid, ident.virt_type, ident.emulator)
         # No record, or one for this same domain from before the config was edited: a
         # monitor that finds the domain running (re)records it.
-        unrecorded = (cfg.path, cfg.mtime_ns, cfg.size) if record is None or same else None
+        unrecorded = ConfigStamp(cfg.path, cfg.mtime_ns, cfg.size) if record is None or same \
+            else None
         targets.append(Target(ident, ctx.uri_for(ident), "config", unrecorded, pinned))
     if record is not None:
         if not same:
@@ -92,11 +94,23 @@ def _identify(ctx: Context) -> tuple[list[Target], AgentError | None]:
     return targets, problem
 
 
-def _connect(ctx: Context, uri: str, deadline: Deadline, retry_for_s: float) -> Hypervisor:
+def config_target(ctx: Context) -> Target:
+    """The one domain a migration acts on: the config's (or, unreadable, the recorded one)."""
+    targets, problem = identify(ctx)
+    if not targets:
+        assert problem is not None
+        raise problem
+    return targets[0]
+
+
+def connect(ctx: Context, uri: str, deadline: Deadline, retry_for_s: float) -> Hypervisor:
+    """Open ``uri`` for this action: each attempt bounded, retried while libvirtd is
+    unreachable for up to ``retry_for_s`` (it may be restarting)."""
     attempt_s = max(0.5, min(QUERY_BOUND_S, deadline.total / 3))
     return open_hypervisor(uri, deadline, retry_for_s=retry_for_s, attempt_s=attempt_s)
 
 
-def _close(hv: Hypervisor | None) -> None:
+def close(hv: Hypervisor | None) -> None:
+    """Close what connect opened (nothing is sent to a daemon that stopped answering)."""
     if hv is not None:
         hv.close()

@@ -6,15 +6,16 @@ from __future__ import annotations
 import os
 import subprocess
 
-from ..core.context import Context, Result
+from ..core.context import Context
 from ..deadline import Deadline
 from ..errors import AgentError
-from ..ocf import OCFExit
+
+# Pause between two runs of the scripts while start waits for them to pass.
+RETRY_PAUSE_S = 1.0
 
 
-def run_monitor_scripts(ctx: Context, name: str, deadline: Deadline) -> Result | None:
-    """Run each of monitor_scripts (no shell: whitespace-separated executables, as
-    VirtualDomain splits them), sharing the time left; the first failure is the result."""
+def run_monitor_scripts(ctx: Context, name: str, deadline: Deadline) -> None:
+    """Run each of monitor_scripts, sharing the time left; raise on the first failure."""
     scripts = ctx.params.monitor_scripts.split()
     for i, script in enumerate(scripts):
         budget = deadline.remaining() / (len(scripts) - i)
@@ -22,17 +23,16 @@ def run_monitor_scripts(ctx: Context, name: str, deadline: Deadline) -> Result |
             r = subprocess.run([script], stdin=subprocess.DEVNULL, capture_output=True,
                                text=True, timeout=max(0.1, budget), env=dict(ctx.environ))
         except subprocess.TimeoutExpired:
-            return Result(OCFExit.ERR_GENERIC, f"monitor script {script} for {name} did not "
-                          f"finish in {budget:.1f}s")
+            raise AgentError(f"monitor script {script} for {name} did not finish in "
+                             f"{budget:.1f}s") from None
         except OSError as exc:
-            return Result(OCFExit.ERR_GENERIC, f"monitor script {script} for {name} cannot "
-                          f"run: {exc.strerror}")
+            raise AgentError(f"monitor script {script} for {name} cannot run: "
+                             f"{exc.strerror}") from None
         if r.returncode != 0:
             out = " ".join((r.stdout + r.stderr).split())[-300:]
-            return Result(OCFExit.ERR_GENERIC, f"monitor script {script} for {name} returned "
-                          f"{r.returncode}{': ' + out if out else ''}")
+            raise AgentError(f"monitor script {script} for {name} returned {r.returncode}"
+                             f"{': ' + out if out else ''}")
         ctx.log.debug(f"monitor script {script} passed")
-    return None
 
 
 def wait_monitor_scripts(ctx: Context, name: str, deadline: Deadline) -> None:
@@ -40,13 +40,15 @@ def wait_monitor_scripts(ctx: Context, name: str, deadline: Deadline) -> None:
     if not ctx.params.monitor_scripts.strip():
         return
     while True:
-        failed = run_monitor_scripts(ctx, name, deadline)
-        if failed is None:
+        try:
+            run_monitor_scripts(ctx, name, deadline)
             return
-        if deadline.remaining() < 1.5:
-            raise AgentError(f"{failed.reason} (still failing at the end of the timeout)")
-        ctx.log.debug(f"{failed.reason}; retrying")
-        ctx.sleep(1.0)
+        except AgentError as failed:
+            if deadline.remaining() < 1.5:
+                raise AgentError(f"{failed.reason} (still failing at the end of the "
+                                 "timeout)") from None
+            ctx.log.debug(f"{failed.reason}; retrying")
+        ctx.sleep(RETRY_PAUSE_S)
 
 
 def check_monitor_scripts(scripts: str) -> list[str]:

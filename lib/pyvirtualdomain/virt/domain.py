@@ -130,6 +130,15 @@ class Domain:
         return cls(hv, dom)
 
     @classmethod
+    def lookup_state(cls, hv: Hypervisor, ident: DomainIdentity, timeout_s: float,
+                     name_fallback: bool = False) -> tuple[Domain, DomainState, int]:
+        """Look the domain up and read its state (and libvirt's reason code for it); each
+        of the two calls bounded by ``timeout_s``. DomainNotFound when there is none."""
+        dom = cls.lookup(hv, ident, timeout_s, name_fallback)
+        state, reason = dom.state(timeout_s)
+        return dom, state, reason
+
+    @classmethod
     def create_transient(cls, hv: Hypervisor, xml: str, timeout_s: float) -> Domain:
         conn = hv.virconnect
         return cls(hv, hv.call(lambda: conn.createXML(xml, 0), timeout_s, "create domain"))

@@ -17,6 +17,15 @@ from .domxml import DomainIdentity
 LXC_CONTROLLER = "libvirt_lxc"
 
 
+def available() -> bool:
+    """Whether psutil can be imported (the one optional dependency of this module)."""
+    try:
+        import psutil  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
 def _own_netns() -> str | None:
     try:
         return os.readlink("/proc/self/ns/net")
