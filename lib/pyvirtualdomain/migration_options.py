@@ -5,10 +5,7 @@ uses it without libvirt; the names become libvirt constants only in virt/domain.
 from __future__ import annotations
 
 import re
-import shlex
-from dataclasses import dataclass, field
-from typing import Any
-from urllib.parse import urlsplit
+from typing import Any, Mapping, NamedTuple
 
 # virsh migrate options that are plain flags -> libvirt VIR_MIGRATE_* flag name (None: accepted
 # and meaningless for an agent, such as --verbose).
@@ -76,10 +73,9 @@ class MigrateOptionError(ValueError):
     pass
 
 
-@dataclass(frozen=True)
-class MigrateOptions:
+class MigrateOptions(NamedTuple):
     flag_names: tuple[str, ...] = ()
-    param_values: dict[str, str | int] = field(default_factory=dict)
+    param_values: Mapping[str, str | int] = {}
 
     @property
     def p2p(self) -> bool:
@@ -93,6 +89,7 @@ class MigrateOptions:
 
 def parse_migrate_options(text: str) -> MigrateOptions:
     """Parse virsh-style options (``--compressed --migrateuri=tcp://%n``) without a shell."""
+    import shlex  # only the actions that migrate or validate parse options
     try:
         words = shlex.split(text or "")
     except ValueError as exc:
@@ -153,6 +150,8 @@ def destination_uri(hypervisor_uri: str, target_node: str, *, remoteuri: str = "
     target node (with the migration network suffix) as host; port and path kept."""
     if remoteuri:
         return remoteuri.replace("%n", target_node)
+    from urllib.parse import urlsplit
+
     parts = urlsplit(hypervisor_uri)
     driver = parts.scheme.split("+", 1)[0]
     scheme = f"{driver}+{transport}" if transport else driver
@@ -176,6 +175,8 @@ def migration_uri(hypervisor_uri: str, target_node: str, options: MigrateOptions
         return options.migrateuri.replace("%n", target_node)
     if network_suffix:
         host = _with_suffix(target_node, network_suffix)
+        from urllib.parse import urlsplit
+
         driver = urlsplit(hypervisor_uri).scheme.split("+", 1)[0]
         if driver == "xen":
             return host

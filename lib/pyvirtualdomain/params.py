@@ -56,6 +56,17 @@ class Params(NamedTuple):
     # Problems found while building: wrong types, unknown names, missing required values.
     # validate-all and start refuse to go on with any; stop and monitor warn and use defaults.
     problems: tuple[str, ...] = ()
+    # Whether any migration parameter was given: their own checks (migration_options.py)
+    # run only in the actions that refuse problems, so a monitor never loads that code.
+    migration_settings: bool = False
+
+    def all_problems(self) -> tuple[str, ...]:
+        """``problems`` and those of the migration settings."""
+        if not self.migration_settings:
+            return self.problems
+        from .migration_options import check_parameters
+
+        return self.problems + tuple(check_parameters(self))
 
 
 def _convert(spec: ParameterSpec, raw: str) -> Value:
@@ -148,10 +159,7 @@ def build_params(raw: Mapping[str, str], schema: AgentSchema,
         backingfile=text_of("backingfile"),
         copyindirs=text_of("copyindirs"),
         problems=tuple(problems),
+        migration_settings=any(name in raw for name in MIGRATION_PARAMETERS
+                               if name in schema.parameters),
     )
-    if any(name in raw for name in MIGRATION_PARAMETERS if name in schema.parameters):
-        from .migration_options import check_parameters
-
-        problems.extend(check_parameters(params))
-        params = params._replace(problems=tuple(problems))
     return params

@@ -30,6 +30,11 @@ def drv_xml(name: str, uuid: str | None = None) -> str:
             "<os><type>hvm</type></os></domain>")
 
 
+def vm_params(cfg: Path, **extra: str) -> dict[str, str]:
+    """Parameters of a resource for the domain XML ``cfg`` on the test:/// driver."""
+    return {"config": str(cfg), "hypervisor": TEST_URI, **extra}
+
+
 def make_ctx(action: str, params: dict[str, str], state_dir: Path,
              meta: dict[str, str] | None = None, environ: dict[str, str] | None = None,
              stream: io.StringIO | None = None) -> Context:

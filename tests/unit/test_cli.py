@@ -98,6 +98,8 @@ def test_parameters_as_options_and_env(tmp_path):
     ({"hypervisor": "garbage"}, 6, "not a libvirt URI"),
     ({"hypervisor": "nosuchdriver:///system"}, 6, "names no libvirt driver"),
 ])
+
+
 def test_validate_all_bad_parameters(tmp_path, params, rc, needle):
     cfg = tmp_path / "vm.xml"
     cfg.write_text("<domain type='test'><name>c1</name></domain>")
@@ -212,15 +214,30 @@ def test_migrate_to_without_target_is_an_argument_error(tmp_path):
     assert r.returncode == 2 and "migrate_target" in reasons(r.stderr)[0]
 
 
+# What a recurring monitor of a running domain never imports: an XML parser (the metadata
+# comes compiled, the config from the state record), psutil (only the no-libvirt fallback
+# needs it), a subprocess (unless a utilization value changed), and what the migration or
+# start-only code would drag in.
+MONITOR_FORBIDDEN = ("xml", "lxml", "pyexpat", "psutil", "subprocess", "json", "dataclasses",
+                     "inspect", "threading", "shlex", "urllib", "tempfile")
+# Parameters most resources carry: migration settings and utilization switches.
+EVERYDAY_PARAMETERS = {
+    "OCF_RESKEY_migration_transport": "ssh", "OCF_RESKEY_migrateuri": "tcp://%n-mig:49152",
+    "OCF_RESKEY_migrate_options": "--compressed --auto-converge",
+    "OCF_RESKEY_migration_downtime": "500", "OCF_RESKEY_autoset_utilization_cpu": "true",
+    "OCF_RESKEY_unset_utilization_hv_memory": "true",
+}
+
+
 def test_recurring_monitor_parses_no_xml_and_loads_no_fallbacks(tmp_path):
-    """Issue 8: a recurring monitor of a running domain with an unchanged config imports
-    neither an XML parser (the metadata comes compiled, the config from the state record)
-    nor psutil (only the no-libvirt fallback needs it), and runs no subprocess."""
+    """Issues 8 and 12: a recurring monitor of a running domain with an unchanged config, with
+    the migration and utilization parameters most resources have, imports none of
+    MONITOR_FORBIDDEN and runs no subprocess."""
     cfg = tmp_path / "vm.xml"
     cfg.write_text("<domain type='test'><name>test</name></domain>")
     env = {"OCF_RESKEY_config": str(cfg), "OCF_RESKEY_hypervisor": "test:///default",
            "HA_RSCTMP": str(tmp_path), "OCF_RESOURCE_INSTANCE": "vm1",
-           "OCF_RESKEY_CRM_meta_timeout": "20000"}
+           "OCF_RESKEY_CRM_meta_timeout": "20000", **EVERYDAY_PARAMETERS}
     r = run(["start"], env)
     assert r.returncode == 0, r.stderr
     assert list(tmp_path.glob("*.state")), "start wrote no state record"
@@ -228,7 +245,7 @@ def test_recurring_monitor_parses_no_xml_and_loads_no_fallbacks(tmp_path):
             "from pyvirtualdomain.cli import main;"
             "rc = main(['monitor'], os.environ);"
             "print(rc, sorted(m for m in sys.modules if m.split('.')[0] in "
-            "('xml','lxml','psutil','subprocess','pyexpat')))")
+            f"{MONITOR_FORBIDDEN!r}))")
     env.update(PATH="/usr/sbin:/usr/bin:/sbin:/bin", OCF_RESKEY_CRM_meta_interval="10000")
     m = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
     assert m.stdout.strip() == "0 []", m.stderr
@@ -246,7 +263,9 @@ def test_recurring_monitor_parses_no_xml_and_loads_no_fallbacks(tmp_path):
     env.update(cib_env)
     first = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
                            text=True)
-    assert first.stdout.strip() == "0 ['subprocess']", first.stderr
+    # (crm_resource runs through subprocess, which loads threading; the cache is rewritten
+    # through a temp file)
+    assert first.stdout.strip() == "0 ['subprocess', 'tempfile', 'threading']", first.stderr
     assert 'name="cpu"' in cib.read_text()
     again = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
                            text=True)

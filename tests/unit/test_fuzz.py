@@ -23,7 +23,7 @@ names = st.one_of(st.sampled_from(sorted(SCHEMA.parameters)), st.text(min_size=1
 def test_params_never_raise(raw):
     p = build_params(raw, SCHEMA)
     assert isinstance(p.force_stop, bool)
-    assert all(isinstance(x, str) and x for x in p.problems)
+    assert all(isinstance(x, str) and x for x in p.all_problems())
 
 
 xml_like = st.one_of(
@@ -48,9 +48,13 @@ def test_xml_reading_gives_identity_or_agent_error(data):
 
 @settings(max_examples=60, deadline=None,
           suppress_health_check=[HealthCheck.function_scoped_fixture])
+
+
 @given(data=xml_like, action=st.sampled_from(["validate-all", "monitor", "stop", "start"]),
        extra=st.dictionaries(st.sampled_from(["force_stop", "shutdown_mode", "hypervisor"]),
                              st.text(max_size=30), max_size=3))
+
+
 def test_cli_answers_every_config_with_a_code(tmp_path_factory, data, action, extra):
     d = tmp_path_factory.mktemp("fuzz")
     cfg = Path(d) / "vm.xml"

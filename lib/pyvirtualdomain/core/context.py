@@ -61,8 +61,9 @@ class Context:
 
 def require_valid_params(ctx: Context) -> None:
     """validate-all, start and migrate_to refuse to go on with any parameter problem."""
-    if ctx.params.problems:
-        raise ConfigError("; ".join(ctx.params.problems))
+    problems = ctx.params.all_problems()
+    if problems:
+        raise ConfigError("; ".join(problems))
 
 
 def warn_params(ctx: Context) -> None:

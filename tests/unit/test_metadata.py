@@ -1,4 +1,4 @@
-"""The compiled schema (lib/pyvirtualdomain/_schemas.py) is the metadata XML, never stale."""
+"""The metadata: valid against ra-api-1.dtd, its compiled copy, durations."""
 
 from __future__ import annotations
 
@@ -10,8 +10,44 @@ import pytest
 
 from pyvirtualdomain import metadata
 from pyvirtualdomain._schemas import SCHEMAS
+from pyvirtualdomain.locate import metadata_path
+from pyvirtualdomain.metadata import load_schema, parse_duration_s
+from pyvirtualdomain.params import Params
+
+DTD = Path("/usr/share/resource-agents/ra-api-1.dtd")
+
+
+@pytest.mark.parametrize("agent", ["PyVirtualDomain", "PyLXCDomain"])
+def test_metadata_valid_against_ra_api_dtd(agent):
+    from lxml import etree
+
+    assert DTD.exists(), "resource-agents' ra-api-1.dtd is required (make deps installs it)"
+    dtd = etree.DTD(str(DTD))
+    doc = etree.parse(str(metadata_path(agent)))
+    assert dtd.validate(doc), dtd.error_log.filter_from_errors()
+    assert doc.getroot().get("name") == agent
+
+
+def test_metadata_lists_exactly_the_parameters_params_knows():
+    schema = load_schema("PyVirtualDomain")
+    known = set(Params._fields) - {"problems", "migration_settings"}
+    assert set(schema.parameters) == known
+    assert set(load_schema("PyLXCDomain").parameters) == {"config", "hypervisor", "force_stop",
+                                                         "shutdown_mode"}
+    assert schema.timeout_s("stop") == 90 and schema.timeout_s("monitor") == 30
+    assert set(schema.actions) >= {"start", "stop", "monitor", "status", "meta-data",
+                                   "validate-all"}
+
+
+@pytest.mark.parametrize("text,seconds", [("90", 90), ("90s", 90), ("500ms", 0.5),
+                                          ("2min", 120), ("1h", 3600)])
+
+
+def test_durations(text, seconds):
+    assert parse_duration_s(text) == seconds
 
 ROOT = Path(__file__).resolve().parents[2]
+
 AGENTS = ("PyVirtualDomain", "PyLXCDomain")
 
 

@@ -1,11 +1,12 @@
-"""copyindirs (with backingfile) against libvirt's test:/// driver, with the real qemu-img and
-a stand-in virt-copy-in that records what it was given. The real virt-copy-in runs in
+"""backingfile / stateless / copyindirs. The qemu-img and virt-copy-in here are stand-in
+scripts that record their argv; the real tools run in
 tests/integration/test_parity_copyindirs.py."""
 
 from __future__ import annotations
 
 import os
 import shutil
+import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -13,8 +14,49 @@ import pytest
 
 from pyvirtualdomain.ocf import OCFExit
 
-from . import actions
-from .conftest import TEST_URI, drv_xml, make_ctx
+from .. import inprocess as actions
+from ..conftest import TEST_URI, drv_xml, make_ctx, vm_params
+
+
+def test_backingfile_overlay_created_and_stateless_recreates(test_conn, write_config,
+                                                             state_dir, tmp_path):
+    if not shutil.which("qemu-img"):
+        pytest.fail("qemu-img missing: make deps installs qemu-utils")
+    backing = tmp_path / "base.raw"
+    subprocess.run(["qemu-img", "create", "-q", "-f", "raw", str(backing), "4M"], check=True)
+    before = backing.read_bytes()
+    cfg = write_config(drv_xml("p9"), name="web.v1.xml")
+    overlay = tmp_path / "web.v1.qcow2"
+    params = vm_params(cfg, backingfile=str(backing))
+    assert actions.start(make_ctx("start", params, state_dir)).rc == 0
+    info = subprocess.run(["qemu-img", "info", "--output=json", "-U", str(overlay)],
+                          capture_output=True, text=True, check=True).stdout
+    assert '"format": "qcow2"' in info and str(backing) in info
+    ino = overlay.stat().st_ino
+    assert actions.stop(make_ctx("stop", params, state_dir)).rc == 0
+    assert actions.start(make_ctx("start", params, state_dir)).rc == 0
+    assert overlay.stat().st_ino == ino  # kept: not stateless
+    assert actions.stop(make_ctx("stop", params, state_dir)).rc == 0
+    stateless = {**params, "stateless": "true"}
+    assert actions.start(make_ctx("start", stateless, state_dir)).rc == 0
+    assert overlay.stat().st_ino != ino  # re-created
+    assert backing.read_bytes() == before  # the backing file is never written
+
+
+def test_copyindirs_without_virt_copy_in_is_not_installed(write_config, state_dir, tmp_path):
+    backing = tmp_path / "base.raw"
+    backing.write_bytes(b"\0" * 1024)
+    cfg = write_config(drv_xml("p10"))
+    only_qemu_img = tmp_path / "bin"  # qemu-img is there, virt-copy-in is not
+    only_qemu_img.mkdir()
+    qemu_img = shutil.which("qemu-img")
+    assert qemu_img, "qemu-img missing: make deps installs qemu-utils"
+    (only_qemu_img / "qemu-img").symlink_to(qemu_img)
+    ctx = make_ctx("validate-all", vm_params(cfg, backingfile=str(backing),
+                                           copyindirs=str(tmp_path)), state_dir,
+                   environ={"PATH": str(only_qemu_img)})
+    r = actions.validate_all(ctx)
+    assert r.rc == OCFExit.ERR_INSTALLED and "virt-copy-in" in r.reason, r
 
 
 @pytest.fixture

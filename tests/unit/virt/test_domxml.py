@@ -1,3 +1,5 @@
+"""Reading the user's domain XML."""
+
 from __future__ import annotations
 
 import os
@@ -31,6 +33,8 @@ def test_identity(write_config):
     ("<!DOCTYPE d [<!ENTITY e SYSTEM 'file:///etc/passwd'>]><domain type='kvm'><name>&e;</name>"
      "</domain>", OCFExit.ERR_CONFIGURED, ""),
 ])
+
+
 def test_bad_configs(write_config, text, rc, needle):
     p = write_config(text)
     with pytest.raises(ConfigError) as info:

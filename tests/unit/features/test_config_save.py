@@ -1,0 +1,37 @@
+"""save_config_on_stop / sync_config_on_stop."""
+
+from __future__ import annotations
+
+import io
+import stat
+
+from .. import inprocess as actions
+from ..conftest import drv_xml, make_ctx, vm_params
+
+
+def test_save_config_on_stop_is_atomic_and_keeps_mode(test_conn, write_config, state_dir):
+    cfg = write_config(drv_xml("p4"))
+    cfg.chmod(0o640)
+    before = cfg.read_text()
+    assert "<uuid>" not in before
+    assert actions.start(make_ctx("start", vm_params(cfg), state_dir)).rc == 0
+    uuid = test_conn.lookupByName("p4").UUIDString()
+    assert actions.stop(make_ctx("stop", vm_params(cfg, save_config_on_stop="true"),
+                                 state_dir)).rc == 0
+    after = cfg.read_text()
+    assert f"<uuid>{uuid}</uuid>" in after and "<name>p4</name>" in after
+    assert stat.S_IMODE(cfg.stat().st_mode) == 0o640
+    assert not [p for p in cfg.parent.iterdir() if p.name.startswith(".vm.xml.")]
+
+
+def test_sync_config_without_csync2_warns_and_stop_succeeds(test_conn, write_config,
+                                                            state_dir, tmp_path):
+    cfg = write_config(drv_xml("p4s"))
+    assert actions.start(make_ctx("start", vm_params(cfg), state_dir)).rc == 0
+    log = io.StringIO()
+    ctx = make_ctx("stop", vm_params(cfg, save_config_on_stop="true", sync_config_on_stop="true"),
+                   state_dir, environ={"PATH": str(tmp_path / "no-csync2-here")}, stream=log)
+    assert actions.stop(ctx).rc == 0
+    assert "csync2 is not installed" in log.getvalue()
+    assert "<uuid>" in cfg.read_text()  # saved all the same
+    assert all(d.name() != "p4s" for d in test_conn.listAllDomains(1))

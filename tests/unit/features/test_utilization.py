@@ -1,0 +1,52 @@
+"""Utilization attributes, written only when they change."""
+
+from __future__ import annotations
+
+import io
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from .. import inprocess as actions
+from ..conftest import drv_xml, make_ctx, vm_params
+
+
+@pytest.fixture
+def cib_file(tmp_path: Path) -> Path:
+    if not shutil.which("cibadmin"):
+        pytest.fail("cibadmin missing: make deps installs pacemaker-cli-utils")
+    cib = tmp_path / "cib.xml"
+    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "CIB_file": str(cib)}
+    cib.write_text(subprocess.run(["cibadmin", "--empty"], capture_output=True, text=True,
+                                  check=True, env=env).stdout)
+    subprocess.run(["cibadmin", "-C", "-o", "resources", "-X",
+                    '<primitive id="unit" class="ocf" provider="custom" type="PyVirtualDomain"/>'],
+                   check=True, env=env, capture_output=True)
+    return cib
+
+
+def test_utilization_written_once_per_change(test_conn, write_config, state_dir, cib_file):
+    cfg = write_config(drv_xml("p8"))
+    env = {"CIB_file": str(cib_file), "PATH": os.environ.get("PATH", "/usr/bin:/bin")}
+    assert actions.start(make_ctx("start", vm_params(cfg), state_dir, environ=env)).rc == 0
+    log = io.StringIO()
+    ctx = make_ctx("monitor", vm_params(cfg), state_dir, meta={"interval": "10000"},
+                   environ=env, stream=log)
+    assert actions.monitor(ctx).rc == 0
+    cib = cib_file.read_text()
+    assert 'name="cpu" value="1"' in cib and 'name="hv_memory" value="8"' in cib
+    assert 'name="host_memory" value="8"' in cib
+    assert log.getvalue().count("utilization") == 3
+    log2 = io.StringIO()
+    assert actions.monitor(make_ctx("monitor", vm_params(cfg), state_dir,
+                                    meta={"interval": "10000"}, environ=env,
+                                    stream=log2)).rc == 0
+    assert "utilization" not in log2.getvalue()  # unchanged: no crm_resource call
+    # unset: the attribute goes away
+    assert actions.monitor(make_ctx("monitor", vm_params(
+        cfg, autoset_utilization_cpu="false", unset_utilization_cpu="true"), state_dir,
+        meta={"interval": "10000"}, environ=env)).rc == 0
+    assert 'name="cpu"' not in cib_file.read_text()
