@@ -24,6 +24,19 @@ from pyvirtualdomain.profiles import VIRTUAL_DOMAIN  # noqa: E402
 TEST_URI = "test:///default"
 
 
+# Golden in/out files of every XML the agent writes (tests/unit/golden/).
+GOLDEN = ROOT / "tests" / "unit" / "golden"
+
+
+def golden(name: str, produced: str) -> str:
+    """The golden file's text; PYVD_REGEN_GOLDEN=1 rewrites it from ``produced`` (review the
+    diff before committing)."""
+    path = GOLDEN / name
+    if os.environ.get("PYVD_REGEN_GOLDEN") == "1":
+        path.write_text(produced)
+    return path.read_text()
+
+
 def drv_xml(name: str, uuid: str | None = None) -> str:
     uuid_el = f"<uuid>{uuid}</uuid>" if uuid else ""
     return (f"<domain type='test'><name>{name}</name>{uuid_el}<memory>8192</memory>"

@@ -6,7 +6,7 @@ import io
 import stat
 
 from .. import inprocess as actions
-from ..conftest import drv_xml, make_ctx, vm_params
+from ..conftest import GOLDEN, drv_xml, golden, make_ctx, vm_params
 
 
 def test_save_config_on_stop_is_atomic_and_keeps_mode(test_conn, write_config, state_dir):
@@ -35,3 +35,15 @@ def test_sync_config_without_csync2_warns_and_stop_succeeds(test_conn, write_con
     assert "csync2 is not installed" in log.getvalue()
     assert "<uuid>" in cfg.read_text()  # saved all the same
     assert all(d.name() != "p4s" for d in test_conn.listAllDomains(1))
+
+
+def test_config_save_golden(test_conn, tmp_path, state_dir):
+    """What save_config_on_stop writes into the config file: libvirt's inactive definition
+    (test:/// driver, libvirt 9.0), nothing of ours added."""
+    cfg = tmp_path / "golden-save.xml"
+    cfg.write_bytes((GOLDEN / "config_save.in.xml").read_bytes())
+    assert actions.start(make_ctx("start", vm_params(cfg), state_dir)).rc == 0
+    assert actions.stop(make_ctx("stop", vm_params(cfg, save_config_on_stop="true"),
+                                 state_dir)).rc == 0
+    written = cfg.read_text()
+    assert written == golden("config_save.out.xml", written)

@@ -10,6 +10,8 @@ from pyvirtualdomain.errors import ConfigError, NotInstalled, PermissionProblem
 from pyvirtualdomain.ocf import OCFExit
 from pyvirtualdomain.virt.domxml import load_domain, with_uuid
 
+from ..conftest import GOLDEN, golden
+
 
 def test_identity(write_config):
     p = write_config("<domain type='kvm' xmlns:q='http://libvirt.org/schemas/domain/qemu/1.0'>"
@@ -80,3 +82,11 @@ def test_with_uuid_keeps_the_rest(write_config):
     raw = b"<domain type='test'>\n  <name>a</name>\n  <memory>1</memory>\n</domain>"
     out = with_uuid(raw, "/x", "6f1c1a4a-4f3b-4a0b-8c1d-2e3f40516273")
     assert "<uuid>6f1c1a4a-4f3b-4a0b-8c1d-2e3f40516273</uuid>" in out and "<memory>1" in out
+
+
+def test_uuid_pinning_golden():
+    """The XML start hands libvirt for a config without <uuid>: only the <uuid> element is
+    new; comments, user namespaces, entities and text are kept."""
+    data = (GOLDEN / "uuid_pinning.in.xml").read_bytes()
+    out = with_uuid(data, "/etc/vms/web1.xml", "6f1c1a4a-4f3b-4a0b-8c1d-2e3f40516273")
+    assert out == golden("uuid_pinning.out.xml", out)
