@@ -76,6 +76,10 @@ def main() -> int:
                        capture_output=True)
         rec = {**base, "OCF_RESKEY_CRM_meta_interval": "10000", "CIB_file": str(cib),
                "OCF_RESKEY_crm_feature_set": "3.16.2"}
+        # What most migratable resources carry: the monitor must not pay for it.
+        migration_params = {"OCF_RESKEY_migration_transport": "ssh",
+                            "OCF_RESKEY_migrateuri": "tcp://%n-mig:49152",
+                            "OCF_RESKEY_migrate_options": "--compressed --auto-converge"}
         vd_noutil = {f"OCF_RESKEY_{k}": "false" for k in (
             "autoset_utilization_cpu", "autoset_utilization_host_memory",
             "autoset_utilization_hv_memory")}
@@ -93,6 +97,9 @@ def main() -> int:
             "probe: VirtualDomain": ([str(VD), "monitor"], vd_env),
             "monitor: ours": ([PY, str(OURS), "monitor"],
                               {**rec, "HA_RSCTMP": str(work / "state-ours")}),
+            "monitor: ours, with migration parameters": (
+                [PY, str(OURS), "monitor"],
+                {**rec, **migration_params, "HA_RSCTMP": str(work / "state-ours")}),
             "monitor: VirtualDomain": ([str(VD), "monitor"],
                                        {**rec, "HA_RSCTMP": str(work / "state-vd")}),
             "monitor: VirtualDomain, utilization off": (
@@ -178,6 +185,8 @@ def write_report(series: dict[str, Series], rounds: int, virt: str) -> None:
          "monitor: VirtualDomain, utilization off"),
         ("recurring monitor, ours / python+libvirt floor", "monitor: ours",
          "floor: python + libvirt state query"),
+        ("recurring monitor with migration_transport, migrateuri, migrate_options / without",
+         "monitor: ours, with migration parameters", "monitor: ours"),
         ("start, ours / VirtualDomain", "start: ours", "start: VirtualDomain"),
         ("graceful stop, ours / VirtualDomain", "graceful stop: ours",
          "graceful stop: VirtualDomain"),
