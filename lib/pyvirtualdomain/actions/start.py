@@ -8,7 +8,7 @@ from ..core.last_resort import kill_emulator
 from ..core.outcomes import fact_to_error, libvirt_python_missing
 from ..core.record import ConfigStamp
 from ..core.recording import record_running
-from ..core.target import Target, check_uri, check_virt_type, close, connect
+from ..core.target import Target, close, connect, read_start_config
 from ..deadline import Deadline
 from ..errors import (
     AgentError,
@@ -27,7 +27,7 @@ from ..errors import (
 from ..uri import is_local_uri
 from ..virt.connection import Hypervisor
 from ..virt.domain import EXECUTING_STATES, SUSPENDED_STATES, Domain, DomainState
-from ..virt.domxml import load_domain, with_uuid
+from ..virt.domxml import with_uuid
 
 
 def _wait_running(ctx: Context, dom: Domain, deadline: Deadline) -> None:
@@ -96,14 +96,7 @@ def _existing(ctx: Context, dom: Domain, deadline: Deadline) -> bool:
 
 def start(ctx: Context) -> None:
     require_valid_params(ctx)
-    cfg, ident = load_domain(ctx.params.config)
-    check_virt_type(ctx, ident, cfg.path)
-    uri = ctx.uri_for(ident)
-    check_uri(ctx, uri)
-    try:
-        xml = cfg.data.decode("utf-8")
-    except UnicodeDecodeError:
-        raise ConfigError(f"config {cfg.path} is not UTF-8 text") from None
+    cfg, ident, uri, xml = read_start_config(ctx)
     stamp = ConfigStamp(cfg.path, cfg.mtime_ns, cfg.size)
     p = ctx.params
     deadline = ctx.deadline("start")

@@ -8,13 +8,13 @@ import os
 from ..core.context import QUERY_BOUND_S, Context, require_valid_params
 from ..core.definitions import persistent_hazard
 from ..core.outcomes import fact_to_error, libvirt_python_missing
-from ..core.target import check_uri, check_virt_type, close, connect
+from ..core.target import close, connect, read_start_config
 from ..deadline import Deadline
 from ..errors import AgentError, ConfigError, DomainNotFound, LibvirtFact, NotInstalled
 from ..uri import is_local_uri
 from ..virt.connection import Hypervisor
 from ..virt.domain import RUNNING_STATES, Domain
-from ..virt.domxml import DomainIdentity, load_domain
+from ..virt.domxml import DomainIdentity
 
 AUTHKEY = "/etc/pacemaker/authkey"
 REMOTE_PORT = 3121
@@ -24,14 +24,7 @@ REMOTE_CONNECT_BOUND_S = 2.0
 
 def validate_all(ctx: Context) -> None:
     require_valid_params(ctx)
-    cfg, ident = load_domain(ctx.params.config)
-    check_virt_type(ctx, ident, cfg.path)
-    uri = ctx.uri_for(ident)
-    check_uri(ctx, uri)
-    try:
-        cfg.data.decode("utf-8")
-    except UnicodeDecodeError:
-        raise ConfigError(f"config {cfg.path} is not UTF-8 text") from None
+    cfg, ident, uri, _ = read_start_config(ctx)
     if ident.emulator and is_local_uri(uri) and not os.access(ident.emulator, os.X_OK):
         raise NotInstalled(f"emulator {ident.emulator} named in {cfg.path} is not installed "
                            "(or not executable) on this node")

@@ -10,7 +10,7 @@ from ..deadline import Deadline
 from ..errors import AgentError, ConfigError
 from ..uri import is_local_uri, uri_problem
 from ..virt.connection import Hypervisor, open_hypervisor
-from ..virt.domxml import DomainIdentity, parse_identity, read_config
+from ..virt.domxml import ConfigFile, DomainIdentity, load_domain, parse_identity, read_config
 from . import record as staterec
 from .context import QUERY_BOUND_S, Context
 from .record import ConfigStamp
@@ -49,6 +49,30 @@ def check_uri(ctx: Context, uri: str) -> None:
             f"resource is guest node {ctx.env.remote_node} but hypervisor {uri} is remote: "
             "fencing this host would not stop the guest; use a local URI such as qemu:///system"
         )
+
+
+class StartConfig(NamedTuple):
+    """The config file as start and validate-all read it: every check that needs no libvirt
+    passed."""
+
+    cfg: ConfigFile
+    ident: DomainIdentity
+    uri: str
+    xml: str
+
+
+def read_start_config(ctx: Context) -> StartConfig:
+    """Read and check the config file for an action that may create the domain: well-formed,
+    a type this agent handles, a usable hypervisor URI (local for a guest node), UTF-8."""
+    cfg, ident = load_domain(ctx.params.config)
+    check_virt_type(ctx, ident, cfg.path)
+    uri = ctx.uri_for(ident)
+    check_uri(ctx, uri)
+    try:
+        xml = cfg.data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise ConfigError(f"config {cfg.path} is not UTF-8 text") from None
+    return StartConfig(cfg, ident, uri, xml)
 
 
 def identify(ctx: Context) -> tuple[list[Target], AgentError | None]:
