@@ -68,3 +68,13 @@ def atomic_write(path: str, data: bytes, *, mode: int | None = None,
         except OSError:
             pass
         raise
+
+
+def replace_file(path: str, data: bytes) -> str:
+    """Give a user's file new content without replacing the file: symlinks are followed to
+    the real file, which is rewritten atomically beside itself (atomic_write) with its mode
+    and owner kept. Returns the path written. OSError when it cannot be done."""
+    real = os.path.realpath(path)
+    st = os.stat(real)
+    atomic_write(real, data, mode=st.st_mode & 0o7777, owner=(st.st_uid, st.st_gid))
+    return real

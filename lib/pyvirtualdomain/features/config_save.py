@@ -16,8 +16,9 @@ SUBPROCESS_BOUND_S = 10.0
 
 
 def save_config(ctx: Context, dom: Domain, deadline: Deadline) -> None:
-    """Write the domain's current (inactive) definition back into the config file, atomically
-    (temp file in the same directory, then rename), keeping the file's mode and owner."""
+    """Write the domain's current (inactive) definition back into the config file: through a
+    symlink to the file it names (configs often link to shared storage), atomically, keeping
+    the file's mode and owner (fileio.replace_file)."""
     p = ctx.params
     if not (p.save_config_on_stop or p.sync_config_on_stop):
         return
@@ -32,18 +33,18 @@ def save_config(ctx: Context, dom: Domain, deadline: Deadline) -> None:
         with open(path, "rb") as current:
             if current.read() == data:
                 return
-        st = os.stat(path)
     except OSError as exc:
         ctx.log.warning(f"config not saved: {path}: {exc.strerror}")
         return
-    from ..fileio import atomic_write
+    from ..fileio import replace_file
 
     try:
-        atomic_write(path, data, mode=st.st_mode & 0o7777, owner=(st.st_uid, st.st_gid))
+        written = replace_file(path, data)
     except OSError as exc:
         ctx.log.warning(f"config not saved to {path}: {exc.strerror}")
         return
-    ctx.log.info(f"saved the domain's configuration to {path}")
+    ctx.log.info(f"saved the domain's configuration to {path}"
+                 f"{f' (the file it links to: {written})' if written != path else ''}")
     if p.sync_config_on_stop:
         sync_config(ctx, deadline)
 

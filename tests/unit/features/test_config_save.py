@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import os
 import stat
 
 from .. import inprocess as actions
@@ -47,3 +48,25 @@ def test_config_save_golden(test_conn, tmp_path, state_dir):
                                  state_dir)).rc == 0
     written = cfg.read_text()
     assert written == golden("config_save.out.xml", written)
+
+
+def test_a_symlinked_config_is_written_through_the_link(test_conn, tmp_path, state_dir):
+    """Issue 13 #6: configs commonly link to shared storage; the saved definition goes into
+    the link's target (atomically, mode and owner kept) and the link stays a link."""
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    target = shared / "p7.xml"
+    target.write_text(drv_xml("p7"))
+    target.chmod(0o640)
+    link = tmp_path / "etc" / "p7.xml"
+    link.parent.mkdir()
+    link.symlink_to(target)
+    assert actions.start(make_ctx("start", vm_params(link), state_dir)).rc == 0
+    uuid = test_conn.lookupByName("p7").UUIDString()
+    assert actions.stop(make_ctx("stop", vm_params(link, save_config_on_stop="true"),
+                                 state_dir)).rc == 0
+    assert link.is_symlink() and os.readlink(link) == str(target)
+    assert f"<uuid>{uuid}</uuid>" in target.read_text()
+    assert stat.S_IMODE(target.stat().st_mode) == 0o640
+    assert sorted(p.name for p in shared.iterdir()) == ["p7.xml"]
+    assert sorted(p.name for p in link.parent.iterdir()) == ["p7.xml"]
