@@ -98,8 +98,6 @@ def test_parameters_as_options_and_env(tmp_path):
     ({"hypervisor": "garbage"}, 6, "not a libvirt URI"),
     ({"hypervisor": "nosuchdriver:///system"}, 6, "names no libvirt driver"),
 ])
-
-
 def test_validate_all_bad_parameters(tmp_path, params, rc, needle):
     cfg = tmp_path / "vm.xml"
     cfg.write_text("<domain type='test'><name>c1</name></domain>")

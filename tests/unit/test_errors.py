@@ -36,8 +36,6 @@ def _lv_error(code: int, domain: int, message: str = "boom", int1: int = -1):
     # the message text never decides the class
     ("VIR_ERR_OPERATION_FAILED", "VIR_FROM_QEMU", -1, errors.OperationFailed),
 ])
-
-
 def test_libvirt_error_classification(code, domain, int1, cls):
     import libvirt
 

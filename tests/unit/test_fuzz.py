@@ -53,8 +53,6 @@ def test_xml_reading_gives_identity_or_agent_error(data):
 @given(data=xml_like, action=st.sampled_from(["validate-all", "monitor", "stop", "start"]),
        extra=st.dictionaries(st.sampled_from(["force_stop", "shutdown_mode", "hypervisor"]),
                              st.text(max_size=30), max_size=3))
-
-
 def test_cli_answers_every_config_with_a_code(tmp_path_factory, data, action, extra):
     d = tmp_path_factory.mktemp("fuzz")
     cfg = Path(d) / "vm.xml"

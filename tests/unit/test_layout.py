@@ -152,8 +152,6 @@ def test_libvirt_only_inside_virt():
     ("virt", f"{NAME}.core.context"),
     ("base", f"{NAME}.virt.domain"),
 ])
-
-
 def test_the_layer_rule_catches_an_upward_import(bad):
     mine, target = bad
     allowed = LAYERS[LAYERS.index(mine):]

@@ -41,8 +41,6 @@ def test_metadata_lists_exactly_the_parameters_params_knows():
 
 @pytest.mark.parametrize("text,seconds", [("90", 90), ("90s", 90), ("500ms", 0.5),
                                           ("2min", 120), ("1h", 3600)])
-
-
 def test_durations(text, seconds):
     assert parse_duration_s(text) == seconds
 

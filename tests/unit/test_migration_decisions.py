@@ -63,8 +63,6 @@ def test_abort_never_steers():
     (True, True, None, True, Verdict.UNCLEAR, False),
     (False, False, True, True, Verdict.NOT_ENDED, False),
 ])
-
-
 def test_judge(returned, failed, here, there, verdict, remove_incoming):
     j = judge(returned, failed, here, there)
     assert j.verdict == verdict

@@ -23,8 +23,6 @@ from pyvirtualdomain.migration_options import (
      "qemu+tls://node2.example/system"),
     ("xen:///system", {"transport": "ssh"}, "xen+ssh://node2/system"),
 ])
-
-
 def test_destination_uri(hv, kw, expected):
     assert destination_uri(hv, "node2", **kw) == expected
 
@@ -72,8 +70,6 @@ def test_option_values_are_never_shell_interpreted():
     ("--compressed=yes", "takes no value"),
     ("--dname 'unterminated", "No closing quotation"),
 ])
-
-
 def test_bad_options(text, needle):
     with pytest.raises(MigrateOptionError, match=needle):
         parse_migrate_options(text)

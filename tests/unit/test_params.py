@@ -27,8 +27,6 @@ def test_params_defaults_and_types():
     ({"config": "/a", "migration_deadline_action": "panic"}, "use one of abort"),
     ({}, "required parameter config"),
 ])
-
-
 def test_params_problems(raw, needle):
     p = build_params(raw, load_schema("PyVirtualDomain"))
     assert any(needle in problem for problem in p.all_problems()), p.all_problems()

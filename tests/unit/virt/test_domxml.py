@@ -35,8 +35,6 @@ def test_identity(write_config):
     ("<!DOCTYPE d [<!ENTITY e SYSTEM 'file:///etc/passwd'>]><domain type='kvm'><name>&e;</name>"
      "</domain>", OCFExit.ERR_CONFIGURED, ""),
 ])
-
-
 def test_bad_configs(write_config, text, rc, needle):
     p = write_config(text)
     with pytest.raises(ConfigError) as info:
