@@ -15,7 +15,6 @@ FLAG_OPTIONS: dict[str, str | None] = {
     "--p2p": "VIR_MIGRATE_PEER2PEER",
     "--tunnelled": "VIR_MIGRATE_TUNNELLED",
     "--persistent": "VIR_MIGRATE_PERSIST_DEST",
-    "--undefinesource": "VIR_MIGRATE_UNDEFINE_SOURCE",
     "--suspend": "VIR_MIGRATE_PAUSED",
     "--copy-storage-all": "VIR_MIGRATE_NON_SHARED_DISK",
     "--copy-storage-inc": "VIR_MIGRATE_NON_SHARED_INC",
@@ -37,7 +36,6 @@ FLAG_OPTIONS: dict[str, str | None] = {
 # virsh migrate options that take a value -> (VIR_MIGRATE_PARAM_* name, type).
 VALUE_OPTIONS: dict[str, tuple[str, type]] = {
     "--migrateuri": ("VIR_MIGRATE_PARAM_URI", str),
-    "--dname": ("VIR_MIGRATE_PARAM_DEST_NAME", str),
     "--bandwidth": ("VIR_MIGRATE_PARAM_BANDWIDTH", int),
     "--postcopy-bandwidth": ("VIR_MIGRATE_PARAM_BANDWIDTH_POSTCOPY", int),
     "--listen-address": ("VIR_MIGRATE_PARAM_LISTEN_ADDRESS", str),
@@ -60,7 +58,16 @@ REFUSED_OPTIONS = {
     "--persistent-xml": "not supported by this agent",
     "--desturi": "use remoteuri",
     "--domain": "the domain comes from the config",
+    # The agent finds the guest by its name and uuid on every host: under another name it
+    # would run where migrate_from, monitor and stop never look.
+    "--dname": "the guest would run on the target under another name, which the cluster "
+               "never looks for",
+    # The cluster's config file is the definition; a persistent one on the source is the
+    # user's, and is never removed by the agent.
+    "--undefinesource": "the agent never removes a persistent definition of the domain",
 }
+# Leaves a persistent definition on the target, which a host can start on its own.
+PERSISTENT_FLAG = "VIR_MIGRATE_PERSIST_DEST"
 
 
 DEADLINE_ACTIONS = ("abort", "downtime", "postcopy")
@@ -184,13 +191,20 @@ def migration_uri(hypervisor_uri: str, target_node: str, options: MigrateOptions
     return None
 
 
-def check_parameters(params: Any) -> list[str]:
-    """Problems with the migration parameters, for validate-all (pure Python)."""
+def check_parameters(params: Any, guest_node: str | None = None) -> list[str]:
+    """Problems with the migration parameters, for validate-all, start and migrate_to (pure
+    Python). ``guest_node``: the resource's meta remote-node."""
     problems: list[str] = []
     try:
-        parse_migrate_options(params.migrate_options)
+        options = parse_migrate_options(params.migrate_options)
     except MigrateOptionError as exc:
         problems.append(str(exc))
+    else:
+        if guest_node and PERSISTENT_FLAG in options.flag_names:
+            problems.append(
+                f"migrate_options: --persistent is not accepted for guest node {guest_node}: "
+                "it leaves a persistent definition on the target, and the agent then refuses "
+                "every start there (a host could start the guest outside the cluster)")
     if params.migration_user and not USER_RE.match(params.migration_user):
         problems.append(f"migration_user={params.migration_user!r} is not a user name")
     if params.migration_speed < 0:
@@ -207,3 +221,16 @@ def check_parameters(params: Any) -> list[str]:
         problems.append(f"migration_transport={params.migration_transport!r} is not a libvirt "
                         "transport (e.g. ssh, tcp, tls)")
     return problems
+
+
+def migration_warnings(params: Any) -> list[str]:
+    """What is allowed but unwise in the migration parameters."""
+    try:
+        options = parse_migrate_options(params.migrate_options)
+    except MigrateOptionError:
+        return []
+    if PERSISTENT_FLAG in options.flag_names:
+        return ["migrate_options --persistent leaves a persistent definition of the domain on "
+                "the target: the cluster's config file is then not the only definition, and "
+                "a host may start the domain on its own"]
+    return []

@@ -60,13 +60,14 @@ class Params(NamedTuple):
     # run only in the actions that refuse problems, so a monitor never loads that code.
     migration_settings: bool = False
 
-    def all_problems(self) -> tuple[str, ...]:
-        """``problems`` and those of the migration settings."""
+    def all_problems(self, guest_node: str | None = None) -> tuple[str, ...]:
+        """``problems`` and those of the migration settings (``guest_node``: the resource's
+        meta remote-node, which rules out some)."""
         if not self.migration_settings:
             return self.problems
         from .migration_options import check_parameters
 
-        return self.problems + tuple(check_parameters(self))
+        return self.problems + tuple(check_parameters(self, guest_node))
 
 
 def _convert(spec: ParameterSpec, raw: str) -> Value:

@@ -6,8 +6,10 @@ import pytest
 
 from pyvirtualdomain.migration_options import (
     MigrateOptionError,
+    check_parameters,
     destination_uri,
     migration_uri,
+    migration_warnings,
     parse_migrate_options,
 )
 
@@ -46,18 +48,18 @@ def test_migration_uri_precedence():
 
 def test_options_to_flags_and_params():
     o = parse_migrate_options("--p2p --compressed --auto-converge --verbose "
-                              "--bandwidth 50 --dname=vm9 --migrateuri tcp://%n")
+                              "--bandwidth 50 --listen-address=0.0.0.0 --migrateuri tcp://%n")
     assert o.p2p
     assert set(o.flag_names) == {"VIR_MIGRATE_PEER2PEER", "VIR_MIGRATE_COMPRESSED",
                                  "VIR_MIGRATE_AUTO_CONVERGE"}
     assert o.param_values == {"VIR_MIGRATE_PARAM_BANDWIDTH": 50,
-                              "VIR_MIGRATE_PARAM_DEST_NAME": "vm9",
+                              "VIR_MIGRATE_PARAM_LISTEN_ADDRESS": "0.0.0.0",
                               "VIR_MIGRATE_PARAM_URI": "tcp://%n"}
 
 
 def test_option_values_are_never_shell_interpreted():
-    o = parse_migrate_options("--dname 'a b; rm -rf /' --listen-address=$(id)")
-    assert o.param_values["VIR_MIGRATE_PARAM_DEST_NAME"] == "a b; rm -rf /"
+    o = parse_migrate_options("--tls-destination 'a b; rm -rf /' --listen-address=$(id)")
+    assert o.param_values["VIR_MIGRATE_PARAM_TLS_DESTINATION"] == "a b; rm -rf /"
     assert o.param_values["VIR_MIGRATE_PARAM_LISTEN_ADDRESS"] == "$(id)"
 
 
@@ -68,7 +70,12 @@ def test_option_values_are_never_shell_interpreted():
     ("--live --offline", "exclude each other"),
     ("--timeout 30", "migration_deadline_action"),
     ("--compressed=yes", "takes no value"),
-    ("--dname 'unterminated", "No closing quotation"),
+    ("--graphicsuri 'unterminated", "No closing quotation"),
+    # issue 13 #7: options that make the agent lose track of the guest
+    ("--dname web2", "--dname is not accepted: the guest would run on the target under "
+                     "another name"),
+    ("--dname=web2", "--dname is not accepted"),
+    ("--undefinesource", "--undefinesource is not accepted"),
 ])
 def test_bad_options(text, needle):
     with pytest.raises(MigrateOptionError, match=needle):
@@ -83,3 +90,19 @@ def test_libvirt_knows_every_flag_and_param_we_map():
         assert flag is None or hasattr(libvirt, flag), flag
     for param, _ in VALUE_OPTIONS.values():
         assert hasattr(libvirt, param), param
+
+
+def _params(**kw: str):
+    from pyvirtualdomain.metadata import load_schema
+    from pyvirtualdomain.params import build_params
+
+    return build_params({"config": "/x.xml", **kw}, load_schema("PyVirtualDomain"))
+
+
+def test_persistent_is_refused_for_a_guest_node_and_warned_about_otherwise():
+    p = _params(migrate_options="--persistent --compressed")
+    assert check_parameters(p) == []
+    assert any("--persistent" in w for w in migration_warnings(p))
+    problems = check_parameters(p, guest_node="guest1")
+    assert problems and "guest node guest1" in problems[0] and "--persistent" in problems[0]
+    assert migration_warnings(_params(migrate_options="--compressed")) == []

@@ -61,9 +61,14 @@ class Context:
 
 def require_valid_params(ctx: Context) -> None:
     """validate-all, start and migrate_to refuse to go on with any parameter problem."""
-    problems = ctx.params.all_problems()
+    problems = ctx.params.all_problems(ctx.env.remote_node)
     if problems:
         raise ConfigError("; ".join(problems))
+    if ctx.params.migration_settings:
+        from ..migration_options import migration_warnings
+
+        for warning in migration_warnings(ctx.params):
+            ctx.log.warning(warning)
 
 
 def warn_params(ctx: Context) -> None:
