@@ -180,7 +180,7 @@ def _run_action(args: Args, environ: Mapping[str, str], agent: str, interactive:
     from .actions import load
     from .core.context import Context
     from .errors import AgentError
-    from .log import Log
+    from .log import Log, open_trace, trace_destination
     from .metadata import load_schema
     from .ocf import META_PREFIX, OCFEnv, OCFExit
     from .params import build_params
@@ -192,8 +192,16 @@ def _run_action(args: Args, environ: Mapping[str, str], agent: str, interactive:
         merged[META_PREFIX + key] = val
     env = OCFEnv.from_environ(args.action, merged, args.params, agent)
     show_log = (not interactive) or args.verbose > 0
+    trace = None
+    trace_to = trace_destination(env.framework, merged, agent, env.instance, env.action,
+                                 interactive)
+    if trace_to is not None:
+        trace = open_trace(trace_to, merged)
+        if trace is None:
+            err.write(f"{agent}({env.instance}): WARNING: trace {trace_to} not writable, "
+                      "trace not going to happen\n")
     log = Log(agent, env.instance, err if show_log else None,
-              debug=env.debug or args.verbose > 1, facility=env.log_facility)
+              debug=env.debug or args.verbose > 1, facility=env.log_facility, trace=trace)
     try:
         schema = load_schema(agent)
     except (OSError, ValueError) as exc:
@@ -209,6 +217,8 @@ def _run_action(args: Args, environ: Mapping[str, str], agent: str, interactive:
     ctx = Context(env=env, profile=profile, schema=schema,
                   params=build_params(env.params, schema, profile.shutdown_modes), log=log,
                   environ=merged)
+    log.debug(f"{args.action}: op timeout {env.meta_timeout_ms} ms, interval "
+              f"{env.meta_interval_ms} ms{' (probe)' if env.is_probe else ''}")
     try:
         run_fn(ctx)  # returns on success, raises AgentError for every other end
         rc, reason = RC_SUCCESS, ""

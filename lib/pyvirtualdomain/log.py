@@ -1,22 +1,30 @@
 """Logging for an OCF agent: stderr (captured by Pacemaker's executor) and, when
-HA_LOGFACILITY is set, syslog. Every line names the agent and resource instance."""
+HA_LOGFACILITY is set, syslog. Every line names the agent and resource instance.
+
+With trace_ra (crm_resource --trace, pcs ... trace_ra=1) every line of the action, debug
+included, also goes to a trace file where resource-agents puts its agents' traces."""
 
 from __future__ import annotations
 
 import os
-from typing import TextIO
+import time
+from typing import Mapping, TextIO
 
 LEVELS = {"debug": 10, "info": 20, "warning": 30, "error": 40}
 SYSLOG_FACILITIES = ("daemon", "user", "local0", "local1", "local2", "local3", "local4",
                      "local5", "local6", "local7", "syslog")
+# resource-agents' ocf_is_true
+TRUE_WORDS = frozenset({"yes", "true", "1", "on", "y"})
+DEFAULT_HA_VARLIB = "/var/lib/heartbeat"
 
 
 class Log:
     def __init__(self, agent: str, instance: str, stream: TextIO | None, debug: bool = False,
-                 facility: str | None = None) -> None:
+                 facility: str | None = None, trace: TextIO | None = None) -> None:
         self.tag = f"{agent}({instance})"
         self.stream = stream
         self.threshold = LEVELS["debug"] if debug else LEVELS["info"]
+        self.trace = trace
         self.lines: list[str] = []
         self._syslog = None
         if facility and facility.lower() in SYSLOG_FACILITIES:
@@ -27,9 +35,14 @@ class Log:
             self._syslog = syslog
 
     def _emit(self, level: str, message: str) -> None:
-        if LEVELS[level] < self.threshold:
+        if self.trace is None and LEVELS[level] < self.threshold:
             return
         line = f"{self.tag}[{os.getpid()}]: {level.upper()}: {message}"
+        if self.trace is not None:
+            self.trace.write(f"{time.strftime('%T')} {line}\n")
+            self.trace.flush()
+        if LEVELS[level] < self.threshold:
+            return
         self.lines.append(line)
         if self.stream is not None:
             self.stream.write(line + "\n")
@@ -50,3 +63,40 @@ class Log:
 
     def error(self, message: str) -> None:
         self._emit("error", message)
+
+
+def trace_destination(framework: Mapping[str, str], environ: Mapping[str, str], agent: str,
+                      instance: str, action: str, interactive: bool) -> str | int | None:
+    """Where resource-agents would put this action's trace: a descriptor 3-9 or an absolute
+    path in trace_file (or OCF_TRACE_FILE), else
+    ``<trace_dir or $HA_VARLIB/trace_ra>/<type>/<instance>.<action>.<YYYY-MM-DD.HH:MM:SS>``
+    (not on a terminal). None when tracing is off."""
+    if (environ.get("OCF_TRACE_RA") or framework.get("trace_ra") or "").strip().lower() \
+            not in TRUE_WORDS:
+        return None
+    file = (environ.get("OCF_TRACE_FILE") or framework.get("trace_file") or "").strip()
+    if file.isdigit() and 3 <= int(file) <= 9:
+        return int(file)
+    if file.startswith("/") and file.count("/") >= 2:
+        return file
+    if interactive:
+        return None
+    directory = framework.get("trace_dir", "").strip() or os.path.join(
+        environ.get("HA_VARLIB") or DEFAULT_HA_VARLIB, "trace_ra")
+    kind = environ.get("OCF_RESOURCE_TYPE") or agent
+    return os.path.join(directory, kind, f"{instance}.{action}.{time.strftime('%F.%T')}")
+
+
+def open_trace(destination: str | int, environ: Mapping[str, str]) -> TextIO | None:
+    """The trace stream, headed by the action's environment as resource-agents' traces are;
+    None (and a note on stderr by the caller) when it cannot be opened."""
+    try:
+        if isinstance(destination, int):
+            stream = os.fdopen(destination, "w", closefd=False)
+        else:
+            os.makedirs(os.path.dirname(destination), exist_ok=True)
+            stream = open(destination, "a", encoding="utf-8")  # kept open for the action
+    except OSError:
+        return None
+    stream.write("".join(f"{k}={v}\n" for k, v in sorted(environ.items())))
+    return stream

@@ -25,6 +25,9 @@ RESKEY_PREFIX = "OCF_RESKEY_"
 META_PREFIX = "OCF_RESKEY_CRM_meta_"
 # Set by Pacemaker for every action; not a parameter of the agent.
 PACEMAKER_INTERNAL_KEYS = frozenset({"crm_feature_set"})
+# Read by resource-agents' framework for any agent (crm_resource --trace, pcs ... trace_ra=1):
+# not parameters of the agent either, and never "unknown".
+FRAMEWORK_KEYS = frozenset({"trace_ra", "trace_file", "trace_dir"})
 DEFAULT_STATE_DIR = "/run/resource-agents"
 
 
@@ -51,6 +54,8 @@ class OCFEnv(NamedTuple):
     debug: bool
     log_facility: str | None
     pacemaker: bool = False
+    # FRAMEWORK_KEYS given for this resource (without the OCF_RESKEY_ prefix).
+    framework: Mapping[str, str] = {}
 
     @property
     def is_probe(self) -> bool:
@@ -77,15 +82,18 @@ class OCFEnv(NamedTuple):
     ) -> OCFEnv:
         params: dict[str, str] = {}
         meta: dict[str, str] = {}
+        framework: dict[str, str] = {}
         for key, value in environ.items():
             if key.startswith(META_PREFIX):
                 meta[key[len(META_PREFIX):]] = value
             elif key.startswith(RESKEY_PREFIX):
                 name = key[len(RESKEY_PREFIX):]
-                if name not in PACEMAKER_INTERNAL_KEYS:
+                if name in FRAMEWORK_KEYS:
+                    framework[name] = value
+                elif name not in PACEMAKER_INTERNAL_KEYS:
                     params[name] = value
-        if overrides:
-            params.update(overrides)
+        for name, value in (overrides or {}).items():
+            (framework if name in FRAMEWORK_KEYS else params)[name] = value
         instance = environ.get("OCF_RESOURCE_INSTANCE") or agent_name
         check_level = _int_or_none(environ.get("OCF_CHECK_LEVEL")) or 0
         return cls(
@@ -100,4 +108,5 @@ class OCFEnv(NamedTuple):
             debug=environ.get("HA_debug", "0") not in ("", "0"),
             log_facility=environ.get("HA_LOGFACILITY") or None,
             pacemaker=bool(environ.get("OCF_RESKEY_crm_feature_set") or environ.get("CIB_file")),
+            framework=framework,
         )

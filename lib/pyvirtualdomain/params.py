@@ -56,6 +56,9 @@ class Params(NamedTuple):
     # Problems found while building: wrong types, unknown names, missing required values.
     # validate-all and start refuse to go on with any; stop and monitor warn and use defaults.
     problems: tuple[str, ...] = ()
+    # Names the metadata does not know, as messages: validate-all refuses them; every other
+    # action warns and goes on (a typo must not ban a running guest's resource cluster-wide).
+    unknown: tuple[str, ...] = ()
     # Whether any migration parameter was given: their own checks (migration_options.py)
     # run only in the actions that refuse problems, so a monitor never loads that code.
     migration_settings: bool = False
@@ -122,8 +125,8 @@ def build_params(raw: Mapping[str, str], schema: AgentSchema,
             problems.append(str(exc))
             if default.strip() or spec.type == "string":
                 values[name] = _convert(spec, default)
-    for name in sorted(set(raw) - set(schema.parameters)):
-        problems.append(f"unknown parameter {name} (not supported by {schema.name})")
+    unknown = tuple(f"unknown parameter {name} (not supported by {schema.name})"
+                    for name in sorted(set(raw) - set(schema.parameters)))
 
     modes: tuple[str, ...] = ()
     try:
@@ -160,6 +163,7 @@ def build_params(raw: Mapping[str, str], schema: AgentSchema,
         backingfile=text_of("backingfile"),
         copyindirs=text_of("copyindirs"),
         problems=tuple(problems),
+        unknown=unknown,
         migration_settings=any(name in raw for name in MIGRATION_PARAMETERS
                                if name in schema.parameters),
     )

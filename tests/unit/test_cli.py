@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import pty
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -268,3 +269,48 @@ def test_recurring_monitor_parses_no_xml_and_loads_no_fallbacks(tmp_path):
     again = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
                            text=True)
     assert again.stdout.strip() == "0 []", again.stderr
+
+
+def _test_vm(tmp_path: Path, name: str) -> dict[str, str]:
+    cfg = tmp_path / f"{name}.xml"
+    cfg.write_text(f"<domain type='test'><name>{name}</name><memory>8192</memory>"
+                   "<os><type>hvm</type></os></domain>")
+    return {"OCF_RESKEY_config": str(cfg), "OCF_RESKEY_hypervisor": "test:///default",
+            "HA_RSCTMP": str(tmp_path / "state"), "OCF_RESOURCE_INSTANCE": name,
+            "OCF_RESOURCE_TYPE": "PyVirtualDomain"}
+
+
+def test_trace_ra_writes_the_actions_debug_log_to_a_trace_file(tmp_path):
+    """Issue 13 #9: crm_resource --trace / pcs trace_ra=1 set trace_ra (and maybe
+    trace_file, trace_dir); start answered 6 (fatal cluster-wide). As resource-agents does:
+    the action runs and its debug log goes to $HA_VARLIB/trace_ra/<type>/<instance>.<action>
+    .<timestamp>, or trace_dir/<type>/..., or trace_file."""
+    env = {**_test_vm(tmp_path, "t1"), "OCF_RESKEY_trace_ra": "1",
+           "HA_VARLIB": str(tmp_path / "varlib")}
+    r = run(["start"], env)
+    assert r.returncode == 0, r.stderr
+    (trace,) = (tmp_path / "varlib" / "trace_ra" / "PyVirtualDomain").glob("t1.start.*")
+    assert re.fullmatch(r"t1\.start\.\d{4}-\d\d-\d\d\.\d\d:\d\d:\d\d", trace.name)
+    text = trace.read_text()
+    assert "DEBUG:" in text and "OCF_RESKEY_trace_ra=1" in text
+    # trace_dir and trace_file move it
+    r = run(["monitor"], {**env, "OCF_RESKEY_trace_dir": str(tmp_path / "tdir")})
+    assert r.returncode == 7, r.stderr  # a new process: test:///default starts empty
+    assert list((tmp_path / "tdir" / "PyVirtualDomain").glob("t1.monitor.*"))
+    r = run(["stop"], {**env, "OCF_RESKEY_trace_file": str(tmp_path / "one" / "stop.trace")})
+    assert r.returncode == 0, r.stderr
+    assert "DEBUG:" in (tmp_path / "one" / "stop.trace").read_text()
+
+
+def test_an_unknown_parameter_is_refused_by_validate_all_only(tmp_path):
+    """Issue 13 #9: a typo must not ban a running guest's resource cluster-wide: start,
+    monitor, stop warn and go on; validate-all (what crm_resource --validate shows) refuses."""
+    env = {**_test_vm(tmp_path, "t2"), "OCF_RESKEY_shutdwon_mode": "acpi"}
+    r = run(["validate-all"], env)
+    assert r.returncode == 6 and "unknown parameter shutdwon_mode" in reasons(r.stderr)[0]
+    clean = {k: v for k, v in env.items() if k != "OCF_RESKEY_shutdwon_mode"}
+    for action in ("start", "monitor", "stop"):
+        r = run([action], env)
+        # (each run is a new process: test:///default starts empty, so monitor says 7)
+        assert r.returncode == run([action], clean).returncode != 6, (action, r.stderr)
+        assert "unknown parameter shutdwon_mode" in r.stderr

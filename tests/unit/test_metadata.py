@@ -30,7 +30,7 @@ def test_metadata_valid_against_ra_api_dtd(agent):
 
 def test_metadata_lists_exactly_the_parameters_params_knows():
     schema = load_schema("PyVirtualDomain")
-    known = set(Params._fields) - {"problems", "migration_settings"}
+    known = set(Params._fields) - {"problems", "unknown", "migration_settings"}
     assert set(schema.parameters) == known
     assert set(load_schema("PyLXCDomain").parameters) == {"config", "hypervisor", "force_stop",
                                                          "shutdown_mode"}

@@ -60,8 +60,14 @@ class Context:
 
 
 def require_valid_params(ctx: Context) -> None:
-    """validate-all, start and migrate_to refuse to go on with any parameter problem."""
+    """validate-all, start and migrate_to refuse to go on with a wrong parameter value;
+    validate-all also with an unknown parameter, which the others only warn about."""
     problems = ctx.params.all_problems(ctx.env.remote_node)
+    if ctx.env.action == "validate-all":
+        problems += ctx.params.unknown
+    else:
+        for unknown in ctx.params.unknown:
+            ctx.log.warning(f"{unknown}: ignored")
     if problems:
         raise ConfigError("; ".join(problems))
     if ctx.params.migration_settings:
@@ -75,3 +81,5 @@ def warn_params(ctx: Context) -> None:
     """stop and monitor go on with the defaults: a typo must not leave a guest unmanaged."""
     for problem in ctx.params.problems:
         ctx.log.warning(f"{problem} (using the default)")
+    for unknown in ctx.params.unknown:
+        ctx.log.warning(f"{unknown}: ignored")
