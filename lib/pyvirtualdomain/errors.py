@@ -73,7 +73,23 @@ class HypervisorUnavailable(LibvirtFact):
 
 
 class HypervisorTimeout(LibvirtFact):
-    """A call to libvirt did not return within its bound (daemon hung or frozen)."""
+    """libvirtd is hung: a call did not return within its bound and a liveness call on a
+    connection of its own did not answer either."""
+
+
+class CallTimedOut(LibvirtFact):
+    """A call did not return within its bound, but libvirtd answers a liveness call: the
+    call is slow (it waits for the guest, or for the domain's job lock), not the daemon."""
+
+
+class ClientMisconfigured(LibvirtFact):
+    """libvirt's client configuration on this node (libvirt.conf) cannot be read: every
+    connection fails before reaching the daemon, which may still run domains."""
+
+
+class DomainBusy(LibvirtFact):
+    """libvirt could not get the domain's job lock in its own time (a start, migration or
+    other job holds it): the domain is in the middle of something, state unknown."""
 
 
 class GuestNotResponding(LibvirtFact):
@@ -112,6 +128,9 @@ def classify_libvirt_error(exc: Any, libvirt: Any) -> LibvirtFact:
     int1 = err[7] if len(err) > 7 and err[7] is not None else -1
     message = (err[2] if len(err) > 2 and err[2] else None) or str(exc) or "libvirt error"
 
+    if code in _codes(libvirt, "VIR_ERR_CONF_SYNTAX") or domain in _codes(libvirt,
+                                                                         "VIR_FROM_CONF"):
+        return ClientMisconfigured(message, code)
     if code in _codes(libvirt, "VIR_ERR_NO_DOMAIN"):
         return DomainNotFound(message, code)
     if code in _codes(libvirt, "VIR_ERR_OPERATION_INVALID"):
@@ -135,7 +154,10 @@ def classify_libvirt_error(exc: Any, libvirt: Any) -> LibvirtFact:
         return HypervisorUnavailable(message, code, int1)
     if code in _codes(libvirt, "VIR_ERR_RPC", "VIR_ERR_INVALID_CONN"):
         return HypervisorUnavailable(message, code, int1)
-    if code in _codes(libvirt, "VIR_ERR_OPERATION_TIMEOUT", "VIR_ERR_AGENT_UNRESPONSIVE"):
+    if code in _codes(libvirt, "VIR_ERR_OPERATION_TIMEOUT"):
+        # "cannot acquire state change lock": a job holds the domain
+        return DomainBusy(message, code)
+    if code in _codes(libvirt, "VIR_ERR_AGENT_UNRESPONSIVE"):
         return GuestNotResponding(message, code)
     if code in _codes(
         # INVALID_ARG is what drivers raise for flags they do not support (a shutdown mode).

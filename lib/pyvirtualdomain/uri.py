@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import os
 import re
-from typing import Mapping
+from typing import Mapping, NamedTuple
 
 # Default URI per <domain type=...> when neither the parameter nor libvirt's configuration
 # names one; what "virsh uri" gives on a host running that hypervisor as root.
@@ -21,29 +21,133 @@ KNOWN_DRIVERS = frozenset({
 })
 
 
-def _uri_default_from_conf(path: str) -> str | None:
-    try:
-        with open(path, encoding="utf-8", errors="replace") as f:
-            for line in f:
-                key, sep, value = line.partition("=")
-                if sep and key.strip() == "uri_default":
-                    return value.strip().strip("\"'") or None
-    except OSError:
-        return None
-    return None
+class LibvirtConfError(ValueError):
+    """libvirt.conf on this node cannot be read as libvirt reads it."""
 
 
-def default_uri(virt_type: str, environ: Mapping[str, str]) -> str:
-    """The URI used when the hypervisor parameter is unset (see the metadata)."""
+def parse_libvirt_conf(text: str, path: str) -> dict[str, str | int | list[str | int]]:
+    """The settings of a libvirt.conf, parsed as libvirt's own config reader does: ``name =
+    value`` statements ended by a newline or ``;``, values a quoted string ('...', "..." or
+    a triple-quoted one), a whole number or a [list] of those; ``#`` comments anywhere outside
+    strings; spaces and tabs around everything."""
+    settings: dict[str, str | int | list[str | int]] = {}
+    i, line, n = 0, 1, len(text)
+
+    def fail(why: str) -> LibvirtConfError:
+        return LibvirtConfError(f"{path} line {line}: {why}")
+
+    def skip_blank(newlines: bool) -> None:
+        nonlocal i, line
+        while i < n:
+            c = text[i]
+            if c in " \t\r" or (newlines and c == "\n"):
+                line += c == "\n"
+                i += 1
+            elif c == "#":
+                while i < n and text[i] != "\n":
+                    i += 1
+            else:
+                return
+
+    def value(in_list: bool) -> str | int | list[str | int]:
+        nonlocal i, line
+        if i >= n:
+            raise fail("a value is missing")
+        c = text[i]
+        if c in "\"'":
+            quote = c * 3 if text.startswith(c * 3, i) else c
+            end = text.find(quote, i + len(quote))
+            if end < 0:
+                raise fail("a string is not terminated")
+            content = text[i + len(quote):end]
+            if len(quote) == 1 and "\n" in content:
+                raise fail("a string is not terminated")
+            line += content.count("\n")
+            i = end + len(quote)
+            return content
+        if c == "[":
+            if in_list:
+                raise fail("a list inside a list")
+            i += 1
+            items: list[str | int] = []
+            while True:
+                skip_blank(newlines=True)
+                if i < n and text[i] == "]":
+                    i += 1
+                    return items
+                item = value(in_list=True)
+                assert not isinstance(item, list)
+                items.append(item)
+                skip_blank(newlines=True)
+                if i < n and text[i] == ",":
+                    i += 1
+                elif i < n and text[i] == "]":
+                    continue
+                else:
+                    raise fail("a list is not terminated")
+        m = re.compile(r"[-+]?\d+").match(text, i)
+        if m is None:
+            raise fail(f"a value must be quoted: {text[i:].splitlines()[0][:40]!r}")
+        i = m.end()
+        return int(m.group())
+
+    name_re = re.compile(r"[A-Za-z_][A-Za-z0-9_.]*")
+    while True:
+        skip_blank(newlines=True)
+        if i >= n:
+            return settings
+        m = name_re.match(text, i)
+        if m is None:
+            raise fail(f"expected a setting name, not {text[i:].splitlines()[0][:40]!r}")
+        i = m.end()
+        skip_blank(newlines=False)
+        if i >= n or text[i] != "=":
+            raise fail(f"expected '=' after {m.group()}")
+        i += 1
+        skip_blank(newlines=False)
+        settings[m.group()] = value(in_list=False)
+        skip_blank(newlines=False)
+        if i < n and text[i] == ";":
+            i += 1
+        elif i < n and text[i] != "\n":
+            raise fail(f"unexpected {text[i:].splitlines()[0][:40]!r} after {m.group()}")
+
+
+class DefaultURI(NamedTuple):
+    uri: str
+    origin: str  # where it came from, for messages
+
+
+def libvirt_conf_path(environ: Mapping[str, str], euid: int) -> str:
+    """The libvirt.conf a client reads: the system one for root, else the user's."""
+    if euid == 0:
+        return "/etc/libvirt/libvirt.conf"
+    base = environ.get("XDG_CONFIG_HOME") or os.path.join(environ.get("HOME", "/"), ".config")
+    return os.path.join(base, "libvirt", "libvirt.conf")
+
+
+def default_uri(virt_type: str, environ: Mapping[str, str],
+                euid: int | None = None) -> DefaultURI:
+    """The URI used when the hypervisor parameter is unset, as ``virsh uri`` finds it:
+    LIBVIRT_DEFAULT_URI, uri_default in libvirt.conf, then the driver's system URI for the
+    domain type (see the metadata). LibvirtConfError when libvirt.conf cannot be parsed."""
     env_uri = environ.get("LIBVIRT_DEFAULT_URI", "").strip()
     if env_uri:
-        return env_uri
-    if os.geteuid() == 0:
-        conf = "/etc/libvirt/libvirt.conf"
-    else:
-        base = environ.get("XDG_CONFIG_HOME") or os.path.join(environ.get("HOME", "/"), ".config")
-        conf = os.path.join(base, "libvirt", "libvirt.conf")
-    return _uri_default_from_conf(conf) or URI_BY_VIRT_TYPE.get(virt_type, FALLBACK_URI)
+        return DefaultURI(env_uri, "LIBVIRT_DEFAULT_URI")
+    path = libvirt_conf_path(environ, os.geteuid() if euid is None else euid)
+    try:
+        with open(path, encoding="utf-8", errors="replace") as f:
+            text = f.read()
+    except OSError:
+        text = ""
+    if "uri_default" in text:
+        configured = parse_libvirt_conf(text, path).get("uri_default")
+        if configured is not None:
+            if not isinstance(configured, str):
+                raise LibvirtConfError(f"{path}: uri_default is not a string")
+            return DefaultURI(configured.strip(), f"uri_default in {path}")
+    fallback = URI_BY_VIRT_TYPE.get(virt_type, FALLBACK_URI)
+    return DefaultURI(fallback, f"the default for <domain type='{virt_type}'>")
 
 
 # [user@]host-or-[IPv6][:port], any part may be empty (local URIs have no authority).

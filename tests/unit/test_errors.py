@@ -33,6 +33,8 @@ def _lv_error(code: int, domain: int, message: str = "boom", int1: int = -1):
     ("VIR_ERR_INVALID_ARG", "VIR_FROM_TEST", -1, errors.UnsupportedOperation),
     ("VIR_ERR_XML_ERROR", "VIR_FROM_DOMAIN", -1, errors.InvalidDomainXML),
     ("VIR_ERR_INTERNAL_ERROR", "VIR_FROM_QEMU", -1, errors.OperationFailed),
+    # libvirt.conf unparsable: every connection fails in the client (issue 13 #10)
+    ("VIR_ERR_CONF_SYNTAX", "VIR_FROM_CONF", -1, errors.ClientMisconfigured),
     # the message text never decides the class
     ("VIR_ERR_OPERATION_FAILED", "VIR_FROM_QEMU", -1, errors.OperationFailed),
 ])

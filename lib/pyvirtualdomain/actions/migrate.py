@@ -60,6 +60,21 @@ def _running_on(hv: Hypervisor | None, ident: DomainIdentity, bound: float) -> b
     return state not in (DomainState.SHUTOFF, DomainState.CRASHED)
 
 
+def _start_resources_there(ctx: Context, dom: Domain, dest: Hypervisor | None,
+                           target_node: str, until: Deadline) -> None:
+    """start_resources on the target, as start does here: the storage pools and networks the
+    running domain refers to (its live XML: what is migrated), before migrating, so that the
+    migration does not fail and fall back to stop/start (an outage)."""
+    if dest is None:
+        ctx.log.warning(f"start_resources: cannot connect to {target_node}'s hypervisor to "
+                        "start the domain's pools and networks there")
+        return
+    from ..features.start_resources import start_resources
+
+    xml = dom.xml_desc(until.bound(QUERY_BOUND_S))
+    start_resources(ctx, dest, xml.encode(), f"the live definition of {dom.name}", until)
+
+
 def _steer(ctx: Context, dom: Domain, step: int, bound: float) -> int:
     """Apply migration_deadline_action once more; returns the number of steps taken."""
     steer = next_steer(ctx.params.migration_deadline_action, step)
@@ -171,6 +186,8 @@ def migrate_to(ctx: Context) -> None:
         ctx.log.info(f"live-migrating {ident.name} to {target_node}: hypervisor {dest_uri}, "
                      f"data {data_uri or 'by libvirt default'}"
                      f"{', peer-to-peer' if options.p2p else ''}")
+        if p.start_resources:
+            _start_resources_there(ctx, dom, dest, target_node, abort_at)
         to = None if options.p2p else dest
         run = MigrationRun(lambda: dom.migrate(to, dest_uri, flag_names, mparams))
         if p.save_config_on_stop or p.sync_config_on_stop:

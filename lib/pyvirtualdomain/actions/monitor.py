@@ -4,38 +4,56 @@ reports an error for "cannot know"."""
 from __future__ import annotations
 
 from ..core.context import QUERY_BOUND_S, Context, warn_params
-from ..core.last_resort import emulator_pids
+from ..core.last_resort import emulator_pids, verifiably_unreachable
 from ..core.outcomes import UNREACHABLE, fact_to_error
 from ..core.recording import record_running, rerecord_uuid, uuid_of
-from ..core.target import Target, close, connect, identify
+from ..core.target import Target, close, connect, identify, unusable_uri
 from ..deadline import Deadline
 from ..errors import (
     AgentError,
+    ClientMisconfigured,
     ConfigError,
     DomainNotFound,
     LibvirtFact,
     NotInstalled,
     NotRunning,
 )
-from ..uri import is_local_uri, uri_problem
+from ..uri import is_local_uri
 from ..virt.connection import Hypervisor
 from ..virt.domain import RUNNING_STATES, Domain, DomainState
 
 
-def _check_state(state: DomainState, name: str) -> None:
+def _not_running(target: Target, reason: str) -> AgentError:
+    """libvirt says the domain does not run here: believe it unless processes of the domain
+    still run on this host. libvirt loses track of a container whose controller died (OOM,
+    crash) while libvirtd was down: init and its children run on, re-parented."""
+    if is_local_uri(target.uri):
+        pids = emulator_pids(target.ident)
+        if pids:
+            return AgentError(f"{reason} per libvirt, but processes of it still run here (pid "
+                              f"{', '.join(map(str, pids[:8]))}): libvirt lost track of it")
+    return NotRunning(reason)
+
+
+def _check_state(state: DomainState, target: Target) -> None:
+    name = target.ident.name
     if state in RUNNING_STATES:
         return
     if state == DomainState.SHUTOFF:
-        raise NotRunning(f"domain {name} is shut off")
+        raise _not_running(target, f"domain {name} is shut off")
     if state == DomainState.CRASHED:
         raise AgentError(f"domain {name} has crashed")
     raise AgentError(f"domain {name} is in state '{state.value}'")
 
 
-def _monitor_without_libvirt(ctx: Context, target: Target, why: str) -> None:
-    """libvirt cannot be asked: answer from the emulator process on this host."""
+def _monitor_without_libvirt(ctx: Context, target: Target, why: str,
+                             local: bool | None = None, proof_of_absence: bool = True) -> None:
+    """libvirt cannot be asked: answer from the emulator process on this host (``local``:
+    whether the hypervisor is this host's; by default, what the URI says). With no process,
+    "not running" needs ``proof_of_absence``: libvirt verifiably unreachable (no socket,
+    refused), not merely hung, for a domain may be mid-start in a hung libvirtd."""
     name = target.ident.name
-    if not is_local_uri(target.uri):
+    if not (is_local_uri(target.uri) if local is None else local):
         if ctx.env.is_probe:
             ctx.log.warning(f"{why}; remote hypervisor, assuming {name} is not running here")
             raise NotRunning(f"probe: assuming {name} is not running here ({why})")
@@ -50,17 +68,27 @@ def _monitor_without_libvirt(ctx: Context, target: Target, why: str) -> None:
         ctx.log.warning(f"{why}; emulator of {name} runs (pid {', '.join(map(str, pids))}): "
                         "reporting it running")
         return
+    if not proof_of_absence:
+        raise AgentError(f"cannot tell whether {name} runs: no process of it here, but {why}")
     raise NotRunning(f"no emulator process of {name} runs on this host ({why})")
 
 
 def _monitor_target(ctx: Context, target: Target, deadline: Deadline) -> None:
     name = target.ident.name
-    problem = uri_problem(target.uri)
-    if problem:
-        # Nothing can have been started through a URI that is not one.
+    problem = target.uri_problem
+    if problem and target.uri_explicit:
+        # Nothing can have been started through a URI that is not one (start refuses it,
+        # and this agent has no record of a start through another).
         if ctx.env.is_probe:
             raise NotRunning(f"{problem} (probe: not running)")
         raise ConfigError(problem)
+    if problem:
+        # The node's default URI is unusable now; the domain may run through what it was.
+        if ctx.env.is_probe:
+            _monitor_without_libvirt(ctx, target, f"default hypervisor URI unusable: "
+                                                  f"{problem}", local=True)
+            return
+        raise unusable_uri(problem, False, "")
     hv: Hypervisor | None = None
     retry = 0.0 if ctx.env.is_probe else min(2.0, deadline.total / 10)
     try:
@@ -69,7 +97,7 @@ def _monitor_target(ctx: Context, target: Target, deadline: Deadline) -> None:
                                             name_fallback=not target.uuid_from_config)
         ctx.log.debug(f"domain {name} state: {state.value}")
         if not (state == DomainState.NOSTATE and dom.is_active(deadline.bound(QUERY_BOUND_S))):
-            _check_state(state, name)
+            _check_state(state, target)
         if target.unrecorded is not None:
             # Running with no record (found by a probe, or recorded by no start of this
             # version): record it as start would have.
@@ -80,10 +108,17 @@ def _monitor_target(ctx: Context, target: Target, deadline: Deadline) -> None:
             rerecord_uuid(ctx, dom, target.ident)
         _running_extras(ctx, dom, deadline)
     except DomainNotFound:
-        raise NotRunning(f"domain {name} is not running (not found on {target.uri})") from None
+        raise _not_running(target, f"domain {name} is not running (not found on "
+                                   f"{target.uri})") from None
     except UNREACHABLE as f:
         _monitor_without_libvirt(ctx, target, f"libvirt at {target.uri} unreachable: "
-                                              f"{f.message}")
+                                              f"{f.message}",
+                                 proof_of_absence=verifiably_unreachable(f))
+    except ClientMisconfigured as f:
+        if not ctx.env.is_probe:
+            raise fact_to_error(f, target.uri, f"monitor of {name} failed") from None
+        _monitor_without_libvirt(ctx, target, f"libvirt's client configuration is unusable: "
+                                              f"{f.message}", proof_of_absence=False)
     except ImportError:
         _monitor_without_libvirt(ctx, target, "libvirt-python is not installed")
     except LibvirtFact as f:

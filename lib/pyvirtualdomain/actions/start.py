@@ -12,6 +12,7 @@ from ..core.target import Target, close, connect, read_start_config
 from ..deadline import Deadline
 from ..errors import (
     AgentError,
+    CallTimedOut,
     ConfigError,
     DomainNotFound,
     GuestNotResponding,
@@ -56,13 +57,19 @@ def _create(ctx: Context, hv: Hypervisor, xml: str, path: str, deadline: Deadlin
         raise NotInstalled(f"this host cannot run the domain in {path}: {f.message}") from None
     except HypervisorTimeout as f:
         # libvirt may still finish the create once it answers again: leave no half-started
-        # guest behind on this host.
+        # guest behind on this host (stop, which Pacemaker runs next, will not say it is
+        # stopped unless libvirt confirms it).
         if is_local_uri(target.uri):
             try:
                 kill_emulator(ctx, target, deadline, "start abandoned")
             except AgentError as cleanup:
                 ctx.log.warning(cleanup.reason)
         raise AgentError(f"starting the domain: {f.message}") from None
+    except CallTimedOut as f:
+        # libvirtd answers, but its create (hooks, storage, lock manager) has not returned:
+        # it may still start the guest. stop must run, and finds it.
+        raise AgentError(f"start of {target.ident.name} did not finish in time; libvirt may "
+                         f"still be starting it ({f.message})") from None
     except (HypervisorUnavailable, OperationFailed, OperationInvalid, GuestNotResponding) as f:
         raise AgentError(f"libvirt failed to start the domain in {path}: {f.message}") from None
 
@@ -121,7 +128,7 @@ def start(ctx: Context) -> None:
         if p.snapshot:
             from ..features.snapshot import restore_snapshot
 
-            restored = restore_snapshot(ctx, hv, ident.name, deadline)
+            restored = restore_snapshot(ctx, hv, ident, deadline)
         if restored:
             dom = Domain.lookup(hv, ident, deadline.bound(QUERY_BOUND_S))
         else:
@@ -129,6 +136,10 @@ def start(ctx: Context) -> None:
                 from ..features.backing import prepare_backing
 
                 prepare_backing(ctx, deadline)
+            if p.snapshot:
+                from ..features.snapshot import record_cold_start
+
+                record_cold_start(ctx, ident)
             ctx.log.info(f"starting domain {ident.name} from {cfg.path} on {uri}")
             dom = _create(ctx, hv, xml, cfg.path, deadline, Target(ident, uri, "config"))
         _wait_running(ctx, dom, deadline)

@@ -8,24 +8,30 @@ from typing import Callable, NamedTuple
 
 from ..core import record
 from ..core.context import QUERY_BOUND_S, STATE_POLL_S, Context, warn_params
-from ..core.definitions import remove_leftover
-from ..core.last_resort import confirm_gone, emulator_pids, kill_emulator
+from ..core.last_resort import (
+    conclude_without_libvirt,
+    confirm_gone,
+    emulator_pids,
+    kill_emulator,
+)
 from ..core.outcomes import UNREACHABLE
 from ..core.target import Target, close, connect, identify
 from ..deadline import Deadline
 from ..errors import (
     AgentError,
+    CallTimedOut,
+    DomainBusy,
     DomainNotFound,
-    GuestNotResponding,
     HypervisorDenied,
+    HypervisorTimeout,
     LibvirtFact,
     OperationFailed,
     OperationInvalid,
     PermissionProblem,
     UnsupportedOperation,
 )
-from ..uri import is_local_uri, uri_problem
-from ..virt.connection import Hypervisor
+from ..uri import is_local_uri
+from ..virt.connection import Hypervisor, PendingCall
 from ..virt.domain import Domain, DomainState
 
 # A shutdown request sent before the guest's OS listens (early boot) is lost: re-send it.
@@ -47,12 +53,28 @@ class StopBudget(NamedTuple):
         return cls(kill_s=kill, destroy_s=destroy)
 
 
-def _gone(dom: Domain, deadline: Deadline) -> bool:
+def _confirmed_off(hv: Hypervisor, dom: Domain, target: Target, deadline: Deadline) -> bool:
+    """Whether libvirt confirms the domain is inactive or absent here. A transient domain
+    that libvirt still lists while shut off is either a leftover (libvirt-lxc 9.0 leaves one
+    when a restarted libvirtd finds the container died meanwhile) or a domain whose start is
+    still running in libvirtd: destroying it removes a leftover, and only absence counts."""
+    bound = deadline.bound(QUERY_BOUND_S)
     try:
-        state, _ = dom.state(deadline.bound(QUERY_BOUND_S))
-    except (DomainNotFound, OperationInvalid):
+        state, _ = dom.state(bound)
+        if state != DomainState.SHUTOFF:
+            return False
+        if dom.is_persistent(bound):
+            return not dom.is_active(bound)
+        try:
+            dom.destroy(bound)
+        except OperationInvalid:
+            pass  # "domain is not running": for a leftover, it is gone now
+        Domain.lookup(hv, target.ident, bound, name_fallback=not target.uuid_from_config)
+    except DomainNotFound:
         return True
-    return state == DomainState.SHUTOFF
+    except (CallTimedOut, DomainBusy):
+        return False  # libvirtd answers, the domain is busy (a start or a job): no proof yet
+    return False
 
 
 def _emulators_replaced(target: Target, before: frozenset[int]) -> bool:
@@ -64,11 +86,19 @@ def _emulators_replaced(target: Target, before: frozenset[int]) -> bool:
 
 
 def _graceful(ctx: Context, dom: Domain, target: Target, until: Deadline) -> bool:
-    """Ask the guest to shut down, re-sending the request, until it is off or time is up.
+    """Ask the guest to shut down until libvirt confirms it is off or time is up. True
+    when it is off; False to escalate.
 
-    A guest may answer the request with a reboot (busybox init takes a container's SIGTERM
-    as one, and libvirt-lxc then starts the container again): when the domain's emulator
-    process has been replaced, stop asking and let it be destroyed.
+    The request runs in the background: through the guest agent it returns only when the
+    guest is off, and that slowness says nothing about libvirtd. It is re-sent (once the
+    previous one returned) every SHUTDOWN_RESEND_S, as a request made before the guest's OS
+    listens (early boot) is lost.
+
+    A guest may answer with a reboot (busybox init takes a container's SIGTERM as one, and
+    libvirt-lxc then starts the container again): when the domain's emulator process has
+    been replaced, stop asking and let it be destroyed. A refusal ("domain is not running")
+    is no proof of anything: qemu refuses to shut down a paused or still starting domain,
+    which is then destroyed.
 
     Each of several shutdown modes is requested on its own: given initctl+signal together,
     libvirt-lxc 9.0 tries initctl only and, when the container has no /dev/initctl, sends
@@ -76,57 +106,79 @@ def _graceful(ctx: Context, dom: Domain, target: Target, until: Deadline) -> boo
     modes = ctx.params.shutdown_mode
     how = "+".join(modes) if modes else "the hypervisor's default method"
     requests: list[tuple[str, ...]] = [(m,) for m in modes] or [()]
+    pending: dict[tuple[str, ...], PendingCall] = {}
     last_sent: float | None = None
     before = frozenset(emulator_pids(target.ident) or ()) if is_local_uri(target.uri) \
         else frozenset()
     last_check = until.now()
+    hv = dom.hv
     while True:
-        now = until.now()
-        if last_sent is None or now - last_sent >= SHUTDOWN_RESEND_S:
-            for request in list(requests):
-                try:
-                    dom.shutdown(request, until.bound(QUERY_BOUND_S))
-                except (DomainNotFound, OperationInvalid):
+        for request, call in list(pending.items()):
+            if not call.done():
+                continue
+            del pending[request]
+            fact = call.outcome()
+            if fact is None:
+                continue
+            if isinstance(fact, DomainNotFound):
+                return True
+            if isinstance(fact, OperationInvalid):
+                if _confirmed_off(hv, dom, target, until):
                     return True
-                except UnsupportedOperation as f:
-                    requests.remove(request)
-                    ctx.log.warning(f"graceful shutdown of {dom.name} ({'+'.join(request) or how}"
-                                    f") not possible: {f.message}")
-                except (GuestNotResponding, OperationFailed) as f:
-                    ctx.log.warning(f"shutdown request to {dom.name} failed: {f.message}")
-            if not requests:
-                ctx.log.warning(f"no shutdown method works for {dom.name}: destroying it")
+                ctx.log.warning(f"domain {dom.name} refused to shut down ({fact.message}): "
+                                "destroying it")
                 return False
+            if isinstance(fact, UnsupportedOperation):
+                requests.remove(request)
+                ctx.log.warning(f"graceful shutdown of {dom.name} ({'+'.join(request) or how}"
+                                f") not possible: {fact.message}")
+            elif isinstance(fact, HypervisorTimeout):
+                raise fact
+            else:
+                ctx.log.warning(f"shutdown request to {dom.name} failed: {fact.message}")
+        if not requests:
+            ctx.log.warning(f"no shutdown method works for {dom.name}: destroying it")
+            return False
+        now = until.now()
+        if not pending and (last_sent is None or now - last_sent >= SHUTDOWN_RESEND_S):
+            for request in requests:
+                pending[request] = dom.request_shutdown(request)
             if last_sent is None:
                 ctx.log.info(f"asked domain {dom.name} to shut down ({how})")
             else:
                 ctx.log.debug(f"re-sent the shutdown request to {dom.name}")
             last_sent = now
-        if _gone(dom, until):
+            # an ACPI request returns at once: read its outcome before the state
+            for call in pending.values():
+                call.wait(min(STATE_POLL_S, until.remaining()))
+            continue
+        if _confirmed_off(hv, dom, target, until):
             return True
         if before and until.now() - last_check >= RESTART_CHECK_S:
             last_check = until.now()
             if _emulators_replaced(target, before):
                 ctx.log.warning(f"domain {dom.name} restarted instead of shutting down (its "
                                 f"guest took the request ({how}) as a reboot); destroying it")
-                return _gone(dom, until)
+                return _confirmed_off(hv, dom, target, until)
         if until.remaining() <= STATE_POLL_S:
-            ctx.log.warning(f"domain {dom.name} did not shut down in {until.total:.0f}s")
-            return _gone(dom, until)
+            ctx.log.warning(f"domain {dom.name} did not shut down in {until.total:.0f}s"
+                            f"{' (the request is still pending in libvirt)' if pending else ''}")
+            return _confirmed_off(hv, dom, target, until)
         ctx.sleep(STATE_POLL_S)
 
 
-def _destroy(ctx: Context, dom: Domain, until: Deadline) -> bool:
-    """Destroy until libvirt reports the domain gone or time is up."""
+def _destroy(ctx: Context, dom: Domain, target: Target, until: Deadline) -> bool:
+    """Destroy until libvirt confirms the domain is off, or time is up. A destroy that waits
+    on the domain's job lock (a start or another job still running in libvirtd) is retried."""
+    ctx.log.info(f"destroying domain {dom.name}")
     while True:
         try:
-            ctx.log.info(f"destroying domain {dom.name}")
             dom.destroy(max(0.5, until.remaining()))
-        except (DomainNotFound, OperationInvalid):
+        except DomainNotFound:
             return True
-        except OperationFailed as f:
-            ctx.log.warning(f"destroy of {dom.name} failed: {f.message}")
-        if _gone(dom, until):
+        except (OperationInvalid, OperationFailed, DomainBusy, CallTimedOut) as f:
+            ctx.log.debug(f"destroy of {dom.name}: {f.message}")
+        if _confirmed_off(dom.hv, dom, target, until):
             return True
         if until.remaining() <= STATE_POLL_S:
             return False
@@ -137,10 +189,6 @@ def _save_state(ctx: Context, dom: Domain, target: Target, until: Deadline) -> b
     from ..features.snapshot import save_snapshot
 
     return save_snapshot(ctx, dom, until)
-
-
-def _destroy_step(ctx: Context, dom: Domain, target: Target, until: Deadline) -> bool:
-    return _destroy(ctx, dom, until)
 
 
 # A step of the escalation: True once the domain is stopped.
@@ -157,53 +205,87 @@ def _escalation(ctx: Context, deadline: Deadline) -> list[tuple[Step, Deadline]]
         if ctx.params.snapshot:
             steps.append((_save_state, gentle_until))
         steps.append((_graceful, gentle_until))
-    steps.append((_destroy_step, deadline.before(budget.kill_s)))
+    steps.append((_destroy, deadline.before(budget.kill_s)))
     return steps
 
 
 def _stop_target(ctx: Context, target: Target, deadline: Deadline) -> None:
     name = target.ident.name
-    problem = uri_problem(target.uri)
-    if problem:
+    problem = target.uri_problem
+    if problem and target.uri_explicit:
+        # start refuses such a URI, and there is no record of a start through another.
         ctx.log.warning(f"{problem}: nothing can have been started through it, nothing to stop")
         return
+    if problem:
+        # The node's default URI is unusable and no record says which one started it: the
+        # domain may run through the URI libvirt had before. Not proof of anything.
+        raise AgentError(f"cannot tell whether {name} still runs: default hypervisor URI "
+                         f"unusable on this node: {problem}")
     budget = StopBudget.for_total(deadline.total)
     hv: Hypervisor | None = None
     try:
         hv = connect(ctx, target.uri, deadline.before(budget.kill_s),
                      retry_for_s=min(3.0, deadline.total / 10))
-        try:
-            dom = Domain.lookup(hv, target.ident, deadline.bound(QUERY_BOUND_S),
-                                name_fallback=not target.uuid_from_config)
-        except DomainNotFound:
-            confirm_gone(ctx, target, f"domain {name} is not defined on {target.uri}", deadline)
-            return
-        if _gone(dom, deadline):
-            remove_leftover(ctx, dom, deadline)
-            confirm_gone(ctx, target, f"domain {name} is shut off", deadline)
-            return
-        p = ctx.params
-        if p.save_config_on_stop or p.sync_config_on_stop:
-            from ..features.config_save import save_config
-
-            save_config(ctx, dom, deadline.before(budget.destroy_s + budget.kill_s))
-        for step, until in _escalation(ctx, deadline):
-            if step(ctx, dom, target, until):
-                confirm_gone(ctx, target, f"domain {name} stopped", deadline)
-                return
-        kill_emulator(ctx, target, deadline, f"libvirt did not stop {name} in time")
+        _stop_through_libvirt(ctx, hv, target, deadline)
     except HypervisorDenied as f:
         raise PermissionProblem(f"cannot connect to {target.uri} to stop {name}: "
                                 f"{f.message}") from None
     except UNREACHABLE as f:
-        kill_emulator(ctx, target, deadline, f"libvirt at {target.uri} unreachable: "
-                                             f"{f.message}")
+        conclude_without_libvirt(ctx, target, deadline, f,
+                                 f"libvirt at {target.uri} unreachable: {f.message}")
     except ImportError:
-        kill_emulator(ctx, target, deadline, "libvirt-python is not installed")
+        conclude_without_libvirt(ctx, target, deadline, None,
+                                 "libvirt-python is not installed")
     except LibvirtFact as f:
-        kill_emulator(ctx, target, deadline, f"stopping {name} failed: {f.message}")
+        conclude_without_libvirt(ctx, target, deadline, f, f"stopping {name} failed: "
+                                                           f"{f.message}")
     finally:
         close(hv)
+
+
+def _lookup(ctx: Context, hv: Hypervisor, target: Target, until: Deadline) -> Domain | None:
+    """The domain, None when libvirt says it is absent. A lookup that waits on the domain
+    (libvirt holds it while a start runs its hooks) is retried until ``until``."""
+    while True:
+        try:
+            return Domain.lookup(hv, target.ident, until.bound(QUERY_BOUND_S),
+                                 name_fallback=not target.uuid_from_config)
+        except DomainNotFound:
+            return None
+        except CallTimedOut as slow:
+            if until.remaining() <= STATE_POLL_S:
+                raise
+            ctx.log.warning(f"{slow.message}; asking again")
+
+
+def _stop_through_libvirt(ctx: Context, hv: Hypervisor, target: Target,
+                          deadline: Deadline) -> None:
+    name = target.ident.name
+    budget = StopBudget.for_total(deadline.total)
+    dom = _lookup(ctx, hv, target, deadline.before(budget.kill_s))
+    if dom is None:
+        confirm_gone(ctx, target, f"domain {name} is not defined on {target.uri}", deadline)
+        return
+    if _confirmed_off(hv, dom, target, deadline):
+        confirm_gone(ctx, target, f"domain {name} is shut off", deadline)
+        return
+    p = ctx.params
+    if p.save_config_on_stop or p.sync_config_on_stop:
+        from ..features.config_save import save_config
+
+        save_config(ctx, dom, deadline.before(budget.destroy_s + budget.kill_s))
+    for step, until in _escalation(ctx, deadline):
+        if step(ctx, dom, target, until):
+            confirm_gone(ctx, target, f"domain {name} stopped", deadline)
+            return
+    # libvirtd answers but did not stop the domain in time: kill it ourselves, and ask libvirt
+    # whether it noticed (a killed qemu is seen at once)
+    kill_emulator(ctx, target, deadline, f"libvirt did not stop {name} in time")
+    if _confirmed_off(hv, dom, target, deadline):
+        ctx.log.info(f"libvirt confirms {name} is off")
+        return
+    raise AgentError(f"cannot confirm that {name} stopped: libvirt did not stop it in time "
+                     "and does not report it off")
 
 
 def stop(ctx: Context) -> None:

@@ -9,7 +9,7 @@ included; helpers below it do the same. Only cli.py turns that into an exit code
 from __future__ import annotations
 
 import time
-from typing import Callable, Mapping
+from typing import Callable, Mapping, NamedTuple
 
 from ..deadline import Clock, Deadline, for_action
 from ..errors import ConfigError
@@ -18,7 +18,7 @@ from ..metadata import AgentSchema
 from ..ocf import OCFEnv
 from ..params import Params
 from ..profiles import Profile
-from ..uri import default_uri
+from ..uri import LibvirtConfError, default_uri, uri_problem
 from ..virt.domxml import DomainIdentity
 from . import record
 
@@ -29,6 +29,15 @@ QUERY_BOUND_S = 5.0
 # Safety margin kept back from the op timeout (at most 10% of it) for interpreter start-up,
 # the last process scans and writes, and our exit on a loaded host.
 ACTION_MARGIN_S = 2.0
+
+
+class HypervisorChoice(NamedTuple):
+    uri: str
+    origin: str  # the hypervisor parameter, LIBVIRT_DEFAULT_URI, uri_default in <file>, ...
+    # From the resource's own parameters (or the agent's fixed default): a problem with it is
+    # wrong on every node. Else it came from this node's environment or libvirt.conf.
+    explicit: bool
+    problem: str | None  # why the URI cannot be used; None when it can
 
 
 class Context:
@@ -51,12 +60,24 @@ class Context:
         return for_action(self.env.meta_timeout_ms, self.schema.timeout_s(action),
                           ACTION_MARGIN_S, self.clock)
 
-    def uri_for(self, ident: DomainIdentity) -> str:
+    def hypervisor_for(self, ident: DomainIdentity) -> HypervisorChoice:
+        """The hypervisor URI for the domain, where it came from, and why it cannot be used
+        (None when it can)."""
         if self.params.hypervisor:
-            return self.params.hypervisor
-        if self.profile.fixed_default_uri:
-            return self.profile.fixed_default_uri
-        return default_uri(ident.virt_type, self.environ)
+            uri, origin, explicit = self.params.hypervisor, "the hypervisor parameter", True
+        elif self.profile.fixed_default_uri:
+            uri, origin, explicit = self.profile.fixed_default_uri, "the agent's default", True
+        else:
+            try:
+                uri, origin = default_uri(ident.virt_type, self.environ)
+            except LibvirtConfError as exc:
+                return HypervisorChoice("", "libvirt.conf", False,
+                                        f"libvirt.conf cannot be parsed: {exc}")
+            explicit = False
+        return HypervisorChoice(uri, origin, explicit, uri_problem(uri))
+
+    def uri_for(self, ident: DomainIdentity) -> str:
+        return self.hypervisor_for(ident).uri
 
 
 def require_valid_params(ctx: Context) -> None:

@@ -1,10 +1,19 @@
-"""The last resort when libvirt cannot stop a domain: find and kill its emulator process
-(qemu, or a container's libvirt_lxc controller and everything below it) on this host."""
+"""What stop may conclude when libvirt cannot confirm that the domain stopped, and the last
+resort: find and kill the domain's processes (qemu; a container's libvirt_lxc controller and
+every process of the container) on this host.
+
+The rule (docs/architecture.md): stop returns 0 only when libvirt confirms the domain is
+inactive or absent here, or when libvirt is verifiably unreachable (no socket, connection
+refused) and no process of the domain exists. ``conclude_without_libvirt`` is where stop
+applies its second half; anything else that is not proof ends in a non-zero exit, and
+Pacemaker fences the node rather than risk two copies of the guest."""
 
 from __future__ import annotations
 
+import errno
+
 from ..deadline import Deadline
-from ..errors import AgentError
+from ..errors import AgentError, DriverMissing, HypervisorUnavailable, LibvirtFact
 from ..uri import is_local_uri
 from ..virt import procs
 from ..virt.domxml import DomainIdentity
@@ -56,3 +65,23 @@ def confirm_gone(ctx: Context, target: Target, what: str, deadline: Deadline) ->
                           f"{', '.join(map(str, pids))}) still runs")
             return
     ctx.log.info(what)
+
+
+def verifiably_unreachable(fact: LibvirtFact | None) -> bool:
+    """Whether libvirt's answer proves that no domain of this URI can run here: no daemon
+    socket, a connection refused, or a daemon without the URI's driver. A hung daemon, a
+    broken client configuration or a dropped connection prove nothing."""
+    if isinstance(fact, DriverMissing):
+        return True
+    return isinstance(fact, HypervisorUnavailable) and fact.errno in (errno.ENOENT,
+                                                                      errno.ECONNREFUSED)
+
+
+def conclude_without_libvirt(ctx: Context, target: Target, deadline: Deadline,
+                             fact: LibvirtFact | None, why: str) -> None:
+    """libvirt did not confirm that the domain stopped (``fact``: why not, None when
+    libvirtd answers but would not stop it). Kill what runs of the domain here, then return
+    only under the rule; raise otherwise."""
+    kill_emulator(ctx, target, deadline, why)
+    if not verifiably_unreachable(fact):
+        raise AgentError(f"cannot confirm that {target.ident.name} stopped: {why}")

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from ..errors import (
     AgentError,
+    ClientMisconfigured,
     DriverMissing,
     HypervisorDenied,
     HypervisorTimeout,
@@ -29,6 +30,9 @@ def fact_to_error(fact: LibvirtFact, uri: str, doing: str) -> AgentError:
     """``doing`` says what failed, e.g. "cannot start vm1"; it leads the reason."""
     if isinstance(fact, HypervisorDenied):
         return PermissionProblem(f"cannot connect to {uri}: {fact.message}")
+    if isinstance(fact, ClientMisconfigured):
+        return NotInstalled(f"libvirt's client configuration is unusable on this node: "
+                            f"{fact.message}")
     if isinstance(fact, DriverMissing):
         return NotInstalled(f"no libvirt driver for {uri} on this node: {fact.message}")
     if isinstance(fact, UNREACHABLE):

@@ -7,12 +7,12 @@ from __future__ import annotations
 from typing import NamedTuple
 
 from ..deadline import Deadline
-from ..errors import AgentError, ConfigError
-from ..uri import is_local_uri, uri_problem
+from ..errors import AgentError, ConfigError, NotInstalled
+from ..uri import is_local_uri
 from ..virt.connection import Hypervisor, open_hypervisor
 from ..virt.domxml import ConfigFile, DomainIdentity, load_domain, parse_identity, read_config
 from . import record as staterec
-from .context import QUERY_BOUND_S, Context
+from .context import QUERY_BOUND_S, Context, HypervisorChoice
 from .record import ConfigStamp
 
 
@@ -29,6 +29,10 @@ class Target(NamedTuple):
     # False when ident.uuid is only what libvirt chose at the last start (the config names
     # no uuid): a domain of the same name re-created from the config is then this domain.
     uuid_from_config: bool = True
+    # Why ``uri`` cannot be used (None when it can), and whether it came from the resource's
+    # own parameters (wrong everywhere) or from this node (LIBVIRT_DEFAULT_URI, libvirt.conf).
+    uri_problem: str | None = None
+    uri_explicit: bool = True
 
 
 def check_virt_type(ctx: Context, ident: DomainIdentity, path: str) -> None:
@@ -40,10 +44,19 @@ def check_virt_type(ctx: Context, ident: DomainIdentity, path: str) -> None:
         )
 
 
-def check_uri(ctx: Context, uri: str) -> None:
-    problem = uri_problem(uri)
-    if problem:
-        raise ConfigError(problem)
+def unusable_uri(problem: str, choice_explicit: bool, origin: str) -> AgentError:
+    """How an action that needs the URI ends when it cannot be used: wrong everywhere when
+    the resource's parameters name it (6), a node-local problem otherwise (5)."""
+    if choice_explicit:
+        return ConfigError(problem)
+    return NotInstalled(f"default hypervisor URI unusable on this node: {problem}"
+                        f"{f' ({origin})' if origin else ''}")
+
+
+def check_uri(ctx: Context, choice: HypervisorChoice) -> None:
+    if choice.problem:
+        raise unusable_uri(choice.problem, choice.explicit, choice.origin)
+    uri = choice.uri
     if ctx.env.remote_node and not is_local_uri(uri):
         raise ConfigError(
             f"resource is guest node {ctx.env.remote_node} but hypervisor {uri} is remote: "
@@ -66,13 +79,13 @@ def read_start_config(ctx: Context) -> StartConfig:
     a type this agent handles, a usable hypervisor URI (local for a guest node), UTF-8."""
     cfg, ident = load_domain(ctx.params.config)
     check_virt_type(ctx, ident, cfg.path)
-    uri = ctx.uri_for(ident)
-    check_uri(ctx, uri)
+    choice = ctx.hypervisor_for(ident)
+    check_uri(ctx, choice)
     try:
         xml = cfg.data.decode("utf-8")
     except UnicodeDecodeError:
         raise ConfigError(f"config {cfg.path} is not UTF-8 text") from None
-    return StartConfig(cfg, ident, uri, xml)
+    return StartConfig(cfg, ident, choice.uri, xml)
 
 
 def identify(ctx: Context) -> tuple[list[Target], AgentError | None]:
@@ -96,25 +109,41 @@ def identify(ctx: Context) -> tuple[list[Target], AgentError | None]:
     targets: list[Target] = []
     same = record is not None and ident is not None and record.name == ident.name and (
         ident.uuid is None or record.uuid is None or record.uuid == ident.uuid)
+    record_covered = False
     if ident is not None:
         pinned = ident.uuid is not None
-        if record is not None and record.name == ident.name and ident.uuid is None:
+        if record is not None and same and ident.uuid is None:
             ident = DomainIdentity(ident.name, record.uuid, ident.virt_type, ident.emulator)
+        choice = ctx.hypervisor_for(ident)
+        uri, problem_of_uri = choice.uri, choice.problem
+        if problem_of_uri and not choice.explicit:
+            problem_of_uri = f"{problem_of_uri} ({choice.origin})"
+        if record is not None and same and (choice.problem or choice.uri == record.uri):
+            # This very domain was started through the recorded URI: that is where to look,
+            # whatever the URI computed now (libvirt.conf may have been broken since).
+            if choice.problem:
+                ctx.log.warning(f"{choice.problem} ({choice.origin}): using {record.uri}, "
+                                f"through which this agent started {record.name}")
+            uri, problem_of_uri = record.uri, None
+            record_covered = True
         # No record, or one for this same domain from before the config was edited: a
         # monitor that finds the domain running (re)records it.
         unrecorded = ConfigStamp(cfg.path, cfg.mtime_ns, cfg.size) if record is None or same \
             else None
-        targets.append(Target(ident, ctx.uri_for(ident), "config", unrecorded, pinned))
-    if record is not None:
-        if not same:
-            if problem is not None:
-                ctx.log.warning(f"{problem.reason}; using domain {record.name} "
-                                f"(uuid {record.uuid}) recorded when this agent started it")
-            else:
-                ctx.log.warning(f"config now names domain {targets[0].ident.name}, but this "
-                                f"agent started {record.name}: checking both")
-            targets.append(Target(record.identity, record.uri, "record",
-                                  uuid_from_config=record.config_uuid is not None))
+        targets.append(Target(ident, uri, "config", unrecorded, pinned, problem_of_uri,
+                              choice.explicit))
+    if record is not None and not record_covered:
+        if problem is not None:
+            ctx.log.warning(f"{problem.reason}; using domain {record.name} "
+                            f"(uuid {record.uuid}) recorded when this agent started it")
+        elif same:
+            ctx.log.warning(f"hypervisor is now {targets[0].uri}, but this agent started "
+                            f"{record.name} through {record.uri}: checking both")
+        else:
+            ctx.log.warning(f"config now names domain {targets[0].ident.name}, but this "
+                            f"agent started {record.name}: checking both")
+        targets.append(Target(record.identity, record.uri, "record",
+                              uuid_from_config=record.config_uuid is not None))
     return targets, problem
 
 

@@ -1,8 +1,14 @@
 """Opening the hypervisor, and running every libvirt call with a bound on its duration.
 
 libvirt-python calls block until libvirtd answers; a frozen daemon never answers. Each call
-therefore runs in a worker thread and the caller waits at most the bound it was given. After a
-call has been abandoned the connection is treated as dead: nothing else is sent on it.
+therefore runs in a worker thread and the caller waits at most the bound it was given.
+
+A call that outlives its bound is not proof of a hung daemon: a shutdown through the guest
+agent returns only once the guest is off, and any call on a domain waits for the domain's job
+lock while a start or a migration holds it. The daemon is judged by a cheap call of its own
+(its version) on a connection of its own: if that answers, the call is merely slow
+(CallTimedOut) and the connection stays in use; if not, libvirtd is hung (HypervisorTimeout)
+and nothing more is sent on this connection.
 The workers are bare ``_thread`` threads (a lock and a thread are all this needs, and the
 ``threading`` module costs every monitor an import); like daemon threads, nothing waits for
 them when the agent exits.
@@ -15,7 +21,13 @@ import time
 from typing import Any, Callable, TypeVar
 
 from ..deadline import Deadline
-from ..errors import HypervisorTimeout, HypervisorUnavailable, LibvirtFact, classify_libvirt_error
+from ..errors import (
+    CallTimedOut,
+    HypervisorTimeout,
+    HypervisorUnavailable,
+    LibvirtFact,
+    classify_libvirt_error,
+)
 
 T = TypeVar("T")
 
@@ -29,10 +41,13 @@ def import_libvirt() -> Any:
 
 
 MIN_CALL_S = 0.5
+# The liveness call: a healthy daemon answers it in milliseconds, whatever its domains do.
+LIVENESS_BOUND_S = 2.0
 
 
 def bounded(fn: Callable[[], T], timeout_s: float, what: str, libvirt: Any) -> T:
-    """Run ``fn`` for at most ``timeout_s``; map libvirt errors to facts."""
+    """Run ``fn`` for at most ``timeout_s``; map libvirt errors to facts. CallTimedOut when
+    it does not return in time (the call goes on in its thread, unjudged)."""
     box: dict[str, Any] = {}
     done = _thread.allocate_lock()
     done.acquire()
@@ -47,7 +62,7 @@ def bounded(fn: Callable[[], T], timeout_s: float, what: str, libvirt: Any) -> T
 
     _thread.start_new_thread(run, ())
     if not done.acquire(True, max(0.0, timeout_s)):
-        raise HypervisorTimeout(f"{what}: libvirt did not answer within {timeout_s:.1f}s")
+        raise CallTimedOut(f"{what}: libvirt did not answer within {timeout_s:.1f}s")
     if "error" in box:
         exc = box["error"]
         if isinstance(exc, libvirt.libvirtError):
@@ -56,29 +71,111 @@ def bounded(fn: Callable[[], T], timeout_s: float, what: str, libvirt: Any) -> T
     return box["value"]  # type: ignore[no-any-return]
 
 
+class PendingCall:
+    """A libvirt call left to run in its own thread, for a call that may legitimately take
+    long (a shutdown through the guest agent returns once the guest is off): the caller
+    polls other facts meanwhile and reads the outcome when it is done."""
+
+    def __init__(self, fn: Callable[[], Any], what: str, libvirt: Any) -> None:
+        self.what = what
+        self._libvirt = libvirt
+        self._error: BaseException | None = None
+        self._done = _thread.allocate_lock()
+        self._done.acquire()
+
+        def run() -> None:
+            try:
+                fn()
+            except BaseException as exc:  # noqa: BLE001 - read by outcome()
+                self._error = exc
+            finally:
+                self._done.release()
+
+        _thread.start_new_thread(run, ())
+
+    def done(self) -> bool:
+        return self._done.locked() is False
+
+    def wait(self, timeout_s: float) -> bool:
+        """Whether the call returned within ``timeout_s``."""
+        if self.done():
+            return True
+        if self._done.acquire(True, max(0.0, timeout_s)):
+            self._done.release()
+            return True
+        return False
+
+    def outcome(self) -> LibvirtFact | None:
+        """None when the call succeeded, else what it failed with (as a fact)."""
+        assert self.done(), "outcome of a call still running"
+        exc = self._error
+        if exc is None:
+            return None
+        if isinstance(exc, self._libvirt.libvirtError):
+            return classify_libvirt_error(exc, self._libvirt)
+        if isinstance(exc, LibvirtFact):
+            return exc
+        raise exc
+
+
 class Hypervisor:
     """One open libvirt connection; every call bounded in time.
 
     ``virconnect`` (the virConnect) and ``call`` are for the virt/ modules only: everything
     above them asks for facts and operations by name (a test checks it)."""
 
-    def __init__(self, uri: str, conn: Any, libvirt: Any) -> None:
+    def __init__(self, uri: str, conn: Any, libvirt: Any,
+                 deadline: Deadline | None = None) -> None:
         self.uri = uri
         self.virconnect = conn
         self.libvirt = libvirt
+        self.deadline = deadline
         self.hung = False
 
     def call(self, fn: Callable[[], T], timeout_s: float, what: str) -> T:
+        """``fn`` (a libvirt call on this connection) bounded by ``timeout_s``. When it does
+        not return in time: CallTimedOut if libvirtd answers a liveness call, else
+        HypervisorTimeout (and the connection is not used again)."""
         if self.hung:
             raise HypervisorTimeout(f"{what}: libvirt stopped answering earlier in this action")
         try:
-            # A bound near zero (a phase of the action about to end) would call a healthy
-            # daemon hung and send the action down its last-resort path: every call gets at
-            # least MIN_CALL_S, which the action's margin absorbs.
+            # A bound near zero (a phase of the action about to end) would judge a healthy
+            # daemon by nothing: every call gets at least MIN_CALL_S, which the action's
+            # margin absorbs.
             return bounded(fn, max(MIN_CALL_S, timeout_s), what, self.libvirt)
-        except HypervisorTimeout:
+        except CallTimedOut as slow:
+            if self.alive():
+                raise CallTimedOut(f"{slow.message}, but libvirtd answers: the call is "
+                                   "slow, not the daemon") from None
             self.hung = True
-            raise
+            raise HypervisorTimeout(f"{slow.message}, nor a liveness call on a connection "
+                                    "of its own: libvirtd is hung") from None
+
+    def alive(self) -> bool:
+        """Whether libvirtd answers a cheap call of its own (its version) on a new connection,
+        within LIVENESS_BOUND_S (and the action's deadline)."""
+        bound = LIVENESS_BOUND_S if self.deadline is None else \
+            max(MIN_CALL_S, self.deadline.bound(LIVENESS_BOUND_S))
+        libvirt, uri = self.libvirt, self.uri
+
+        def ask() -> None:
+            conn = libvirt.open(uri)
+            try:
+                conn.getLibVersion()
+            finally:
+                conn.close()
+
+        try:
+            bounded(ask, bound, f"liveness of {uri}", libvirt)
+        except LibvirtFact:
+            return False
+        return True
+
+    def start_call(self, fn: Callable[[], Any], what: str) -> PendingCall:
+        """Run ``fn`` (a libvirt call on this connection) in the background."""
+        if self.hung:
+            raise HypervisorTimeout(f"{what}: libvirt stopped answering earlier in this action")
+        return PendingCall(fn, what, self.libvirt)
 
     def flags(self, *names: str) -> int:
         """libvirt's flag constants, by name, or'ed together."""
@@ -91,6 +188,12 @@ class Hypervisor:
         """Start a domain from a RAM state file written by Domain.save_state."""
         conn = self.virconnect
         self.call(lambda: conn.restore(path), timeout_s, "restore state")
+
+    def save_image_xml(self, path: str, timeout_s: float) -> str:
+        """The domain XML inside a RAM state file written by Domain.save_state."""
+        conn = self.virconnect
+        return str(self.call(lambda: conn.saveImageGetXMLDesc(path, 0), timeout_s,
+                             "read saved state"))
 
     def pool_is_active(self, name: str, timeout_s: float) -> bool:
         conn = self.virconnect
@@ -135,9 +238,12 @@ def open_hypervisor(uri: str, deadline: Deadline, retry_for_s: float = 0.0,
     pause = 0.1
     while True:
         try:
-            conn = bounded(lambda: libvirt.open(uri), deadline.bound(attempt_s),
+            conn = bounded(lambda: libvirt.open(uri), max(MIN_CALL_S, deadline.bound(attempt_s)),
                            f"connect {uri}", libvirt)
-            return Hypervisor(uri, conn, libvirt)
+            return Hypervisor(uri, conn, libvirt, deadline)
+        except CallTimedOut as slow:
+            # A daemon that does not even accept a connection is hung.
+            raise HypervisorTimeout(f"{slow.message}: libvirtd is hung") from None
         except HypervisorUnavailable:
             if deadline.now() + pause >= min(retry_end, deadline.end):
                 raise

@@ -9,7 +9,7 @@ from enum import Enum
 from typing import Any, Mapping, NamedTuple, Sequence
 
 from ..errors import DomainNotFound, classify_libvirt_error
-from .connection import Hypervisor
+from .connection import Hypervisor, PendingCall
 from .domxml import DomainIdentity
 
 
@@ -187,6 +187,15 @@ class Domain:
     def shutdown(self, modes: tuple[str, ...], timeout_s: float) -> None:
         flags = self.hv.flags(*(SHUTDOWN_FLAG_NAMES[m] for m in modes))
         self.hv.call(lambda: self.virdomain.shutdownFlags(flags), timeout_s, "shutdown")
+
+    def request_shutdown(self, modes: tuple[str, ...]) -> PendingCall:
+        """Ask the guest to shut down (``modes``: shutdown_mode names; none: the driver's
+        default), without waiting: an ACPI request returns at once, one through the guest
+        agent only when the guest is off (or after libvirt's own 60 s)."""
+        flags = self.hv.flags(*(SHUTDOWN_FLAG_NAMES[m] for m in modes))
+        how = "+".join(modes) or "default"
+        return self.hv.start_call(lambda: self.virdomain.shutdownFlags(flags),
+                                  f"shutdown ({how})")
 
     def destroy(self, timeout_s: float) -> None:
         self.hv.call(self.virdomain.destroy, timeout_s, "destroy")

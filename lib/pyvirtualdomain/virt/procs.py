@@ -1,8 +1,9 @@
-"""Finding (and, as the last resort, killing) a domain's emulator process without libvirt.
+"""Finding (and, as the last resort, killing) a domain's processes without libvirt.
 
-Used when libvirtd cannot be asked. A process counts only if it runs in this host's network
-namespace, so that guests of another libvirt host sharing the kernel (test hosts in network
-namespaces) are never mistaken for ours.
+Used when libvirtd cannot be asked, or to check what it says. An emulator counts only if it
+runs in this host's network namespace, so that guests of another libvirt host sharing the
+kernel (test hosts in network namespaces) are never mistaken for ours; a container's own
+processes are known by its uuid.
 """
 
 from __future__ import annotations
@@ -85,8 +86,43 @@ def matches(ident: DomainIdentity, name: str, cmdline: list[str]) -> bool:
     return name_arg is not None and _qemu_guest_name(name_arg) == ident.name
 
 
+def _pidns(pid: int | str) -> str | None:
+    try:
+        return os.readlink(f"/proc/{pid}/ns/pid")
+    except OSError:
+        return None
+
+
+def container_members(ident: DomainIdentity) -> list[Any]:
+    """Every process of a libvirt-lxc container, found without its controller (which may have
+    died, OOM or crash, leaving init and its children running, re-parented): the container's
+    init carries LIBVIRT_LXC_NAME and LIBVIRT_LXC_UUID in its environment, and libvirt-lxc
+    always gives it a pid namespace of its own, which every process of the container shares."""
+    import psutil
+
+    own = _pidns("self")
+    spaces: set[str] = set()
+    for proc in psutil.process_iter(["pid"]):
+        try:
+            env = proc.environ()
+        except (psutil.Error, OSError):
+            continue
+        if env.get("LIBVIRT_LXC_NAME") != ident.name:
+            continue
+        uuid = env.get("LIBVIRT_LXC_UUID", "").lower()
+        if ident.uuid and uuid and uuid != ident.uuid:
+            continue
+        space = _pidns(proc.pid)
+        if space is not None and space != own:
+            spaces.add(space)
+    if not spaces:
+        return []
+    return [p for p in psutil.process_iter(["pid"]) if _pidns(p.pid) in spaces]
+
+
 def find_emulators(ident: DomainIdentity) -> list[Any]:
-    """psutil.Process objects of this domain's emulator (qemu, or the libvirt_lxc controller)."""
+    """psutil.Process objects of this domain's emulator: qemu, or for a container its
+    libvirt_lxc controller and every process of the container."""
     import psutil
 
     own = _own_netns()
@@ -101,6 +137,9 @@ def find_emulators(ident: DomainIdentity) -> list[Any]:
         if own is not None and _netns(info["pid"]) not in (own, None):
             continue
         found.append(proc)
+    if ident.virt_type == "lxc":
+        known = {p.pid for p in found}
+        found += [p for p in container_members(ident) if p.pid not in known]
     return found
 
 
@@ -113,10 +152,13 @@ def kill_emulators(ident: DomainIdentity, term_wait_s: float,
 
     targets: list[Any] = []
     for proc in find_emulators(ident):
+        if proc.pid in {t.pid for t in targets}:
+            continue
         targets.append(proc)
         if ident.virt_type == "lxc":
             try:
-                targets.extend(proc.children(recursive=True))
+                targets.extend(c for c in proc.children(recursive=True)
+                               if c.pid not in {t.pid for t in targets})
             except psutil.Error:
                 pass
     alive = targets

@@ -1,29 +1,31 @@
-"""Bounded libvirt calls."""
+"""Bounded libvirt calls, and how a call that outlives its bound is judged."""
 
 from __future__ import annotations
+
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
 from pyvirtualdomain import errors
-from pyvirtualdomain.virt.connection import bounded
+from pyvirtualdomain.deadline import Deadline
+from pyvirtualdomain.virt.connection import Hypervisor, bounded, import_libvirt, open_hypervisor
 
 
 def test_bounded_times_out_without_waiting_for_the_call():
-    import threading
-    import time
-
-    import libvirt
+    libvirt = import_libvirt()
     release = threading.Event()
     t0 = time.monotonic()
-    with pytest.raises(errors.HypervisorTimeout):
+    with pytest.raises(errors.CallTimedOut):
         bounded(lambda: release.wait(10), 0.2, "hang", libvirt)
     assert time.monotonic() - t0 < 1.0
     release.set()
 
 
 def test_a_zero_bound_does_not_call_a_healthy_daemon_hung():
-    from pyvirtualdomain.virt.connection import Hypervisor, import_libvirt
-
     libvirt = import_libvirt()
     conn = libvirt.open("test:///default")
     try:
@@ -32,3 +34,57 @@ def test_a_zero_bound_does_not_call_a_healthy_daemon_hung():
         assert not hv.hung
     finally:
         conn.close()
+
+
+def test_a_slow_call_on_a_live_daemon_is_slow_not_hung():
+    """Issue 13 #1: judged by a liveness call of the daemon's own, not by the call waited on
+    (a shutdown through the guest agent returns only when the guest is off)."""
+    libvirt = import_libvirt()
+    conn = libvirt.open("test:///default")
+    release = threading.Event()
+    try:
+        hv = Hypervisor("test:///default", conn, libvirt, Deadline(30))
+        with pytest.raises(errors.CallTimedOut, match="libvirtd answers"):
+            hv.call(lambda: release.wait(10), 0.5, "shutdown")
+        assert not hv.hung
+        assert hv.call(conn.getLibVersion, 1.0, "version") > 0  # still in use
+    finally:
+        release.set()
+        conn.close()
+
+
+@pytest.fixture
+def silent_daemon(tmp_path: Path) -> Iterator[str]:
+    """A socket that accepts connections and never answers: libvirtd frozen (SIGSTOP) looks
+    like this to a client (the real one is frozen in tests/integration)."""
+    path = tmp_path / "libvirt-sock"
+    server = socket.socket(socket.AF_UNIX)
+    server.bind(str(path))
+    server.listen(16)
+    yield f"test+unix:///default?socket={path}"
+    server.close()
+
+
+def test_a_call_on_a_silent_daemon_is_hung(silent_daemon):
+    libvirt = import_libvirt()
+    release = threading.Event()
+    conn = libvirt.open("test:///default")
+    try:
+        # the call waited on is on a connection that works; the daemon of its URI answers
+        # nothing: the judgement comes from the liveness call alone
+        hv = Hypervisor(silent_daemon, conn, libvirt, Deadline(30))
+        t0 = time.monotonic()
+        with pytest.raises(errors.HypervisorTimeout, match="libvirtd is hung"):
+            hv.call(lambda: release.wait(10), 0.5, "state")
+        assert time.monotonic() - t0 < 0.5 + 2.0 + 1.0
+        assert hv.hung
+        with pytest.raises(errors.HypervisorTimeout):
+            hv.call(conn.getLibVersion, 1.0, "version")  # nothing more on it
+    finally:
+        release.set()
+        conn.close()
+
+
+def test_connecting_to_a_silent_daemon_is_hung(silent_daemon):
+    with pytest.raises(errors.HypervisorTimeout):
+        open_hypervisor(silent_daemon, Deadline(1.0), attempt_s=0.5)
