@@ -66,6 +66,7 @@ from .common import (
     wait_until,
 )
 from .domains import import_libvirt, with_connection
+from .libvirtd import ensure_qemu_user
 from .lxc import LXC_EMULATOR, descendants
 
 NETNS = "pyvd-cluster"
@@ -747,6 +748,9 @@ class ClusterNode:
         started = time.monotonic()
         end = started + self.start_timeout_s
         try:
+            # libvirt 9.0's qemu driver fails to start without its built-in user (on a fresh
+            # machine nothing created it before these tests, which may run first).
+            ensure_qemu_user()
             pacemaker_remoted()
             self._prepare()
             self._create_network()

@@ -52,6 +52,7 @@ from .common import (
 )
 from .domains import DomainFacts, domain_facts, import_libvirt, kill_qemu, with_connection
 from .guest import Cpio, GuestArtifacts
+from .libvirtd import ensure_qemu_user
 
 T = TypeVar("T")
 
@@ -481,6 +482,9 @@ class TwoHosts:
                 raise HarnessError(f"{tool} is not installed")
         self.stop()
         try:
+            # libvirt 9.0's qemu driver fails to start without its built-in user (on a fresh
+            # machine nothing created it before these tests, which may run first).
+            ensure_qemu_user()
             self._create_network()
             for h in HOSTS:
                 self._start_host(h)
