@@ -48,6 +48,8 @@ class Verdict(Enum):
     KEPT_HERE = "the migration failed and the guest keeps running here"
     NOT_ENDED = "the migration call did not return even after the abort"
     UNCLEAR = "the migration failed and where the guest runs is not clear"
+    POSTCOPY_FAILED = ("the migration failed after post-copy began: neither host holds all of "
+                       "the guest's memory")
 
 
 class Judgement(NamedTuple):
@@ -56,19 +58,27 @@ class Judgement(NamedTuple):
     remove_incoming: bool = False
     # libvirt's call failed although the guest ended on the target only.
     error_overruled: bool = False
+    # Worth asking libvirt to recover the failed post-copy migration (the target still has
+    # its part of the guest).
+    recover: bool = False
 
 
-def judge(returned: bool, failed: bool, here: bool | None, there: bool | None) -> Judgement:
+def judge(returned: bool, failed: bool, here: bool | None, there: bool | None,
+          postcopy: bool = False) -> Judgement:
     """Where the guest runs after the migration call: decided by reading both hosts
     (``here``/``there``: active on the source/target, None when it cannot be told), not only
-    by what the call said (``returned``: it ended, ``failed``: with an error)."""
-    if not returned:
+    by what the call said (``returned``: it ended, ``failed``: with an error). ``postcopy``:
+    the migration passed a post-copy switch-over; after it neither side may be destroyed,
+    for each holds part of the guest's memory."""
+    if not returned and not postcopy:
         return Judgement(Verdict.NOT_ENDED)
     moved = here is False and there is True
-    if not failed or moved:
+    if returned and (not failed or moved):
         if here:
             return Judgement(Verdict.STILL_HERE)
         return Judgement(Verdict.MIGRATED, error_overruled=failed)
+    if postcopy:
+        return Judgement(Verdict.POSTCOPY_FAILED, recover=bool(there))
     if here:
         return Judgement(Verdict.KEPT_HERE, remove_incoming=bool(there))
     return Judgement(Verdict.UNCLEAR)

@@ -24,6 +24,7 @@ from tests.harness import (
     Libvirtd,
     build_artifacts,
     detect_virt_type,
+    hooks,
     kill_qemu,
     new_guest_resource,
     remove_domain,
@@ -58,8 +59,10 @@ def libvirtd() -> Iterator[Libvirtd]:
     # unwind like Ctrl-C, through the fixtures' teardown.
     previous = signal.signal(signal.SIGTERM, _sigterm_as_interrupt)
     try:
+        hooks.install()  # libvirtd looks for its hook scripts when it starts
         daemon.start()  # stops what it started when it fails
     except BaseException:
+        hooks.remove()
         signal.signal(signal.SIGTERM, previous)
         lock.release()
         raise
@@ -74,6 +77,7 @@ def libvirtd() -> Iterator[Libvirtd]:
             for name in sorted(_CREATED):
                 kill_qemu(name)
             daemon.stop()
+            hooks.remove()
             signal.signal(signal.SIGTERM, previous)
             lock.release()
 

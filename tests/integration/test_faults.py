@@ -402,8 +402,9 @@ def test_start_with_libvirtd_frozen_mid_create(libvirtd: Libvirtd,
 
 def test_monitor_with_libvirtd_frozen(libvirtd: Libvirtd, make_guest: MakeGuest) -> None:
     """Frozen libvirtd: recurring monitor and probe answer inside their op timeout, 0 from the
-    emulator process when the guest runs, 7 when it does not. Also measures stop (the row
-    'libvirtd frozen | stop', asserted in test_libvirtd_down.py) for both agents."""
+    emulator process when the guest runs, 1 (cannot tell) when it does not. Also measures
+    stop (the row 'libvirtd frozen | stop', asserted in test_libvirtd_down.py) for both
+    agents."""
     row = "libvirtd-frozen-monitor"
     running, stopped, vd_guest = (make_guest("graceful"), make_guest("graceful"),
                                   make_guest("graceful"))
@@ -425,11 +426,13 @@ def test_monitor_with_libvirtd_frozen(libvirtd: Libvirtd, make_guest: MakeGuest)
                                             interval_ms=RECURRING_MS)), 0, timeout_ms / 1000))
         ours.append((record(row, "probe, guest running", running.run(
             "monitor", timeout_ms=MONITOR_MS, interval_ms=0)), 0, MONITOR_MS / 1000))
+        # A frozen daemon may be in the middle of starting the guest: "not running" would
+        # be a guess (issue 13), so 1 ("cannot tell") and never 7.
         ours.append((record(row, "recurring monitor, guest not running, timeout 20s",
                             stopped.run("monitor", timeout_ms=MONITOR_MS,
-                                        interval_ms=RECURRING_MS)), 7, MONITOR_MS / 1000))
+                                        interval_ms=RECURRING_MS)), 1, MONITOR_MS / 1000))
         ours.append((record(row, "probe, guest not running", stopped.run(
-            "monitor", timeout_ms=MONITOR_MS, interval_ms=0)), 7, MONITOR_MS / 1000))
+            "monitor", timeout_ms=MONITOR_MS, interval_ms=0)), 1, MONITOR_MS / 1000))
 
         # VirtualDomain with a 10 s op timeout (it has no bound of its own on virsh).
         measure_vd(row, "recurring monitor, guest running, timeout 10s", vd_guest, "monitor",
@@ -456,8 +459,8 @@ def test_monitor_with_libvirtd_frozen(libvirtd: Libvirtd, make_guest: MakeGuest)
         assert run.rc == expected, run
         assert run.elapsed_s < bound, run
     assert any("warn" in r.stderr.lower() for r, e, _ in ours if e == 0), ours[0][0]
-    assert stop.rc == 0, stop
-    assert not pid_alive(qemu_pid), "stop returned 0 but qemu still runs"
+    assert stop.rc == 1, stop  # killed, but a frozen daemon proves nothing (issue 13)
+    assert not pid_alive(qemu_pid), "the last resort left qemu running"
     no_traceback(*(r for r, _, _ in ours), stop)
     assert wait_for_state(running.name, None, 15.0), running.facts()
 

@@ -256,6 +256,44 @@ def test_stop_with_libvirtd_stopped(libvirtd: Libvirtd, make_container: MakeCont
     assert_gone(c, controller2, what="stop after restart")
 
 
+def test_a_container_whose_controller_died_while_libvirtd_was_down(
+        libvirtd: Libvirtd, make_container: MakeContainer, tmp_path: Path) -> None:
+    """Issue 13 #4. The container's libvirt_lxc controller is killed (OOM, crash) while
+    libvirtd is down: init and its children run on, re-parented, and the restarted libvirtd
+    reports the container shut off. The agent believed libvirt: probe 7 and stop 0 while they
+    ran. Now a probe finds the container's processes (by init's LIBVIRT_LXC_* environment and
+    its pid namespace) and says 1, and stop kills every one of them before saying 0."""
+    c = make_container("graceful")
+    controller = start_ready(c, tmp_path)
+    inside = descendants(controller)
+    assert inside, "the container's init runs below its controller"
+    libvirtd.stop(keep_virtlogd=True)
+    try:
+        os.kill(controller, 9)
+        assert wait_until(lambda: not pid_alive(controller), 5.0)
+    finally:
+        libvirtd.start()
+    survivors = [p for p in inside if pid_alive(p)]
+    assert survivors, "the container died with its controller: nothing to find"
+    assert state(c) in (None, "shut off"), state(c)
+
+    try:
+        probe = run(c, "monitor", tmp_path, interval_ms=0)
+        assert probe.rc == 1, probe
+        assert "still run here" in (probe.reason or ""), probe
+        stop = run(c, "stop", tmp_path)
+        assert stop.rc == 0, stop
+        assert wait_until(lambda: not any(pid_alive(p) for p in survivors), 5.0), \
+            f"container processes survived the stop: {[p for p in survivors if pid_alive(p)]}"
+        after = run(c, "monitor", tmp_path, interval_ms=0)
+        assert after.rc == 7, after
+    finally:
+        # The harness finds container processes below the controller, which is gone.
+        for pid in survivors:
+            if pid_alive(pid):
+                os.kill(pid, 9)
+
+
 QEMU_XML = """<domain type='qemu'>
   <name>{name}</name>
   <memory unit='MiB'>64</memory>

@@ -465,7 +465,7 @@ def test_migrate_from_for_a_domain_that_never_arrives(make_vm: MakeVm) -> None:
     "--compressed --auto-converge",
     "--p2p --tunnelled",
     "--migrateuri=tcp://%n-mig:49152 --bandwidth 10",
-    "--postcopy --persistent --undefinesource",
+    "--postcopy --persistent",
 ])
 def test_validate_accepts_known_migrate_options(make_vm: MakeVm, options: str) -> None:
     vm = make_vm()
@@ -485,3 +485,153 @@ def test_validate_rejects_bad_migration_settings(make_vm: MakeVm,
     r = vm.run("A", "validate-all", timeout_ms=5000, params=params)
     assert r.rc == 6, r
     assert r.reason, r
+
+
+# ---------------------------------------------------------------------------------------------
+# issue 13: the agent never loses track of the guest, and never destroys its last copy
+
+
+def test_stop_of_a_paused_guest_on_a_remote_hypervisor(make_vm: MakeVm) -> None:
+    """Issue 13 #3 where no process scan can rescue the outcome: stop run on hostB manages
+    the guest on hostA through qemu+tcp. qemu refuses to shut down the paused guest ("domain
+    is not running"); that was read as "stopped": 0, while it stayed paused on hostA."""
+    vm = make_vm()
+    vm.start_on("A")
+    vm.hosts.with_connection("A", lambda conn: conn.lookupByName(vm.name).suspend(), 10.0,
+                             "suspend")
+    assert vm.hosts.domain_state("A", vm.name) == "paused"
+    r = vm.run("B", "stop", timeout_ms=30000,
+               params={"hypervisor": f"qemu+tcp://{NODE['A']}/system"})
+    assert r.rc == 0, r
+    assert vm.states() == {"A": None, "B": None}, vm.states()
+    assert vm.qemu_count() == 0
+
+
+@pytest.mark.parametrize("options,needle", [
+    ("--dname renamed", "--dname is not accepted"),
+    ("--undefinesource", "--undefinesource is not accepted"),
+])
+def test_options_that_lose_the_guest_are_refused(make_vm: MakeVm, options: str,
+                                                 needle: str) -> None:
+    """Issue 13 #7: under --dname the guest ran on hostB under a name nothing looks for
+    (migrate_from timed out, stop returned 0 while it ran)."""
+    vm = make_vm()
+    vm.start_on("A")
+    params = {"migration_transport": "tcp", "migrate_options": options}
+    v = vm.run("A", "validate-all", timeout_ms=5000, params=params)
+    assert v.rc == 6 and needle in (v.reason or ""), v
+    r = vm.migrate_to("A", params=params, timeout_ms=30000)
+    assert r.rc == 6 and needle in (r.reason or ""), r
+    assert_only_on(vm, "A")
+
+
+def test_persistent_is_refused_for_a_guest_node(make_vm: MakeVm) -> None:
+    """Issue 13 #7: a persistent definition left on the target makes every later start of
+    a guest node there refuse."""
+    vm = make_vm()
+    vm.start_on("A")
+    params = {"migration_transport": "tcp", "migrate_options": "--persistent"}
+    guest_node = {"OCF_RESKEY_CRM_meta_remote_node": "guest9"}
+    v = vm.hosts.run_agent("A", "validate-all", {**vm.params, **params}, timeout_ms=5000,
+                           instance=f"vm-{vm.name}", state_dir=vm.workdir / "rsctmp-A",
+                           env_extra=guest_node)
+    assert v.rc == 6 and "guest node guest9" in (v.reason or ""), v
+    plain = vm.run("A", "validate-all", timeout_ms=5000, params=params)
+    assert plain.rc == 0 and "--persistent leaves a persistent definition" in plain.stderr, \
+        plain
+
+
+NETWORK = "pyvd-mig-net"
+
+
+def test_migrate_to_starts_the_networks_the_guest_needs_on_the_target(
+        make_vm: MakeVm) -> None:
+    """Issue 13 #8: with start_resources, VirtualDomain starts the domain's pools and networks
+    on the target before migrating; ours did not, the migration failed and Pacemaker fell
+    back to stop/start (an outage). An isolated libvirt network (a bridge, no addresses) is
+    defined on both hosts, active only on hostA."""
+    vm = make_vm()
+    xml = vm.config.read_text().replace(
+        "</devices>", f"<interface type='network'><source network='{NETWORK}'/>"
+        "<model type='virtio'/></interface></devices>")
+    vm.config.write_text(xml)
+    net = f"<network><name>{NETWORK}</name><bridge name='pyvdmig0'/></network>"
+    for host in ("A", "B"):
+        def define(conn: Any, host: str = host) -> None:
+            n = conn.networkDefineXML(net)
+            if host == "A":
+                n.create()
+        vm.hosts.with_connection(host, define, 20.0, "define network")
+    try:
+        vm.start_on("A")
+        params = {"migration_transport": "tcp", "start_resources": "true"}
+        to = vm.migrate_to("A", params=params)
+        assert to.rc == 0, to
+        assert vm.migrate_from("B", params=params).rc == 0
+        assert_only_on(vm, "B")
+        assert vm.hosts.with_connection(
+            "B", lambda conn: conn.networkLookupByName(NETWORK).isActive(), 10.0, "network")
+    finally:
+        vm.hosts.remove_domain(vm.name)
+        for host in ("A", "B"):
+            def undefine(conn: Any) -> None:
+                n = conn.networkLookupByName(NETWORK)
+                if n.isActive():
+                    n.destroy()
+                n.undefine()
+            vm.hosts.with_connection(host, undefine, 20.0, "undefine network")
+
+
+def _qemu_on(vm: MigVm, host: str) -> list[int]:
+    """The guest's qemu processes in host X's network namespace."""
+    ns = os.readlink(f"/proc/{vm.hosts.daemon_pid(host)}/ns/net")
+    out = []
+    for pid in qemu_pids(vm.name):
+        try:
+            if os.readlink(f"/proc/{pid}/ns/net") == ns:
+                out.append(pid)
+        except OSError:
+            pass
+    return out
+
+
+def _state_reason(vm: MigVm, host: str) -> tuple[int, int] | None:
+    try:
+        return tuple(vm.hosts.with_connection(  # type: ignore[return-value]
+            host, lambda conn: conn.lookupByName(vm.name).state(0), 5.0, "state"))
+    except Exception:  # noqa: BLE001 - not there (yet)
+        return None
+
+
+def test_a_postcopy_migration_whose_target_dies_is_reported_honestly(make_vm: MakeVm) -> None:
+    """Issue 13 #11: after post-copy began, the source copy is paused and cannot resume. The
+    agent said "it keeps running here" (and would destroy an incoming copy on the target):
+    Pacemaker believed the guest ran on hostA. Now migrate_to destroys neither side and says
+    the guest cannot run, and a monitor on hostA does not call the paused half running."""
+    vm = make_vm(dirty_mib=40)
+    vm.start_on("A", DIRTY_MARKER)
+    runner = Background(lambda: vm.migrate_to("A", params={
+        "migration_transport": "tcp", "migration_speed": "1",
+        "migration_deadline_action": "postcopy"}, timeout_ms=30000))
+    # post-copy running: the target runs the guest (reason 10), the source is paused (12)
+    switched = wait_until(lambda: _state_reason(vm, "B") == (1, 10), 25.0, 0.1)
+    if not switched:
+        r = runner.result(40.0)
+        pytest.fail(f"the migration never switched to post-copy: {r}, {vm.states()}")
+    for pid in _qemu_on(vm, "B"):
+        os.kill(pid, signal.SIGKILL)
+    r = runner.result(30.0 + HANG_GRACE_S + 10)
+    assert r.rc == 1, r
+    assert (r.reason or "").startswith(f"post-copy migration of {vm.name} to hostB failed "
+                                       "after the switch-over"), r
+    assert "keeps running here" not in (r.reason or ""), r
+    # migrate_to destroyed nothing: hostA still holds its (paused) half
+    assert vm.hosts.domain_state("A", vm.name) == "paused", vm.states()
+    m = vm.run("A", "monitor", timeout_ms=20000, interval_ms=10000)
+    assert m.rc == 1 and "post-copy" in (m.reason or ""), m
+    probe = vm.run("A", "monitor", timeout_ms=20000, interval_ms=0)
+    assert probe.rc == 1, probe
+    # Pacemaker stops it then: the half on hostA goes
+    stop = vm.run("A", "stop", timeout_ms=30000)
+    assert stop.rc == 0, stop
+    assert vm.hosts.domain_state("A", vm.name) is None

@@ -68,3 +68,25 @@ def test_judge(returned, failed, here, there, verdict, remove_incoming):
     assert j.verdict == verdict
     assert j.remove_incoming == remove_incoming
     assert j.error_overruled == (verdict == Verdict.MIGRATED and failed)
+
+
+@pytest.mark.parametrize("returned,here,there,recover", [
+    # the target died after the switch: nothing to recover from, and nothing to destroy
+    (True, True, False, False),
+    (True, True, None, False),
+    # the link broke, both halves still there: ask libvirt to recover, destroy neither
+    (True, True, True, True),
+    (False, True, True, True),
+])
+def test_a_failed_postcopy_never_removes_either_side(returned, here, there, recover):
+    """Issue 13 #11: after post-copy began, the source is paused and cannot resume; treating
+    it as "keeps running here" destroyed the incoming copy on the target: the guest was
+    lost."""
+    j = judge(returned, True, here, there, postcopy=True)
+    assert j.verdict == Verdict.POSTCOPY_FAILED
+    assert not j.remove_incoming
+    assert j.recover == recover
+
+
+def test_a_postcopy_that_finished_is_a_migration():
+    assert judge(True, False, False, True, postcopy=True).verdict == Verdict.MIGRATED

@@ -5,6 +5,7 @@ migration_decisions.py; this module polls libvirt and applies them."""
 from __future__ import annotations
 
 import os
+from typing import Callable, NamedTuple
 
 from ..core import record
 from ..core.context import QUERY_BOUND_S, Context, require_valid_params
@@ -16,7 +17,9 @@ from ..deadline import Deadline
 from ..errors import (
     AgentError,
     ArgsError,
+    CallTimedOut,
     ConfigError,
+    DomainBusy,
     DomainNotFound,
     HypervisorTimeout,
     LibvirtFact,
@@ -29,7 +32,13 @@ from ..migration_options import (
     parse_migrate_options,
 )
 from ..virt.connection import Hypervisor, open_hypervisor
-from ..virt.domain import EXECUTING_STATES, Domain, DomainState
+from ..virt.domain import (
+    EXECUTING_STATES,
+    Domain,
+    DomainState,
+    in_postcopy,
+    postcopy_failed,
+)
 from ..virt.domxml import DomainIdentity
 from ..virt.migration import MigrationRun
 
@@ -46,18 +55,26 @@ def _abort_reserve(total_s: float) -> float:
     return min(10.0, max(3.0, total_s * 0.1))
 
 
-def _running_on(hv: Hypervisor | None, ident: DomainIdentity, bound: float) -> bool | None:
-    """Whether the domain is active (running, or paused by the migration) on ``hv``; None
-    when that cannot be told."""
+class Seen(NamedTuple):
+    """The domain on one host after the migration call."""
+
+    active: bool | None  # running, or paused by the migration; None: cannot be told
+    postcopy: bool = False  # it took part in a post-copy switch-over
+    state: str = ""
+
+
+def _seen_on(hv: Hypervisor | None, ident: DomainIdentity, bound: float) -> Seen:
     if hv is None:
-        return None
+        return Seen(None)
     try:
-        _, state, _ = Domain.lookup_state(hv, ident, bound)
+        _, state, reason = Domain.lookup_state(hv, ident, bound)
     except DomainNotFound:
-        return False
+        return Seen(False, state="absent")
     except LibvirtFact:
-        return None
-    return state not in (DomainState.SHUTOFF, DomainState.CRASHED)
+        return Seen(None, state="unknown")
+    failed = " (post-copy failed)" if postcopy_failed(state, reason) else ""
+    return Seen(state not in (DomainState.SHUTOFF, DomainState.CRASHED),
+                in_postcopy(state, reason), state.value + failed)
 
 
 def _start_resources_there(ctx: Context, dom: Domain, dest: Hypervisor | None,
@@ -76,7 +93,8 @@ def _start_resources_there(ctx: Context, dom: Domain, dest: Hypervisor | None,
 
 
 def _steer(ctx: Context, dom: Domain, step: int, bound: float) -> int:
-    """Apply migration_deadline_action once more; returns the number of steps taken."""
+    """Apply migration_deadline_action once more; returns the number of steps taken (after
+    a post-copy switch, POSTCOPY_STEP)."""
     steer = next_steer(ctx.params.migration_deadline_action, step)
     if steer is None:
         return step
@@ -91,21 +109,26 @@ def _steer(ctx: Context, dom: Domain, step: int, bound: float) -> int:
     return steer.next_step
 
 
-def _watch(ctx: Context, dom: Domain, run: MigrationRun, abort_at: Deadline) -> bool:
-    """Log progress and steer until the migration ends or it is time to abort.
-    Returns True when the migration call returned on its own."""
+class WatchEnd(NamedTuple):
+    returned: bool  # the migration call returned on its own
+    postcopy: bool  # the agent switched it to post-copy
+
+
+def _watch(ctx: Context, dom: Domain, run: MigrationRun, abort_at: Deadline) -> WatchEnd:
+    """Log progress and steer until the migration ends or it is time to abort."""
     params = ctx.params
     downtime_pending = params.migration_downtime > 0
     next_log = abort_at.now() + PROGRESS_LOG_S
     last_steer = abort_at.now()
     step = 0
+    postcopy = False
     while not run.wait(min(MIGRATION_POLL_S, abort_at.remaining())):
         if abort_at.expired():
-            return False
+            return WatchEnd(False, postcopy)
         try:
             j = dom.job_stats(abort_at.bound(QUERY_BOUND_S))
         except HypervisorTimeout:
-            return run.done.is_set()
+            return WatchEnd(run.done.is_set(), postcopy)
         except LibvirtFact as f:
             ctx.log.debug(f"job statistics unavailable: {f.message}")
             continue
@@ -128,10 +151,11 @@ def _watch(ctx: Context, dom: Domain, run: MigrationRun, abort_at: Deadline) -> 
         if steer_due(j.bytes_per_s, j.remaining_bytes, abort_at.remaining(), now - last_steer):
             try:
                 step = _steer(ctx, dom, step, abort_at.bound(QUERY_BOUND_S))
+                postcopy = postcopy or ctx.params.migration_deadline_action == "postcopy"
             except LibvirtFact as f:
                 ctx.log.warning(f"cannot steer the migration: {f.message}")
             last_steer = now
-    return True
+    return WatchEnd(True, postcopy)
 
 
 def migrate_to(ctx: Context) -> None:
@@ -196,7 +220,14 @@ def migrate_to(ctx: Context) -> None:
             save_config(ctx, dom, abort_at)
         t0 = deadline.now()
         run.start()
-        if not _watch(ctx, dom, run, abort_at):
+        watched = _watch(ctx, dom, run, abort_at)
+        if not watched.returned and watched.postcopy:
+            # Past the switch-over a migration cannot be aborted (the target runs the guest):
+            # it can only finish.
+            ctx.log.warning(f"post-copy migration of {ident.name} still running at the "
+                            "deadline: waiting for it")
+            run.wait(max(0.0, deadline.remaining() - _abort_reserve(deadline.total) / 2))
+        elif not watched.returned:
             ctx.log.warning(f"migration of {ident.name} did not finish in time: aborting it")
             try:
                 dom.abort_job(deadline.bound(QUERY_BOUND_S))
@@ -204,7 +235,15 @@ def migrate_to(ctx: Context) -> None:
                 ctx.log.warning(f"abort of the migration job failed: {f.message}")
             run.wait(max(0.0, deadline.remaining() - 1.0))
         took = deadline.now() - t0
-        _outcome(ctx, hv, dest, run, ident, target_node, took, deadline)
+
+        def recover() -> MigrationRun:
+            resume = MigrationRun(lambda: dom.migrate(
+                to, dest_uri, [*flag_names, "VIR_MIGRATE_POSTCOPY_RESUME"], mparams))
+            resume.start()
+            return resume
+
+        _outcome(ctx, hv, dest, run, ident, target_node, took, deadline, watched.postcopy,
+                 recover)
     except LibvirtFact as f:
         raise fact_to_error(f, target.uri, f"migration of {ident.name} to {target_node} "
                             "failed") from None
@@ -216,14 +255,34 @@ def migrate_to(ctx: Context) -> None:
 
 
 def _outcome(ctx: Context, hv: Hypervisor, dest: Hypervisor | None, run: MigrationRun,
-             ident: DomainIdentity, target_node: str, took: float, deadline: Deadline) -> None:
+             ident: DomainIdentity, target_node: str, took: float, deadline: Deadline,
+             postcopy: bool, recover: Callable[[], MigrationRun]) -> None:
     """Judge by where the guest runs now, not only by what the API call said."""
     bound = deadline.bound(QUERY_BOUND_S)
-    here = _running_on(hv, ident, bound)
-    there = _running_on(dest, ident, bound)
-    judgement = judge(run.done.is_set(), run.error is not None, here, there)
+    here, there = _seen_on(hv, ident, bound), _seen_on(dest, ident, bound)
+    postcopy = postcopy or here.postcopy or there.postcopy
+    if not run.done.is_set() and postcopy and there.state == DomainState.RUNNING.value:
+        # Past the switch-over the target runs the guest and pulls the rest of its memory:
+        # it is migrated, only not finished transferring.
+        record.remove(ctx.record_path)
+        ctx.log.warning(f"{ident.name} runs on {target_node} (post-copy still transferring "
+                        f"memory after {took:.1f}s)")
+        return
+    judgement = judge(run.done.is_set(), run.error is not None, here.active, there.active,
+                      postcopy)
     why = str(run.error) if run.error is not None else "unknown error"
     what = f"migration of {ident.name} to {target_node}"
+    if judgement.recover:
+        ctx.log.warning(f"post-copy {what} failed ({why}): asking libvirt to recover it")
+        resume = recover()
+        resume.wait(max(0.0, deadline.remaining() - 1.0))
+        bound = deadline.bound(QUERY_BOUND_S)
+        here, there = _seen_on(hv, ident, bound), _seen_on(dest, ident, bound)
+        if resume.done.is_set() and resume.error is None and here.active is False \
+                and there.active:
+            judgement = judge(True, False, False, True, postcopy=True)
+        elif resume.error is not None:
+            why = f"{why}; recovery failed: {resume.error}"
     verdict = judgement.verdict
     if verdict == Verdict.MIGRATED:
         if judgement.error_overruled:
@@ -232,9 +291,15 @@ def _outcome(ctx: Context, hv: Hypervisor, dest: Hypervisor | None, run: Migrati
         record.remove(ctx.record_path)
         ctx.log.info(f"{ident.name} migrated to {target_node} in {took:.1f}s")
         return
+    if verdict == Verdict.POSTCOPY_FAILED:
+        # Never destroy either side here: each holds part of the guest's memory. Pacemaker
+        # stops the resource next; it must not believe the guest runs anywhere.
+        raise AgentError(f"post-copy {what} failed after the switch-over: the guest cannot run "
+                         f"on either host (here: {here.state}, on {target_node}: "
+                         f"{there.state or 'unknown'}) ({why})")
     if verdict == Verdict.NOT_ENDED:
-        raise AgentError(f"{what} did not end after abort; guest here: {here}, on target: "
-                         f"{there}")
+        raise AgentError(f"{what} did not end after abort; guest here: {here.active}, on "
+                         f"target: {there.active}")
     if verdict == Verdict.STILL_HERE:
         raise AgentError(f"{what} reported success but the guest still runs here")
     if judgement.remove_incoming:
@@ -242,7 +307,8 @@ def _outcome(ctx: Context, hv: Hypervisor, dest: Hypervisor | None, run: Migrati
         _remove_incoming(ctx, dest, ident, bound)
     if verdict == Verdict.KEPT_HERE:
         raise AgentError(f"{what} failed after {took:.1f}s ({why}); it keeps running here")
-    raise AgentError(f"{what} failed ({why}); guest here: {here}, on target: {there}")
+    raise AgentError(f"{what} failed ({why}); guest here: {here.active}, on target: "
+                     f"{there.active}")
 
 
 def _remove_incoming(ctx: Context, dest: Hypervisor | None, ident: DomainIdentity,
@@ -283,6 +349,9 @@ def migrate_from(ctx: Context) -> None:
                 last = state.value
             except DomainNotFound:
                 last = "not here"
+            except (CallTimedOut, DomainBusy) as slow:
+                # libvirtd answers, but holds the arriving domain (the incoming migration)
+                last = f"held by libvirt ({slow.message})"
             if deadline.remaining() <= ARRIVAL_POLL_S:
                 raise AgentError(f"domain {ident.name} did not arrive from {source} within "
                                  f"{deadline.total:.0f}s (state: {last})")

@@ -20,7 +20,7 @@ from ..errors import (
 )
 from ..uri import is_local_uri
 from ..virt.connection import Hypervisor
-from ..virt.domain import RUNNING_STATES, Domain, DomainState
+from ..virt.domain import RUNNING_STATES, Domain, DomainState, postcopy_failed
 
 
 def _not_running(target: Target, reason: str) -> AgentError:
@@ -35,8 +35,12 @@ def _not_running(target: Target, reason: str) -> AgentError:
     return NotRunning(reason)
 
 
-def _check_state(state: DomainState, target: Target) -> None:
+def _check_state(state: DomainState, reason: int, target: Target) -> None:
     name = target.ident.name
+    if postcopy_failed(state, reason):
+        # Listed, even "running", but part of its memory is on the other host (issue 13).
+        raise AgentError(f"domain {name} cannot run here: its post-copy migration failed "
+                         "after the switch-over")
     if state in RUNNING_STATES:
         return
     if state == DomainState.SHUTOFF:
@@ -93,11 +97,12 @@ def _monitor_target(ctx: Context, target: Target, deadline: Deadline) -> None:
     retry = 0.0 if ctx.env.is_probe else min(2.0, deadline.total / 10)
     try:
         hv = connect(ctx, target.uri, deadline, retry)
-        dom, state, _ = Domain.lookup_state(hv, target.ident, deadline.bound(QUERY_BOUND_S),
-                                            name_fallback=not target.uuid_from_config)
+        dom, state, reason = Domain.lookup_state(hv, target.ident,
+                                                 deadline.bound(QUERY_BOUND_S),
+                                                 name_fallback=not target.uuid_from_config)
         ctx.log.debug(f"domain {name} state: {state.value}")
         if not (state == DomainState.NOSTATE and dom.is_active(deadline.bound(QUERY_BOUND_S))):
-            _check_state(state, target)
+            _check_state(state, reason, target)
         if target.unrecorded is not None:
             # Running with no record (found by a probe, or recorded by no start of this
             # version): record it as start would have.

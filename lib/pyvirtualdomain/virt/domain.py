@@ -38,6 +38,30 @@ EXECUTING_STATES = frozenset({DomainState.RUNNING, DomainState.BLOCKED})
 # Stopped by libvirt, a user or the guest, and resumable.
 SUSPENDED_STATES = frozenset({DomainState.PAUSED, DomainState.PMSUSPENDED})
 
+# libvirt's state reasons (virDomainRunningReason / virDomainPausedReason) for post-copy.
+RUNNING_POSTCOPY = 10
+RUNNING_POSTCOPY_FAILED = 11
+PAUSED_POSTCOPY = 12
+PAUSED_POSTCOPY_FAILED = 13
+
+
+def in_postcopy(state: DomainState, reason: int) -> bool:
+    """The domain takes part in a post-copy migration that passed its switch-over (running or
+    failed): from then on neither side holds all of the guest's memory."""
+    if state == DomainState.RUNNING:
+        return reason in (RUNNING_POSTCOPY, RUNNING_POSTCOPY_FAILED)
+    if state == DomainState.PAUSED:
+        return reason in (PAUSED_POSTCOPY, PAUSED_POSTCOPY_FAILED)
+    return False
+
+
+def postcopy_failed(state: DomainState, reason: int) -> bool:
+    """A post-copy migration of the domain failed after the switch-over: this side cannot run
+    the guest (the rest of its memory is on the other host)."""
+    return (state, reason) in ((DomainState.RUNNING, RUNNING_POSTCOPY_FAILED),
+                               (DomainState.PAUSED, PAUSED_POSTCOPY_FAILED))
+
+
 SHUTDOWN_FLAG_NAMES = {
     "acpi": "VIR_DOMAIN_SHUTDOWN_ACPI_POWER_BTN",
     "agent": "VIR_DOMAIN_SHUTDOWN_GUEST_AGENT",
