@@ -12,8 +12,12 @@ if TYPE_CHECKING:
     from collections.abc import Mapping, Sequence
     from typing import TextIO
 
+    from .metadata import ParameterSpec
+
 # OCF exit codes used before ocf.py is loaded (same values as ocf.OCFExit).
 RC_SUCCESS, RC_ERR_ARGS, RC_ERR_UNIMPLEMENTED, RC_ERR_INSTALLED = 0, 2, 3, 5
+# What Pacemaker looks for on stderr (resource-agents honours OCF_EXIT_REASON_PREFIX too).
+EXIT_REASON_PREFIX = "ocf-exit-reason:"
 RC_NAMES = {0: "SUCCESS", 1: "ERR_GENERIC", 2: "ERR_ARGS", 3: "ERR_UNIMPLEMENTED", 4: "ERR_PERM",
             5: "ERR_INSTALLED", 6: "ERR_CONFIGURED", 7: "NOT_RUNNING"}
 
@@ -41,6 +45,7 @@ Normally run by Pacemaker with parameters in OCF_RESKEY_* variables. By hand:
 
 Actions:
 {actions}
+
 Parameters (from the metadata):
 {params}
 """
@@ -109,15 +114,33 @@ def parse_args(argv: Sequence[str]) -> Args:
     return args
 
 
+HELP_WIDTH = 100
+
+
+def _parameter_table(parameters: Sequence[ParameterSpec]) -> str:
+    """NAME TYPE DEFAULT DESCRIPTION in aligned columns; an unset default is blank; a long
+    description wraps under its column."""
+    import textwrap
+
+    rows = [("NAME", "TYPE", "DEFAULT", "DESCRIPTION")] + [
+        (p.name, p.type, p.default or "", p.shortdesc) for p in parameters]
+    widths = [max(len(r[i]) for r in rows) for i in range(3)]
+    indent = 2 + sum(w + 2 for w in widths)
+    lines = []
+    for row in rows:
+        head = "  " + "".join(cell.ljust(w + 2) for cell, w in zip(row, widths, strict=False))
+        wrapped = textwrap.wrap(row[3], max(20, HELP_WIDTH - indent)) or [""]
+        lines.append(head + wrapped[0])
+        lines += [" " * indent + more for more in wrapped[1:]]
+    return "\n".join(line.rstrip() for line in lines)
+
+
 def _print_usage(agent: str, out: TextIO) -> None:
     from .metadata import load_schema
 
     acts = "\n".join(f"  {a:<14}{h}" for a, h in ACTIONS_HELP.items())
     try:
-        schema = load_schema(agent)
-        params = "\n".join(
-            f"  {p.name:<16}{p.type:<9}default {p.default!r:<10}{p.shortdesc}"
-            for p in schema.parameters.values())
+        params = _parameter_table(list(load_schema(agent).parameters.values()))
     except (OSError, ValueError) as exc:
         params = f"  (metadata unavailable: {exc})"
     out.write(USAGE.format(agent=agent, actions=acts, params=params))
@@ -130,7 +153,7 @@ def _meta_data(agent: str, out: TextIO) -> int:
         with open(metadata_path(agent), "rb") as f:
             data = f.read()
     except OSError as exc:
-        sys.stderr.write(f"ocf-exit-reason:cannot read the metadata: {exc}\n")
+        sys.stderr.write(f"{EXIT_REASON_PREFIX}cannot read the metadata: {exc}\n")
         return RC_ERR_INSTALLED
     out.flush()
     if hasattr(out, "buffer"):
@@ -140,11 +163,13 @@ def _meta_data(agent: str, out: TextIO) -> int:
     return RC_SUCCESS
 
 
-def _report(rc: int, reason: str, interactive: bool, err: TextIO) -> None:
+def _report(rc: int, reason: str, interactive: bool, err: TextIO,
+            environ: Mapping[str, str] | None = None) -> None:
     if rc != RC_SUCCESS:
         text = reason or RC_NAMES.get(rc, str(rc))
+        prefix = (environ or {}).get("OCF_EXIT_REASON_PREFIX") or EXIT_REASON_PREFIX
         # One line, whatever the reason contained.
-        err.write(f"ocf-exit-reason:{' '.join(text.split())}\n")
+        err.write(f"{prefix}{' '.join(text.split())}\n")
     if interactive:
         name = RC_NAMES.get(rc, str(rc))
         err.write(f"{name} (rc={rc}){': ' + reason if reason else ''}\n")
@@ -159,7 +184,7 @@ def main(argv: Sequence[str], environ: Mapping[str, str], agent: str = "PyVirtua
     try:
         args = parse_args(argv)
     except UsageError as exc:
-        _report(RC_ERR_ARGS, str(exc), interactive, err)
+        _report(RC_ERR_ARGS, str(exc), interactive, err, environ)
         return RC_ERR_ARGS
 
     if args.action == "meta-data":
@@ -169,7 +194,7 @@ def main(argv: Sequence[str], environ: Mapping[str, str], agent: str = "PyVirtua
         return RC_SUCCESS
     if args.action is None:
         _print_usage(agent, err)
-        _report(RC_ERR_ARGS, "no action given", interactive, err)
+        _report(RC_ERR_ARGS, "no action given", interactive, err, environ)
         return RC_ERR_ARGS
 
     return _run_action(args, environ, agent, interactive, err)
@@ -180,7 +205,7 @@ def _run_action(args: Args, environ: Mapping[str, str], agent: str, interactive:
     from .actions import load
     from .core.context import Context
     from .errors import AgentError
-    from .log import Log, open_trace, trace_destination
+    from .log import DEFAULT_DATEFMT, Log, open_trace, trace_destination
     from .metadata import load_schema
     from .ocf import META_PREFIX, OCFEnv, OCFExit
     from .params import build_params
@@ -201,18 +226,20 @@ def _run_action(args: Args, environ: Mapping[str, str], agent: str, interactive:
             err.write(f"{agent}({env.instance}): WARNING: trace {trace_to} not writable, "
                       "trace not going to happen\n")
     log = Log(agent, env.instance, err if show_log else None,
-              debug=env.debug or args.verbose > 1, facility=env.log_facility, trace=trace)
+              debug=env.debug or args.verbose > 1, facility=env.log_facility, trace=trace,
+              logfile=merged.get("HA_LOGFILE"), debuglog=merged.get("HA_DEBUGLOG"),
+              datefmt=merged.get("HA_DATEFMT") or DEFAULT_DATEFMT)
     try:
         schema = load_schema(agent)
     except (OSError, ValueError) as exc:
         _report(RC_ERR_INSTALLED, f"cannot read the agent's metadata: {exc}",
-                interactive, err)
+                interactive, err, environ)
         return RC_ERR_INSTALLED
     profile = PROFILES[agent]
     run_fn = load(args.action) if args.action in schema.actions else None
     if run_fn is None:
         _report(RC_ERR_UNIMPLEMENTED, f"action {args.action!r} is not implemented by "
-                f"{agent}", interactive, err)
+                f"{agent}", interactive, err, environ)
         return RC_ERR_UNIMPLEMENTED
     ctx = Context(env=env, profile=profile, schema=schema,
                   params=build_params(env.params, schema, profile.shutdown_modes), log=log,
@@ -231,7 +258,7 @@ def _run_action(args: Args, environ: Mapping[str, str], agent: str, interactive:
         rc, reason = int(OCFExit.ERR_GENERIC), f"internal error: {type(exc).__name__}: {exc}"
     if rc != RC_SUCCESS and reason:
         (log.info if rc == OCFExit.NOT_RUNNING else log.error)(reason)
-    _report(rc, reason, interactive, err)
+    _report(rc, reason, interactive, err, environ)
     return rc
 
 

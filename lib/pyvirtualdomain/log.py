@@ -1,5 +1,7 @@
-"""Logging for an OCF agent: stderr (captured by Pacemaker's executor) and, when
-HA_LOGFACILITY is set, syslog. Every line names the agent and resource instance.
+"""Logging for an OCF agent: stderr (captured by Pacemaker's executor) and, as
+resource-agents' ha_log does, syslog when HA_LOGFACILITY is set (not "none"), HA_LOGFILE when
+set, and HA_DEBUGLOG (every line, debug ones included when debugging). Every line names the
+agent and resource instance.
 
 With trace_ra (crm_resource --trace, pcs ... trace_ra=1) every line of the action, debug
 included, also goes to a trace file where resource-agents puts its agents' traces."""
@@ -18,16 +20,24 @@ TRUE_WORDS = frozenset({"yes", "true", "1", "on", "y"})
 DEFAULT_HA_VARLIB = "/var/lib/heartbeat"
 
 
+DEFAULT_DATEFMT = "%b %d %T "
+
+
 class Log:
     def __init__(self, agent: str, instance: str, stream: TextIO | None, debug: bool = False,
-                 facility: str | None = None, trace: TextIO | None = None) -> None:
+                 facility: str | None = None, trace: TextIO | None = None,
+                 logfile: str | None = None, debuglog: str | None = None,
+                 datefmt: str = DEFAULT_DATEFMT) -> None:
         self.tag = f"{agent}({instance})"
         self.stream = stream
         self.threshold = LEVELS["debug"] if debug else LEVELS["info"]
         self.trace = trace
+        self.logfile = logfile or None
+        self.debuglog = debuglog if debuglog and debuglog != logfile else None
+        self.datefmt = datefmt
         self.lines: list[str] = []
         self._syslog = None
-        if facility and facility.lower() in SYSLOG_FACILITIES:
+        if facility and facility.lower() in SYSLOG_FACILITIES:  # not "none"
             import syslog
 
             syslog.openlog(self.tag, syslog.LOG_PID,
@@ -51,6 +61,14 @@ class Log:
             prio = {"debug": self._syslog.LOG_DEBUG, "info": self._syslog.LOG_INFO,
                     "warning": self._syslog.LOG_WARNING, "error": self._syslog.LOG_ERR}[level]
             self._syslog.syslog(prio, f"{level.upper()}: {message}")
+        for path in (self.logfile, self.debuglog):
+            if path is None or (path is self.logfile and level == "debug"):
+                continue
+            try:
+                with open(path, "a", encoding="utf-8") as f:
+                    f.write(f"{time.strftime(self.datefmt)}{line}\n")
+            except OSError:
+                pass  # a log file that cannot be written must not fail the action
 
     def debug(self, message: str) -> None:
         self._emit("debug", message)

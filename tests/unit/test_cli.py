@@ -314,3 +314,66 @@ def test_an_unknown_parameter_is_refused_by_validate_all_only(tmp_path):
         # (each run is a new process: test:///default starts empty, so monitor says 7)
         assert r.returncode == run([action], clean).returncode != 6, (action, r.stderr)
         assert "unknown parameter shutdwon_mode" in r.stderr
+
+
+def _parameter_rows(help_text: str) -> tuple[list[str], list[tuple[str, str, str, str]]]:
+    """The parameter table of --help: its header's column names and every row cut at the
+    header's column offsets (a long description continues on indented lines)."""
+    lines = help_text.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith("Parameters"))
+    header = lines[start + 1]
+    names = header.split()
+    offsets = [header.index(n) for n in names]
+    rows: list[tuple[str, str, str, str]] = []
+    for line in lines[start + 2:]:
+        if not line.strip():
+            break
+        if line[:offsets[-1]].strip() == "":  # a description's continuation
+            name, kind, default, desc = rows[-1]
+            rows[-1] = (name, kind, default, f"{desc} {line.strip()}")
+            continue
+        cells = [line[a:b].strip() for a, b in zip(offsets, offsets[1:] + [None], strict=True)]
+        rows.append((cells[0], cells[1], cells[2], cells[3]))
+    return names, rows
+
+
+@pytest.mark.parametrize("agent", ["PyVirtualDomain", "PyLXCDomain"])
+def test_help_lists_every_parameter_in_aligned_columns(agent):
+    """Issue 15 #7: long names were glued to their type (migration_transportstring) and an
+    unset default read "default None"."""
+    from pyvirtualdomain.metadata import load_schema
+
+    r = subprocess.run([sys.executable, str(ROOT / "agents" / agent), "--help"],
+                       capture_output=True, text=True, timeout=30)
+    assert r.returncode == 0, r.stderr
+    names, rows = _parameter_rows(r.stdout)
+    assert names == ["NAME", "TYPE", "DEFAULT", "DESCRIPTION"]
+    schema = load_schema(agent)
+    assert [row[0] for row in rows] == list(schema.parameters)
+    for name, kind, default, desc in rows:
+        spec = schema.parameters[name]
+        assert kind == spec.type, (name, kind)
+        assert default == (spec.default or ""), (name, default)
+        assert desc == spec.shortdesc, (name, desc)
+    assert "None" not in r.stdout
+    assert all(len(line) <= 100 for line in r.stdout.splitlines())
+
+
+def test_exit_reason_prefix_and_log_files(tmp_path):
+    """Issue 15 #6, as resource-agents' ocf_exit_reason and ha_log do: the exit reason line
+    takes OCF_EXIT_REASON_PREFIX; the log also goes to HA_LOGFILE, and with HA_debug the
+    debug lines to HA_DEBUGLOG."""
+    env = {"OCF_RESKEY_config": str(tmp_path / "absent.xml"), "HA_RSCTMP": str(tmp_path),
+           "OCF_RESOURCE_INSTANCE": "vm7", "OCF_EXIT_REASON_PREFIX": "EXIT-WHY:",
+           "HA_LOGFILE": str(tmp_path / "ha.log"), "HA_DEBUGLOG": str(tmp_path / "debug.log"),
+           "HA_debug": "1", "OCF_RESKEY_CRM_meta_interval": "10000"}
+    r = run(["monitor"], env)
+    assert r.returncode == 5
+    assert [line for line in r.stderr.splitlines() if "EXIT-WHY:" in line] == [
+        "EXIT-WHY:config " + str(tmp_path / "absent.xml") + " does not exist on this node"]
+    assert "ocf-exit-reason:" not in r.stderr
+    logged = (tmp_path / "ha.log").read_text()
+    assert "PyVirtualDomain(vm7)" in logged and "ERROR: config" in logged
+    assert "DEBUG:" not in logged
+    debug = (tmp_path / "debug.log").read_text()
+    assert "DEBUG:" in debug and "ERROR: config" in debug
