@@ -4,7 +4,7 @@ Do not edit: regenerate after changing the metadata. See metadata.py.
 """
 
 SCHEMAS = {
-    'PyVirtualDomain': (463829546, 'PyVirtualDomain', (
+    'PyVirtualDomain': (268863814, 'PyVirtualDomain', (
         ('config', 'string', '', True, 'Domain XML file'),
         ('hypervisor', 'string', '', False, 'Hypervisor URI'),
         ('force_stop', 'boolean', 'false', False, 'Always force stop'),
@@ -33,6 +33,8 @@ SCHEMAS = {
         ('backingfile', 'string', '', False, 'Backing file for copy-on-write mode'),
         ('stateless', 'boolean', 'false', False, 'Re-create the overlay at each start'),
         ('copyindirs', 'string', '', False, 'Directories copied into a new overlay'),
+        ('guest_agent_misses', 'integer', '3', False, 'Missed guest-agent pings before failing'),
+        ('fail_on_io_error', 'boolean', 'true', False, 'Fail a domain paused by a disk I/O error'),
     ), {'start': 90.0, 'stop': 90.0, 'status': 30.0, 'monitor': 30.0, 'migrate_to': 120.0, 'migrate_from': 60.0, 'meta-data': 5.0, 'validate-all': 5.0}, ('start', 'stop', 'status', 'monitor', 'migrate_to', 'migrate_from', 'meta-data', 'validate-all')),
     'PyLXCDomain': (2395250203, 'PyLXCDomain', (
         ('config', 'string', '', True, 'Domain XML file'),

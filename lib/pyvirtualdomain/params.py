@@ -15,7 +15,7 @@ BOOLEAN_EXTRAS = ("autoset_utilization_cpu", "autoset_utilization_host_memory",
                   "autoset_utilization_hv_memory", "unset_utilization_cpu",
                   "unset_utilization_host_memory", "unset_utilization_hv_memory",
                   "save_config_on_stop", "sync_config_on_stop", "start_resources",
-                  "stateless")
+                  "stateless", "fail_on_io_error")
 MIGRATION_PARAMETERS = ("migration_transport", "migration_user", "migration_downtime",
                         "migration_speed", "migration_network_suffix", "migrateuri",
                         "migrate_options", "migrateport", "remoteuri",
@@ -53,6 +53,9 @@ class Params(NamedTuple):
     backingfile: str = ""
     stateless: bool = False
     copyindirs: str = ""
+    # Guest health (ours).
+    guest_agent_misses: int = 3
+    fail_on_io_error: bool = True
     # Problems found while building: wrong types, unknown names, missing required values.
     # validate-all and start refuse to go on with any; stop and monitor warn and use defaults.
     problems: tuple[str, ...] = ()
@@ -128,6 +131,10 @@ def build_params(raw: Mapping[str, str], schema: AgentSchema,
     unknown = tuple(f"unknown parameter {name} (not supported by {schema.name})"
                     for name in sorted(set(raw) - set(schema.parameters)))
 
+    misses = values.get("guest_agent_misses")
+    if isinstance(misses, int) and not isinstance(misses, bool) and misses < 1:
+        problems.append(f"guest_agent_misses={misses} must be 1 or more")
+        values["guest_agent_misses"] = 3
     modes: tuple[str, ...] = ()
     try:
         modes = _shutdown_modes(str(values.get("shutdown_mode", "")), shutdown_modes)
@@ -162,6 +169,8 @@ def build_params(raw: Mapping[str, str], schema: AgentSchema,
         snapshot=text_of("snapshot"),
         backingfile=text_of("backingfile"),
         copyindirs=text_of("copyindirs"),
+        guest_agent_misses=number("guest_agent_misses") if "guest_agent_misses" in values
+        else 3,
         problems=tuple(problems),
         unknown=unknown,
         migration_settings=any(name in raw for name in MIGRATION_PARAMETERS

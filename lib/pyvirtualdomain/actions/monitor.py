@@ -3,6 +3,7 @@ reports an error for "cannot know"."""
 
 from __future__ import annotations
 
+from ..core import record
 from ..core.context import QUERY_BOUND_S, Context, warn_params
 from ..core.last_resort import emulator_pids, verifiably_unreachable
 from ..core.outcomes import UNREACHABLE, fact_to_error
@@ -20,7 +21,16 @@ from ..errors import (
 )
 from ..uri import is_local_uri
 from ..virt.connection import Hypervisor
-from ..virt.domain import RUNNING_STATES, Domain, DomainState, postcopy_failed
+from ..virt.domain import (
+    PAUSED_CRASHED,
+    PAUSED_IOERROR,
+    PAUSED_REASONS,
+    PAUSED_WATCHDOG,
+    RUNNING_STATES,
+    Domain,
+    DomainState,
+    postcopy_failed,
+)
 
 
 def _not_running(target: Target, reason: str) -> AgentError:
@@ -35,12 +45,20 @@ def _not_running(target: Target, reason: str) -> AgentError:
     return NotRunning(reason)
 
 
-def _check_state(state: DomainState, reason: int, target: Target) -> None:
+def _check_state(ctx: Context, state: DomainState, reason: int, target: Target) -> None:
     name = target.ident.name
     if postcopy_failed(state, reason):
         # Listed, even "running", but part of its memory is on the other host (issue 13).
         raise AgentError(f"domain {name} cannot run here: its post-copy migration failed "
                          "after the switch-over")
+    if state == DomainState.PAUSED and not ctx.env.is_probe:
+        # Paused for a reason that will not fix itself: the guest does no work (a probe,
+        # which only asks where the domain is, still says it is here).
+        stuck = reason in (PAUSED_WATCHDOG, PAUSED_CRASHED) or (
+            reason == PAUSED_IOERROR and ctx.params.fail_on_io_error)
+        if stuck:
+            raise AgentError(f"domain {name} is paused {PAUSED_REASONS.get(reason, '')} and "
+                             "will not resume by itself")
     if state in RUNNING_STATES:
         return
     if state == DomainState.SHUTOFF:
@@ -102,7 +120,7 @@ def _monitor_target(ctx: Context, target: Target, deadline: Deadline) -> None:
                                                  name_fallback=not target.uuid_from_config)
         ctx.log.debug(f"domain {name} state: {state.value}")
         if not (state == DomainState.NOSTATE and dom.is_active(deadline.bound(QUERY_BOUND_S))):
-            _check_state(state, reason, target)
+            _check_state(ctx, state, reason, target)
         if target.unrecorded is not None:
             # Running with no record (found by a probe, or recorded by no start of this
             # version): record it as start would have.
@@ -133,8 +151,19 @@ def _monitor_target(ctx: Context, target: Target, deadline: Deadline) -> None:
 
 
 def _running_extras(ctx: Context, dom: Domain, deadline: Deadline) -> None:
-    """What a monitor of a running domain does beyond its state: the user's monitor
+    """What a monitor of a running domain does beyond its state: guest health (a watchdog
+    that dumped the guest; at OCF_CHECK_LEVEL=20 the guest agent), the user's monitor
     scripts, then the utilization attributes (VirtualDomain parity)."""
+    if not ctx.env.is_probe:
+        rec = record.load(ctx.record_path)
+        if rec is not None and rec.watchdog == "dump":
+            from ..features.watchdog import check_watchdog_dump
+
+            check_watchdog_dump(ctx, dom.name, rec.started_at)
+        if ctx.env.check_level >= 20:
+            from ..features.guest_agent import check_guest_agent
+
+            check_guest_agent(ctx, dom, deadline)
     if ctx.params.monitor_scripts.strip():
         from ..features.monitor_scripts import run_monitor_scripts
 

@@ -101,6 +101,15 @@ def _existing(ctx: Context, dom: Domain, deadline: Deadline) -> bool:
     return False
 
 
+def _watchdog_action(ctx: Context, data: bytes, path: str) -> str | None:
+    """Recorded so that a monitor knows to look for the dump of a watchdog that fired."""
+    if ctx.profile.virt_types is not None and "lxc" in ctx.profile.virt_types:
+        return None
+    from ..virt.domxml import guest_devices
+
+    return guest_devices(data, path).watchdog_action
+
+
 def start(ctx: Context) -> None:
     require_valid_params(ctx)
     cfg, ident, uri, xml = read_start_config(ctx)
@@ -143,7 +152,8 @@ def start(ctx: Context) -> None:
             ctx.log.info(f"starting domain {ident.name} from {cfg.path} on {uri}")
             dom = _create(ctx, hv, xml, cfg.path, deadline, Target(ident, uri, "config"))
         _wait_running(ctx, dom, deadline)
-        record_running(ctx, dom, ident, uri, stamp, ident.uuid)
+        record_running(ctx, dom, ident, uri, stamp, ident.uuid,
+                       watchdog=_watchdog_action(ctx, cfg.data, cfg.path))
         if p.monitor_scripts.strip():
             from ..features.monitor_scripts import wait_monitor_scripts
 

@@ -14,7 +14,7 @@ from ..errors import AgentError, ConfigError, DomainNotFound, LibvirtFact, NotIn
 from ..uri import is_local_uri
 from ..virt.connection import Hypervisor
 from ..virt.domain import RUNNING_STATES, Domain
-from ..virt.domxml import DomainIdentity
+from ..virt.domxml import GUEST_AGENT_CHANNEL, DomainIdentity, guest_devices
 
 AUTHKEY = "/etc/pacemaker/authkey"
 REMOTE_PORT = 3121
@@ -48,11 +48,32 @@ def validate_all(ctx: Context) -> None:
         missing = check_monitor_scripts(p.monitor_scripts)
         if missing:
             raise NotInstalled("; ".join(missing))
+    _check_guest_health(ctx, cfg.data, cfg.path)
     if ctx.env.check_level >= 10:
         deadline = ctx.deadline("validate-all")
         running = _check_hypervisor(ctx, ident, uri, deadline)
         if ctx.env.remote_node is not None:
             _check_guest_node(ctx, ctx.env.remote_node, running, deadline)
+
+
+def _check_guest_health(ctx: Context, data: bytes, path: str) -> None:
+    """What guest health needs from the domain XML (qemu domains): a guest agent channel for
+    the check at OCF_CHECK_LEVEL=20, a watchdog whose firing leaves a trace, and at level 10
+    a lock manager when the disks are on shared storage."""
+    if ctx.profile.virt_types is not None and "lxc" in ctx.profile.virt_types:
+        return
+    devices = guest_devices(data, path)
+    if ctx.env.check_level >= 20 and not devices.guest_agent:
+        raise ConfigError(f"config {path} has no guest agent channel ({GUEST_AGENT_CHANNEL}): "
+                          "the guest agent check of OCF_CHECK_LEVEL=20 cannot work")
+    if devices.watchdog_action == "none":
+        ctx.log.warning("the domain's watchdog has action 'none': when it fires nothing is "
+                        "left that a monitor can see; use action 'pause' (or 'dump'), or the "
+                        "guest agent check (OCF_CHECK_LEVEL=20)")
+    if ctx.env.check_level >= 10:
+        from ..features.disk_locking import check_disk_locking
+
+        check_disk_locking(ctx, devices.disks)
 
 
 def _check_hypervisor(ctx: Context, ident: DomainIdentity, uri: str,

@@ -41,6 +41,9 @@ class DomainRecord(NamedTuple):
     # The uuid the config file itself names; None when it names none (libvirt then chose
     # ``uuid``, and a domain re-created from the same config gets another one).
     config_uuid: str | None = None
+    # The action of the domain's watchdog device when it has one (a monitor looks for the
+    # core dump that action "dump" leaves); None: none, or not known.
+    watchdog: str | None = None
 
     @property
     def stamp(self) -> ConfigStamp:
@@ -106,6 +109,7 @@ def load(path: str) -> DomainRecord | None:
             config_size=int(_required(raw, "config_size")),
             started_at=float(_required(raw, "started_at")),
             config_uuid=raw.get("config_uuid"),
+            watchdog=raw.get("watchdog"),
         )
     except (OSError, ValueError, KeyError, TypeError):
         return None
@@ -117,10 +121,15 @@ def save(path: str, record: DomainRecord) -> None:
     atomic_write(path, dump_fields(fields), mode=0o644)
 
 
+# Files the agent keeps beside the record, removed with it (the utilization cache has its
+# own life: features/utilization.py).
+AGENT_MISSES_SUFFIX = ".agent-misses"
+
+
 def remove(path: str) -> None:
     paths = [path]
     if path.endswith(RECORD_SUFFIX):
-        paths.append(sibling(path, LEGACY_SUFFIX))
+        paths += [sibling(path, LEGACY_SUFFIX), sibling(path, AGENT_MISSES_SUFFIX)]
     for p in paths:
         try:
             os.unlink(p)
@@ -129,6 +138,7 @@ def remove(path: str) -> None:
 
 
 def new_record(ident: DomainIdentity, uuid: str | None, uri: str, stamp: ConfigStamp,
-               config_uuid: str | None) -> DomainRecord:
+               config_uuid: str | None, watchdog: str | None = None) -> DomainRecord:
     return DomainRecord(ident.name, uuid or ident.uuid, ident.virt_type, ident.emulator, uri,
-                        stamp.path, stamp.mtime_ns, stamp.size, time.time(), config_uuid)
+                        stamp.path, stamp.mtime_ns, stamp.size, time.time(), config_uuid,
+                        watchdog)

@@ -33,11 +33,13 @@ def rerecord_uuid(ctx: Context, dom: Domain, recorded: DomainIdentity) -> None:
 
 
 def record_running(ctx: Context, dom: Domain, ident: DomainIdentity, uri: str,
-                   stamp: ConfigStamp, config_uuid: str | None, quiet: bool = False) -> None:
+                   stamp: ConfigStamp, config_uuid: str | None, quiet: bool = False,
+                   watchdog: str | None = None) -> None:
     """Record the domain ``dom`` (started from, or found matching, the config ``stamp``)."""
     uuid = uuid_of(dom) or ident.uuid
     try:
-        record.save(ctx.record_path, record.new_record(ident, uuid, uri, stamp, config_uuid))
+        record.save(ctx.record_path, record.new_record(ident, uuid, uri, stamp, config_uuid,
+                                                       watchdog))
     except OSError as exc:
         (ctx.log.debug if quiet else ctx.log.warning)(
             f"cannot write state file {ctx.record_path}: {exc.strerror}")

@@ -20,12 +20,7 @@ from ..fileio import atomic_write, dump_fields
 from ..virt.connection import Hypervisor
 from ..virt.domain import Domain
 from ..virt.domxml import DomainIdentity, parse_identity
-
-# Filesystems every node of a cluster can share.
-SHARED_FILESYSTEMS = frozenset({
-    "nfs", "nfs4", "cifs", "smb3", "glusterfs", "fuse.glusterfs", "ceph", "fuse.ceph",
-    "fuse.cephfs", "gfs2", "ocfs2", "lustre", "beegfs", "gpfs", "fuse.sshfs", "9p", "virtiofs",
-})
+from ..virt.storage import SHARED_FILESYSTEMS, filesystem_of
 
 
 def snapshot_file(ctx: Context, name: str) -> str:
@@ -118,26 +113,6 @@ def record_cold_start(ctx: Context, ident: DomainIdentity) -> None:
                          "start could later be restored)") from None
 
 
-def _filesystem_of(path: str) -> str | None:
-    """The type of the filesystem ``path`` is on (/proc/self/mountinfo)."""
-    real = os.path.realpath(path)
-    best, kind = "", None
-    try:
-        with open("/proc/self/mountinfo", encoding="utf-8", errors="replace") as f:
-            for line in f:
-                fields = line.split()
-                sep = fields.index("-") if "-" in fields else -1
-                if sep < 0 or len(fields) < sep + 2:
-                    continue
-                mount = fields[4].replace("\\040", " ")
-                inside = real == mount or real.startswith(mount.rstrip("/") + "/")
-                if inside and len(mount) >= len(best):
-                    best, kind = mount, fields[sep + 1]
-    except OSError:
-        return None
-    return kind
-
-
 def check_snapshot(ctx: Context) -> None:
     p = ctx.params
     if not p.snapshot:
@@ -149,7 +124,7 @@ def check_snapshot(ctx: Context) -> None:
         raise ConfigError(f"snapshot={p.snapshot!r} is not an absolute directory path")
     if not os.path.isdir(p.snapshot):
         raise NotInstalled(f"snapshot directory {p.snapshot} does not exist on this node")
-    kind = _filesystem_of(p.snapshot)
+    kind = filesystem_of(p.snapshot)
     if kind is not None and kind not in SHARED_FILESYSTEMS:
         ctx.log.warning(f"snapshot directory {p.snapshot} is not on shared storage ({kind}): "
                         "a state saved on this node is invisible to the others, which may "

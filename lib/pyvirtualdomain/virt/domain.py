@@ -38,6 +38,16 @@ EXECUTING_STATES = frozenset({DomainState.RUNNING, DomainState.BLOCKED})
 # Stopped by libvirt, a user or the guest, and resumable.
 SUSPENDED_STATES = frozenset({DomainState.PAUSED, DomainState.PMSUSPENDED})
 
+# libvirt's virDomainPausedReason, in words.
+PAUSED_REASONS = {0: "for an unknown reason", 1: "by a user", 2: "for a migration",
+                  3: "for a save", 4: "for a core dump", 5: "by a disk I/O error",
+                  6: "by its watchdog", 7: "from a snapshot", 8: "while shutting down",
+                  9: "for a snapshot", 10: "after the guest crashed", 11: "while starting up",
+                  12: "for post-copy", 13: "after a failed post-copy", 14: "after an API error"}
+PAUSED_IOERROR = 5
+PAUSED_WATCHDOG = 6
+PAUSED_CRASHED = 10
+
 # libvirt's state reasons (virDomainRunningReason / virDomainPausedReason) for post-copy.
 RUNNING_POSTCOPY = 10
 RUNNING_POSTCOPY_FAILED = 11
@@ -201,6 +211,16 @@ class Domain:
                                  ("VIR_DOMAIN_XML_SECURE", secure)) if on]
         flags = self.hv.flags(*names)
         return str(self.hv.call(lambda: self.virdomain.XMLDesc(flags), timeout_s, "dump XML"))
+
+    def agent_ping(self, timeout_s: float) -> None:
+        """Ask the qemu guest agent to answer (guest-ping), waiting at most ``timeout_s``;
+        GuestNotResponding or UnsupportedOperation (no agent channel) when it does not."""
+        import libvirt_qemu
+
+        wait = max(1, int(timeout_s))  # libvirt's own bound, in whole seconds
+        self.hv.call(lambda: libvirt_qemu.qemuAgentCommand(
+            self.virdomain, '{"execute":"guest-ping"}', wait, 0), timeout_s + 1.0,
+            "guest agent ping")
 
     def job_stats(self, timeout_s: float) -> MigrationJob:
         stats = self.hv.call(lambda: self.virdomain.jobStats(0), timeout_s, "job statistics")

@@ -36,3 +36,14 @@ def test_garbage_uri_probe_monitor_stop(write_config, state_dir):
         r = actions.monitor(make_ctx("monitor", params, state_dir, meta={"interval": "10000"}))
         assert r.rc == OCFExit.ERR_CONFIGURED and "URI" in r.reason
         assert actions.stop(make_ctx("stop", params, state_dir)).rc == OCFExit.SUCCESS
+
+
+def test_a_guest_paused_by_a_user_still_runs(test_conn, write_config, state_dir):
+    """Issue 16: only a pause that will not fix itself fails a monitor (I/O error, watchdog,
+    guest crash: real guests in tests/integration/test_guest_health.py)."""
+    cfg = write_config(drv_xml("pz1"))
+    assert actions.start(make_ctx("start", vm_params(cfg), state_dir)).rc == 0
+    test_conn.lookupByName("pz1").suspend()
+    r = actions.monitor(make_ctx("monitor", vm_params(cfg), state_dir,
+                                 meta={"interval": "10000"}))
+    assert r.rc == OCFExit.SUCCESS, r

@@ -56,3 +56,19 @@ def test_validate_deep_reports_autostart_hazard(test_conn, write_config, state_d
         assert r.rc == OCFExit.ERR_INSTALLED and "autostart" in r.reason, r
     finally:
         dom.undefine()
+
+
+def test_level_20_needs_a_guest_agent_channel(write_config, state_dir):
+    """Issue 16: the guest agent check cannot work without the agent's channel."""
+    plain = write_config(drv_xml("ga9"), "plain.xml")
+    with_agent = write_config(drv_xml("ga9").replace(
+        "</domain>", "<devices><channel type='unix'><target type='virtio' "
+        "name='org.qemu.guest_agent.0'/></channel></devices></domain>"), "agent.xml")
+    level20 = {"OCF_CHECK_LEVEL": "20"}
+    r = actions.validate_all(make_ctx("validate-all", vm_params(plain), state_dir,
+                                      environ=level20))
+    assert r.rc == OCFExit.ERR_CONFIGURED and "guest agent channel" in r.reason, r
+    assert actions.validate_all(make_ctx("validate-all", vm_params(plain), state_dir)).rc == 0
+    r = actions.validate_all(make_ctx("validate-all", vm_params(with_agent), state_dir,
+                                      environ=level20))
+    assert r.rc == 0, r
