@@ -80,14 +80,16 @@ def test_stop_after_a_start_that_timed_out_inside_libvirt(make_guest: MakeGuest)
     measure_vd(row, "guest afterwards (probe)", vd_guest, "monitor", timeout_ms=20000,
                interval_ms=0, note=libvirt_says(vd_guest))
 
-    assert start.rc == 1, start
-    assert "may still be starting it" in (start.reason or ""), start
+    # what matters first: no stop said 0 while libvirt could still finish the create, and
+    # nothing of the guest runs once all is over
     assert early.rc != 0, early
-    assert early.elapsed_s < 10.0, early
-    assert (early.reason or "").startswith("cannot confirm"), early
     assert late.rc == 0, late
     assert after_s > hook_s, "stop confirmed before libvirt could answer"
     assert left is None and pids == [], (left, pids)
+    assert start.rc == 1, start
+    assert "may still be starting it" in (start.reason or ""), start
+    assert early.elapsed_s < 10.0, early
+    assert (early.reason or "").startswith("cannot confirm"), early
     no_traceback(start, early, late)
 
 
@@ -109,10 +111,11 @@ def test_stop_of_a_paused_guest_destroys_it_through_libvirt(make_guest: MakeGues
                note=libvirt_says(vd_guest))
 
     assert stop.rc == 0, stop
-    assert "refused to shut down" in stop.stderr, stop.stderr
-    assert "killing the emulator" not in stop.stderr, stop.stderr
     assert guest.state() is None
     assert guest.qemu_pids() == []
+    # through libvirt, not by killing qemu behind its back
+    assert "killing the emulator" not in stop.stderr, stop.stderr
+    assert "refused to shut down" in stop.stderr, stop.stderr
     no_traceback(stop)
 
 
