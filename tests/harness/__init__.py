@@ -24,6 +24,7 @@ from .domains import (
 from .guest import (
     ACPID_MARKER,
     INIT_MARKER,
+    MODULE_FAILED_MARKER,
     POWERBUTTON_MARKER,
     SHUTDOWN_MARKER,
     GuestArtifacts,
@@ -38,8 +39,9 @@ from .resource import GuestResource, new_guest_resource
 
 __all__ = [
     "ACPID_MARKER", "DEFAULT_CACHE_DIR", "DEFAULT_RUN_DIR", "DEFAULT_URI", "INIT_MARKER",
-    "POWERBUTTON_MARKER", "REPO_ROOT", "SHUTDOWN_MARKER", "AgentHung", "AgentResult",
-    "DomainFacts", "GuestArtifacts", "GuestResource", "HarnessError", "HostLock", "Libvirtd",
+    "MODULE_FAILED_MARKER", "POWERBUTTON_MARKER", "REPO_ROOT", "SHUTDOWN_MARKER", "AgentHung",
+    "AgentResult", "DomainFacts", "GuestArtifacts", "GuestResource", "HarnessError", "HostLock",
+    "Libvirtd",
     "build_artifacts", "console_text", "create_transient", "define_persistent",
     "detect_virt_type", "domain_facts", "domain_state", "domain_xml", "exit_reason",
     "kill_qemu", "new_guest_resource", "qemu_pids", "remove_domain", "run_agent",

@@ -2,6 +2,7 @@
 
 The guest's /init prints markers on the serial console (ttyS0, logged to a file by libvirt):
 
+    HARNESS-MODULE-FAILED <name>: <why>   a kernel module did not load (boot helpers raise)
     HARNESS-INIT-MARKER mode=<mode> ...   init runs
     HARNESS-ACPID started                 (graceful) the ACPI power button is now honoured
     HARNESS-POWERBUTTON -> poweroff       (graceful) acpid saw the power button
@@ -44,14 +45,13 @@ INIT_MARKER = "HARNESS-INIT-MARKER"
 ACPID_MARKER = "HARNESS-ACPID started"
 POWERBUTTON_MARKER = "HARNESS-POWERBUTTON"
 SHUTDOWN_MARKER = "HARNESS-SHUTDOWN"
+MODULE_FAILED_MARKER = "HARNESS-MODULE-FAILED"
 VIRT_TYPE_ENV = "PYVD_TEST_VIRT_TYPE"
 
-# Kernel modules, in load order (dependencies first): ACPI power button, and virtio-net for
-# tests that give the guest a network.
-MODULES = ("drivers/acpi/button", "drivers/input/evdev", "drivers/virtio/virtio",
-           "drivers/virtio/virtio_ring", "drivers/virtio/virtio_pci_legacy_dev",
-           "drivers/virtio/virtio_pci_modern_dev", "drivers/virtio/virtio_pci",
-           "net/core/failover", "drivers/net/net_failover", "drivers/net/virtio_net")
+# Kernel modules every guest loads (names as in modules.dep): the ACPI power button, and
+# virtio-pci + virtio-net for tests that give the guest a network. Load order, dependencies
+# first, comes from the kernel's modules.dep.
+BASE_MODULES = ("button", "evdev", "virtio_pci", "virtio_net")
 
 INIT = """#!/bin/busybox sh
 /bin/busybox --install -s
@@ -67,13 +67,27 @@ for a in $(cat /proc/cmdline); do
     harness.tick=*) tick=${a#harness.tick=} ;;
   esac
 done
-for m in $(cat /modules/order); do insmod /modules/$m 2>/dev/null || true; done
+# /modules/<name>.order: the module and what it needs, dependencies first (from modules.dep).
+# A module that does not load is announced, never hidden: the harness fails the boot.
+loaded=" "; nloaded=0
+for top in $(cat /modules/base); do
+  for m in $(cat "/modules/$top.order"); do
+    case "$loaded" in *" $m "*) continue ;; esac
+    loaded="$loaded$m "
+    if insmod "/modules/$m.ko" 2>/tmp/insmod.err; then
+      nloaded=$((nloaded + 1))
+    else
+      echo "HARNESS-MODULE-FAILED $m: $(cat /tmp/insmod.err)" > /dev/console
+    fi
+  done
+done
 hostname guest
 ip link set lo up
 if [ -n "$ip" ]; then ip link set eth0 up && ip addr add "$ip" dev eth0; fi
 echo "$mode" > /run/harness.mode
 echo "$tick" > /run/harness.tick
-echo "HARNESS-INIT-MARKER mode=$mode uptime=$(cut -d' ' -f1 /proc/uptime)" > /dev/console
+echo "HARNESS-INIT-MARKER mode=$mode uptime=$(cut -d' ' -f1 /proc/uptime) modules=$nloaded" \\
+  > /dev/console
 exec /bin/busybox init
 """
 
@@ -192,34 +206,111 @@ class Cpio:
         return self.buf.getvalue()
 
 
-def _module_bytes(moddir: Path, module: str) -> tuple[str, bytes] | None:
-    base = moddir / "kernel" / module
-    for suffix, unpack in ((".ko", None), (".ko.xz", lzma.decompress),
-                           (".ko.gz", gzip.decompress)):
-        path = Path(str(base) + suffix)
-        if path.is_file():
-            data = path.read_bytes()
-            return os.path.basename(module) + ".ko", unpack(data) if unpack else data
-    return None  # built into the kernel (or absent): init's insmod loop just skips it
+_KO_SUFFIXES = (".ko", ".ko.xz", ".ko.gz", ".ko.zst")
+
+
+def _module_name(path: str) -> str:
+    """modules.dep's path -> the module's name (as insmod and /sys/module know it)."""
+    base = os.path.basename(path)
+    for suffix in _KO_SUFFIXES:
+        if base.endswith(suffix):
+            base = base[:-len(suffix)]
+            break
+    return base.replace("-", "_")
+
+
+@dataclass(frozen=True)
+class ModuleIndex:
+    """A kernel's modules.dep and modules.builtin: where each module is, what it needs."""
+
+    moddir: Path
+    paths: dict[str, str]  # name -> path relative to moddir
+    deps: dict[str, tuple[str, ...]]  # name -> names of every module it needs
+    builtin: frozenset[str]
+
+    @classmethod
+    def read(cls, moddir: Path) -> ModuleIndex:
+        try:
+            dep_text = (moddir / "modules.dep").read_text()
+        except OSError as exc:
+            raise HarnessError(f"{moddir}/modules.dep unreadable ({exc}): is the kernel's "
+                               "module tree installed?") from None
+        paths: dict[str, str] = {}
+        deps: dict[str, tuple[str, ...]] = {}
+        for line in dep_text.splitlines():
+            target, sep, needs = line.partition(":")
+            if not sep:
+                continue
+            name = _module_name(target)
+            paths[name] = target.strip()
+            deps[name] = tuple(_module_name(d) for d in needs.split())
+        try:
+            builtin_text = (moddir / "modules.builtin").read_text()
+        except OSError:
+            builtin_text = ""
+        builtin = frozenset(_module_name(p) for p in builtin_text.split())
+        return cls(moddir=moddir, paths=paths, deps=deps, builtin=builtin)
+
+    def load_order(self, name: str) -> list[str]:
+        """``name`` and every module it needs, each after what it needs (built-in ones left
+        out: they are always there)."""
+        order: list[str] = []
+        visiting: set[str] = set()
+
+        def visit(mod: str, chain: tuple[str, ...]) -> None:
+            if mod in order or mod in self.builtin:
+                return
+            if mod not in self.deps:
+                via = " <- ".join(chain)
+                raise HarnessError(f"kernel module {mod} is neither in "
+                                   f"{self.moddir}/modules.dep nor built in"
+                                   + (f" (needed by {via})" if via else ""))
+            if mod in visiting:
+                raise HarnessError(f"dependency loop in modules.dep at {mod}")
+            visiting.add(mod)
+            for dep in self.deps[mod]:
+                visit(dep, (mod, *chain))
+            visiting.discard(mod)
+            order.append(mod)
+
+        visit(name, ())
+        return order
+
+    def module_bytes(self, name: str) -> bytes:
+        path = self.moddir / self.paths[name]
+        data = path.read_bytes()
+        if path.name.endswith(".ko.xz"):
+            return lzma.decompress(data)
+        if path.name.endswith(".ko.gz"):
+            return gzip.decompress(data)
+        if path.name.endswith(".ko.zst"):
+            try:
+                import zstandard
+            except ImportError:
+                raise HarnessError(f"{path} is zstd-compressed: pip install zstandard") from None
+            return bytes(zstandard.ZstdDecompressor().decompressobj().decompress(data))
+        return data
 
 
 def build_initramfs(kernel_version: str) -> bytes:
     if not BUSYBOX.is_file():
         raise HarnessError(f"{BUSYBOX} missing (install busybox-static)")
-    moddir = Path("/lib/modules") / kernel_version
+    index = ModuleIndex.read(Path("/lib/modules") / kernel_version)
     archive = Cpio()
     for d in ("bin", "sbin", "usr", "usr/bin", "usr/sbin", "proc", "sys", "dev", "tmp", "run",
               "etc", "etc/acpi", "etc/acpi/PWRF", "modules", "root"):
         archive.directory(d)
     archive.chardev("dev/console", 5, 1)
     archive.file("bin/busybox", BUSYBOX.read_bytes(), 0o755)
-    order: list[str] = []
-    for module in MODULES:
-        found = _module_bytes(moddir, module)
-        if found is not None:
-            archive.file(f"modules/{found[0]}", found[1])
-            order.append(found[0])
-    archive.file("modules/order", "".join(f"{m}\n" for m in order).encode())
+    packed: set[str] = set()
+    for top in BASE_MODULES:
+        order = index.load_order(top)
+        archive.file(f"modules/{top}.order", "".join(f"{m}\n" for m in order).encode())
+        for mod in order:
+            if mod not in packed:
+                archive.file(f"modules/{mod}.ko", index.module_bytes(mod))
+                packed.add(mod)
+    archive.file("modules/base", "".join(f"{m}\n" for m in BASE_MODULES).encode())
     archive.file("init", INIT.encode(), 0o755)
     archive.file("etc/inittab", INITTAB.encode())
     archive.file("etc/rc.sh", RC.encode(), 0o755)
@@ -307,9 +398,27 @@ def console_text(path: Path | str) -> str:
         return ""
 
 
+def boot_failures(text: str) -> list[str]:
+    """The console lines saying the guest's set-up failed (a kernel module did not load)."""
+    return [line.strip() for line in text.splitlines() if MODULE_FAILED_MARKER in line]
+
+
 def wait_for_console(path: Path | str, marker: str, timeout_s: float) -> bool:
-    """Whether ``marker`` appears in the console log within ``timeout_s``."""
-    return wait_until(lambda: marker in console_text(path), timeout_s, 0.05)
+    """Whether ``marker`` appears in the console log within ``timeout_s``.
+
+    Raises HarnessError as soon as the console says the guest's own set-up failed (a kernel
+    module that did not load): such a guest is not the guest the test asked for."""
+    failures: list[str] = []
+
+    def seen() -> bool:
+        text = console_text(path)
+        failures.extend(boot_failures(text))
+        return bool(failures) or marker in text
+
+    found = wait_until(seen, timeout_s, 0.05)
+    if failures:
+        raise HarnessError(f"the guest's set-up failed ({path}): {'; '.join(failures)}")
+    return found
 
 
 def _boots(artifacts: GuestArtifacts, virt_type: str, workdir: Path, uri: str,
