@@ -23,27 +23,43 @@ from .domains import (
 )
 from .guest import (
     ACPID_MARKER,
+    AGENT_MARKER,
+    AGENT_STOPPED_MARKER,
     INIT_MARKER,
     MODULE_FAILED_MARKER,
     POWERBUTTON_MARKER,
+    SBIN_SHUTDOWN_MARKER,
     SHUTDOWN_MARKER,
+    SLOW_POWEROFF_MARKER,
+    SLOW_STOP_MARKER,
     GuestArtifacts,
+    GuestOptions,
     build_artifacts,
     console_text,
     detect_virt_type,
     domain_xml,
     wait_for_console,
 )
+from .guestagent import (
+    AgentError,
+    agent_channel_state,
+    agent_command,
+    guest_agent_ping,
+    guest_exec,
+    stop_guest_agent,
+)
 from .libvirtd import Libvirtd
 from .resource import GuestResource, new_guest_resource
 
 __all__ = [
-    "ACPID_MARKER", "DEFAULT_CACHE_DIR", "DEFAULT_RUN_DIR", "DEFAULT_URI", "INIT_MARKER",
-    "MODULE_FAILED_MARKER", "POWERBUTTON_MARKER", "REPO_ROOT", "SHUTDOWN_MARKER", "AgentHung",
-    "AgentResult", "DomainFacts", "GuestArtifacts", "GuestResource", "HarnessError", "HostLock",
-    "Libvirtd",
-    "build_artifacts", "console_text", "create_transient", "define_persistent",
-    "detect_virt_type", "domain_facts", "domain_state", "domain_xml", "exit_reason",
-    "kill_qemu", "new_guest_resource", "qemu_pids", "remove_domain", "run_agent",
+    "ACPID_MARKER", "AGENT_MARKER", "AGENT_STOPPED_MARKER", "DEFAULT_CACHE_DIR",
+    "DEFAULT_RUN_DIR", "DEFAULT_URI", "INIT_MARKER", "MODULE_FAILED_MARKER",
+    "POWERBUTTON_MARKER", "REPO_ROOT", "SBIN_SHUTDOWN_MARKER", "SHUTDOWN_MARKER",
+    "SLOW_POWEROFF_MARKER", "SLOW_STOP_MARKER", "AgentError", "AgentHung", "AgentResult",
+    "DomainFacts", "GuestArtifacts", "GuestOptions", "GuestResource", "HarnessError",
+    "HostLock", "Libvirtd", "agent_channel_state", "agent_command", "build_artifacts",
+    "console_text", "create_transient", "define_persistent", "detect_virt_type", "domain_facts",
+    "domain_state", "domain_xml", "exit_reason", "guest_agent_ping", "guest_exec", "kill_qemu",
+    "new_guest_resource", "qemu_pids", "remove_domain", "run_agent", "stop_guest_agent",
     "wait_for_console", "wait_for_state",
 ]

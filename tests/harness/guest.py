@@ -10,6 +10,16 @@ The guest's /init prints markers on the serial console (ttyS0, logged to a file 
 
 ``harness.mode=graceful`` runs busybox acpid (power button -> poweroff);
 ``harness.mode=ignore`` runs no acpid, so ACPI shutdown requests are ignored.
+
+Production-like behaviour is opt-in through :class:`GuestOptions` (default: none of it, so
+the default guest boots as fast as ever):
+
+    HARNESS-AGENT started pid=<pid> ...   qemu-ga answers on org.qemu.guest_agent.0
+    HARNESS-AGENT-STOPPED signal=<sig>    qemu-ga was killed (KILL) or frozen (STOP)
+    HARNESS-SBIN-SHUTDOWN args=<argv>     /sbin/shutdown ran (what qemu-ga's guest-shutdown runs)
+    HARNESS-SLOW-STOP begin via=<who> ... the guest starts going down (takes shutdown_delay_s)
+    HARNESS-SLOW-STOP poweroff via=<who>  ... and powers off now
+    HARNESS-AGENT-FAILED ...              the agent could not start (boot helpers raise)
 """
 
 from __future__ import annotations
@@ -24,6 +34,7 @@ import platform
 import re
 import shutil
 import stat
+import subprocess
 import tempfile
 import time
 import uuid as uuidlib
@@ -39,6 +50,7 @@ from .common import DEFAULT_CACHE_DIR, DEFAULT_URI, CallTimeout, HarnessError, w
 from .domains import create_transient, remove_domain
 
 BUSYBOX = Path("/bin/busybox")
+QEMU_GA = Path("/usr/sbin/qemu-ga")
 EMULATOR = "/usr/bin/qemu-system-x86_64"
 MODES = ("graceful", "ignore")
 INIT_MARKER = "HARNESS-INIT-MARKER"
@@ -46,12 +58,23 @@ ACPID_MARKER = "HARNESS-ACPID started"
 POWERBUTTON_MARKER = "HARNESS-POWERBUTTON"
 SHUTDOWN_MARKER = "HARNESS-SHUTDOWN"
 MODULE_FAILED_MARKER = "HARNESS-MODULE-FAILED"
+AGENT_MARKER = "HARNESS-AGENT started"
+AGENT_FAILED_MARKER = "HARNESS-AGENT-FAILED"
+AGENT_STOPPED_MARKER = "HARNESS-AGENT-STOPPED"
+SBIN_SHUTDOWN_MARKER = "HARNESS-SBIN-SHUTDOWN"
+SLOW_STOP_MARKER = "HARNESS-SLOW-STOP begin"
+SLOW_POWEROFF_MARKER = "HARNESS-SLOW-STOP poweroff"
 VIRT_TYPE_ENV = "PYVD_TEST_VIRT_TYPE"
+AGENT_CHANNEL = "org.qemu.guest_agent.0"
+DEFAULT_SHUTDOWN_DELAY_S = 5.0
 
 # Kernel modules every guest loads (names as in modules.dep): the ACPI power button, and
 # virtio-pci + virtio-net for tests that give the guest a network. Load order, dependencies
 # first, comes from the kernel's modules.dep.
 BASE_MODULES = ("button", "evdev", "virtio_pci", "virtio_net")
+# Packed too, loaded only when a guest's options ask for the feature (harness.modules=...).
+AGENT_MODULE = "virtio_console"
+EXTRA_MODULES = (AGENT_MODULE,)
 
 INIT = """#!/bin/busybox sh
 /bin/busybox --install -s
@@ -59,18 +82,27 @@ mount -t proc proc /proc
 mount -t sysfs sysfs /sys
 mount -t devtmpfs devtmpfs /dev 2>/dev/null || true
 mkdir -p /dev/pts && mount -t devpts devpts /dev/pts
-mode=graceful; ip=; tick=5
+mode=graceful; ip=; tick=5; modules=; agent=0; agent_stop_after=; shutdown_delay=5
+slow_acpi=0
 for a in $(cat /proc/cmdline); do
   case "$a" in
     harness.mode=*) mode=${a#harness.mode=} ;;
     harness.ip=*)   ip=${a#harness.ip=} ;;
     harness.tick=*) tick=${a#harness.tick=} ;;
+    harness.modules=*) modules=${a#harness.modules=} ;;
+    harness.agent=*) agent=${a#harness.agent=} ;;
+    harness.agent_stop_after=*) agent_stop_after=${a#harness.agent_stop_after=} ;;
+    harness.shutdown_delay=*) shutdown_delay=${a#harness.shutdown_delay=} ;;
+    harness.slow_acpi=*) slow_acpi=${a#harness.slow_acpi=} ;;
   esac
 done
 # /modules/<name>.order: the module and what it needs, dependencies first (from modules.dep).
 # A module that does not load is announced, never hidden: the harness fails the boot.
 loaded=" "; nloaded=0
-for top in $(cat /modules/base); do
+for top in $(cat /modules/base) $(echo "$modules" | tr , ' '); do
+  if [ ! -f "/modules/$top.order" ]; then
+    echo "HARNESS-MODULE-FAILED $top: not in the initramfs" > /dev/console; continue
+  fi
   for m in $(cat "/modules/$top.order"); do
     case "$loaded" in *" $m "*) continue ;; esac
     loaded="$loaded$m "
@@ -86,6 +118,13 @@ ip link set lo up
 if [ -n "$ip" ]; then ip link set eth0 up && ip addr add "$ip" dev eth0; fi
 echo "$mode" > /run/harness.mode
 echo "$tick" > /run/harness.tick
+cat > /run/harness.env <<EOF
+mode=$mode
+agent=$agent
+agent_stop_after=$agent_stop_after
+shutdown_delay=$shutdown_delay
+slow_acpi=$slow_acpi
+EOF
 echo "HARNESS-INIT-MARKER mode=$mode uptime=$(cut -d' ' -f1 /proc/uptime) modules=$nloaded" \\
   > /dev/console
 exec /bin/busybox init
@@ -97,12 +136,14 @@ INITTAB = """::sysinit:/etc/rc.sh
 """
 
 RC = """#!/bin/sh
-if [ "$(cat /run/harness.mode)" = graceful ]; then
+. /run/harness.env
+if [ "$mode" = graceful ]; then
   acpid -c /etc/acpi -l /tmp/acpid.log
   echo "HARNESS-ACPID started" > /dev/console
 else
   echo "HARNESS-ACPID not started (shutdown requests will be ignored)" > /dev/console
 fi
+if [ "$agent" = 1 ]; then /etc/harness/agent.sh; fi
 """
 
 TICK = """#!/bin/sh
@@ -115,9 +156,78 @@ done
 # busybox acpid maps KEY_POWER to the action file PWRF/00000080 below its -c directory.
 POWER_BUTTON = """#!/bin/sh
 echo "HARNESS-POWERBUTTON -> poweroff" > /dev/console
+. /run/harness.env
+if [ "$slow_acpi" = 1 ]; then exec /etc/harness/slow-stop.sh acpi poweroff; fi
 poweroff
 """
 
+# What qemu-ga 7.2 runs for guest-shutdown: `/sbin/shutdown -h -P +0 "hypervisor initiated
+# shutdown"` (-r reboot, -H halt), its stdio on /dev/null, and it waits for the exit status.
+# Like systemd's shutdown, this one only schedules the power-off and returns at once; the
+# system then takes harness.shutdown_delay seconds to go down, as a real OS does.
+SBIN_SHUTDOWN = """#!/bin/sh
+echo "HARNESS-SBIN-SHUTDOWN args=$* uptime=$(cut -d' ' -f1 /proc/uptime)" > /dev/console
+action=poweroff
+for a in "$@"; do
+  case "$a" in -r) action=reboot ;; -H) action=halt ;; -P) action=poweroff ;; esac
+done
+setsid /etc/harness/slow-stop.sh shutdown "$action" </dev/null >/dev/null 2>&1 &
+exit 0
+"""
+
+# $1 who asked (shutdown, acpi), $2 poweroff|reboot|halt. A second request while the guest
+# is already going down changes nothing (mkdir is the lock).
+SLOW_STOP = """#!/bin/sh
+. /run/harness.env
+up() { cut -d' ' -f1 /proc/uptime; }
+if ! mkdir /run/harness.stopping 2>/dev/null; then
+  echo "HARNESS-SLOW-STOP again via=$1 (already going down) uptime=$(up)" > /dev/console
+  exit 0
+fi
+echo "HARNESS-SLOW-STOP begin via=$1 action=$2 delay=$shutdown_delay uptime=$(up)" \\
+  > /dev/console
+sleep "$shutdown_delay"
+echo "HARNESS-SLOW-STOP $2 via=$1 uptime=$(up)" > /dev/console
+exec "$2"
+"""
+
+# No udev in the guest: the agent's port is found by its name in sysfs.
+AGENT = """#!/bin/sh
+. /run/harness.env
+if [ ! -x /usr/sbin/qemu-ga ]; then
+  echo "HARNESS-AGENT-FAILED no /usr/sbin/qemu-ga in this initramfs" > /dev/console; exit 0
+fi
+dev=; i=0
+while [ $i -lt 200 ]; do
+  for p in /sys/class/virtio-ports/*; do
+    [ "$(cat "$p/name" 2>/dev/null)" = org.qemu.guest_agent.0 ] && dev=/dev/${p##*/}
+  done
+  [ -n "$dev" ] && [ -c "$dev" ] && break
+  dev=; i=$((i + 1)); sleep 0.05
+done
+if [ -z "$dev" ]; then
+  echo "HARNESS-AGENT-FAILED no org.qemu.guest_agent.0 port" > /dev/console; exit 0
+fi
+mkdir -p /dev/virtio-ports /var/run
+ln -sf "$dev" /dev/virtio-ports/org.qemu.guest_agent.0
+/usr/sbin/qemu-ga -m virtio-serial -p "$dev" -l /tmp/qemu-ga.log -t /run &
+echo $! > /run/harness.qemu-ga.pid
+echo "HARNESS-AGENT started pid=$! port=$dev uptime=$(cut -d' ' -f1 /proc/uptime)" > /dev/console
+if [ -n "$agent_stop_after" ]; then
+  /etc/harness/stop-agent.sh KILL "$agent_stop_after" </dev/null >/dev/null 2>&1 &
+fi
+"""
+
+# $1 KILL (the agent crashed: its port closes) or STOP (hung: the port stays open, nothing
+# answers); $2 seconds to wait first (lets a guest-exec that runs this get its reply out).
+STOP_AGENT = """#!/bin/sh
+sleep "${2:-0}"
+pid=$(cat /run/harness.qemu-ga.pid)
+if kill -"${1:-KILL}" "$pid"; then
+  echo "HARNESS-AGENT-STOPPED signal=${1:-KILL} pid=$pid uptime=$(cut -d' ' -f1 /proc/uptime)" \\
+    > /dev/console
+fi
+"""
 
 @dataclass(frozen=True)
 class GuestArtifacts:
@@ -125,6 +235,26 @@ class GuestArtifacts:
     initramfs: Path  # gzip'd newc cpio
     kernel_version: str
     key: str  # kernel version + hash of the builder: names the cache entry
+    # initramfs plus an appended archive with qemu-ga and its libraries (None: qemu-ga is
+    # not installed on this host)
+    agent_initramfs: Path | None = None
+
+
+@dataclass(frozen=True)
+class GuestOptions:
+    """What a test guest does beyond booting. The defaults add nothing: the guest and its
+    kernel command line stay exactly what tests had before these options existed."""
+
+    # qemu-ga on a virtio-serial channel org.qemu.guest_agent.0 (libvirt's agent channel).
+    agent: bool = False
+    # qemu-ga is SIGKILLed this many seconds after it started (None: never).
+    agent_stop_after_s: float | None = None
+    # How long the guest takes to go down once /sbin/shutdown (qemu-ga's guest-shutdown) ran.
+    shutdown_delay_s: float = DEFAULT_SHUTDOWN_DELAY_S
+    # The ACPI power button (graceful mode) goes down just as slowly, instead of at once.
+    slow_acpi: bool = False
+    # More modules to load (must be in the initramfs: BASE_MODULES + EXTRA_MODULES).
+    modules: tuple[str, ...] = ()
 
 
 # -- kernel ----------------------------------------------------------------------------------
@@ -298,12 +428,12 @@ def build_initramfs(kernel_version: str) -> bytes:
     index = ModuleIndex.read(Path("/lib/modules") / kernel_version)
     archive = Cpio()
     for d in ("bin", "sbin", "usr", "usr/bin", "usr/sbin", "proc", "sys", "dev", "tmp", "run",
-              "etc", "etc/acpi", "etc/acpi/PWRF", "modules", "root"):
+              "etc", "etc/acpi", "etc/acpi/PWRF", "etc/harness", "modules", "root", "var"):
         archive.directory(d)
     archive.chardev("dev/console", 5, 1)
     archive.file("bin/busybox", BUSYBOX.read_bytes(), 0o755)
     packed: set[str] = set()
-    for top in BASE_MODULES:
+    for top in BASE_MODULES + EXTRA_MODULES:
         order = index.load_order(top)
         archive.file(f"modules/{top}.order", "".join(f"{m}\n" for m in order).encode())
         for mod in order:
@@ -316,16 +446,58 @@ def build_initramfs(kernel_version: str) -> bytes:
     archive.file("etc/rc.sh", RC.encode(), 0o755)
     archive.file("etc/tick.sh", TICK.encode(), 0o755)
     archive.file("etc/acpi/PWRF/00000080", POWER_BUTTON.encode(), 0o755)
+    archive.file("sbin/shutdown", SBIN_SHUTDOWN.encode(), 0o755)
+    for script, text in (("slow-stop.sh", SLOW_STOP), ("agent.sh", AGENT),
+                         ("stop-agent.sh", STOP_AGENT)):
+        archive.file(f"etc/harness/{script}", text.encode(), 0o755)
     archive.file("etc/passwd", b"root:x:0:0:root:/root:/bin/sh\n")
     archive.file("etc/group", b"root:x:0:\n")
     return gzip.compress(archive.finish(), compresslevel=6, mtime=0)
 
 
+def shared_libraries(binary: Path) -> list[Path]:
+    """The shared objects ``binary`` loads (ldd's absolute paths, the ELF interpreter too)."""
+    proc = subprocess.run(["ldd", str(binary)], capture_output=True, text=True, timeout=30,
+                          check=False)
+    if proc.returncode != 0:
+        raise HarnessError(f"ldd {binary}: {proc.stderr.strip() or proc.stdout.strip()}")
+    libs: list[Path] = []
+    for line in proc.stdout.splitlines():
+        if "not found" in line:
+            raise HarnessError(f"ldd {binary}: {line.strip()}")
+        for word in line.split():
+            if word.startswith("/") and Path(word) not in libs:
+                libs.append(Path(word))
+    return libs
+
+
+def build_agent_archive(qemu_ga: Path = QEMU_GA) -> bytes:
+    """A gzip'd cpio with Debian's qemu-ga and the libraries it links, at their host paths;
+    appended to the test initramfs (the kernel unpacks concatenated archives)."""
+    archive = Cpio()
+    dirs: set[str] = {"usr", "usr/sbin"}
+    files: list[tuple[str, Path]] = [("usr/sbin/qemu-ga", qemu_ga)]
+    for lib in shared_libraries(qemu_ga):
+        rel = str(lib).lstrip("/")
+        files.append((rel, lib))
+        parts = rel.split("/")[:-1]
+        for i in range(1, len(parts) + 1):
+            dirs.add("/".join(parts[:i]))
+    for d in sorted(dirs, key=lambda d: (d.count("/"), d)):
+        archive.directory(d)
+    for rel, src in files:
+        archive.file(rel, src.read_bytes(), 0o755)
+    return gzip.compress(archive.finish(), compresslevel=6, mtime=0)
+
+
 def _builder_hash(kernel_image: Path) -> str:
     h = hashlib.sha256(Path(__file__).read_bytes())
-    for path in (BUSYBOX, kernel_image):
-        st = path.stat()
-        h.update(f"{path}:{st.st_size}:{st.st_mtime_ns}".encode())
+    for path in (BUSYBOX, kernel_image, QEMU_GA):
+        try:
+            st = path.stat()
+            h.update(f"{path}:{st.st_size}:{st.st_mtime_ns}".encode())
+        except FileNotFoundError:
+            h.update(f"{path}:absent".encode())
     return h.hexdigest()[:12]
 
 
@@ -342,26 +514,83 @@ def build_artifacts(cache_dir: Path = DEFAULT_CACHE_DIR) -> GuestArtifacts:
     entry.mkdir(parents=True, exist_ok=True)
     kernel = entry / "vmlinux"
     initramfs = entry / "initramfs.cpio.gz"
+    agent_initramfs: Path | None = entry / "initramfs-agent.cpio.gz"
     if not kernel.is_file():
         _write_atomic(kernel, extract_vmlinux(image.read_bytes()))
     if not initramfs.is_file():
         _write_atomic(initramfs, build_initramfs(version))
-    return GuestArtifacts(kernel=kernel, initramfs=initramfs, kernel_version=version, key=key)
+    if not QEMU_GA.is_file():
+        agent_initramfs = None
+    elif agent_initramfs is not None and not agent_initramfs.is_file():
+        _write_atomic(agent_initramfs, initramfs.read_bytes() + build_agent_archive())
+    return GuestArtifacts(kernel=kernel, initramfs=initramfs, kernel_version=version, key=key,
+                          agent_initramfs=agent_initramfs)
 
 
 # -- domains ---------------------------------------------------------------------------------
 
 
+def _seconds(value: float) -> str:
+    if value < 0:
+        raise ValueError(f"negative duration {value}")
+    return f"{value:g}"
+
+
+def _check_name(what: str, value: str) -> str:
+    if not re.fullmatch(r"[A-Za-z0-9_.:/-]+", value):
+        raise ValueError(f"{what} {value!r}: letters, digits and _.:/- only")
+    return value
+
+
+def options_cmdline(options: GuestOptions) -> list[str]:
+    """The ``harness.*`` kernel arguments for ``options`` (none for the defaults)."""
+    args: list[str] = []
+    modules = list(options.modules)
+    if options.agent:
+        args.append("harness.agent=1")
+        modules.append(AGENT_MODULE)
+    if options.agent_stop_after_s is not None:
+        if not options.agent:
+            raise ValueError("agent_stop_after_s needs agent=True")
+        args.append(f"harness.agent_stop_after={_seconds(options.agent_stop_after_s)}")
+    if options.shutdown_delay_s != DEFAULT_SHUTDOWN_DELAY_S:
+        args.append(f"harness.shutdown_delay={_seconds(options.shutdown_delay_s)}")
+    if options.slow_acpi:
+        args.append("harness.slow_acpi=1")
+    if modules:
+        unique = list(dict.fromkeys(_check_name("module", m) for m in modules))
+        args.append(f"harness.modules={','.join(unique)}")
+    return args
+
+
+def _options_devices(options: GuestOptions) -> str:
+    devices: list[str] = []
+    if options.agent:
+        devices.append(f"""    <channel type='unix'>
+      <target type='virtio' name='{AGENT_CHANNEL}'/>
+    </channel>""")
+    return "".join(d + "\n" for d in devices)
+
+
 def domain_xml(name: str, mode: str, artifacts: GuestArtifacts, virt_type: str,
                console_log: Path | str, uuid: str | None = None, memory_mib: int = 128,
-               extra_cmdline: str = "") -> str:
-    """A diskless one-vCPU domain booting the test kernel, its console logged to a file."""
+               extra_cmdline: str = "", options: GuestOptions | None = None) -> str:
+    """A diskless one-vCPU domain booting the test kernel, its console logged to a file;
+    ``options`` adds what production guests have (a guest agent, a slow shutdown)."""
     if mode not in MODES:
         raise ValueError(f"mode {mode!r} is not one of {MODES}")
     if virt_type not in ("qemu", "kvm"):
         raise ValueError(f"virt_type {virt_type!r} is not qemu or kvm")
+    options = options or GuestOptions()
+    initramfs = artifacts.initramfs
+    if options.agent:
+        if artifacts.agent_initramfs is None:
+            raise HarnessError(f"{QEMU_GA} is not installed: the agent guest needs Debian's "
+                               "qemu-guest-agent (make deps-system)")
+        initramfs = artifacts.agent_initramfs
     uuid_line = f"\n  <uuid>{escape(str(uuidlib.UUID(uuid)))}</uuid>" if uuid else ""
-    cmdline = f"console=ttyS0 quiet harness.mode={mode} {extra_cmdline}".strip()
+    cmdline = " ".join(["console=ttyS0 quiet", f"harness.mode={mode}",
+                        *options_cmdline(options), extra_cmdline]).strip()
     return f"""<domain type={quoteattr(virt_type)}>
   <name>{escape(name)}</name>{uuid_line}
   <memory unit='MiB'>{int(memory_mib)}</memory>
@@ -369,7 +598,7 @@ def domain_xml(name: str, mode: str, artifacts: GuestArtifacts, virt_type: str,
   <os>
     <type arch='x86_64' machine='pc'>hvm</type>
     <kernel>{escape(str(artifacts.kernel))}</kernel>
-    <initrd>{escape(str(artifacts.initramfs))}</initrd>
+    <initrd>{escape(str(initramfs))}</initrd>
     <cmdline>{escape(cmdline)}</cmdline>
   </os>
   <features><acpi/></features>
@@ -379,7 +608,7 @@ def domain_xml(name: str, mode: str, artifacts: GuestArtifacts, virt_type: str,
   <devices>
     <emulator>{EMULATOR}</emulator>
     <controller type='usb' model='none'/>
-    <serial type='pty'>
+{_options_devices(options)}    <serial type='pty'>
       <log file={quoteattr(str(console_log))} append='off'/>
       <target port='0'/>
     </serial>
@@ -399,15 +628,17 @@ def console_text(path: Path | str) -> str:
 
 
 def boot_failures(text: str) -> list[str]:
-    """The console lines saying the guest's set-up failed (a kernel module did not load)."""
-    return [line.strip() for line in text.splitlines() if MODULE_FAILED_MARKER in line]
+    """The console lines saying the guest's set-up failed (a module, the agent)."""
+    return [line.strip() for line in text.splitlines()
+            if MODULE_FAILED_MARKER in line or AGENT_FAILED_MARKER in line]
 
 
 def wait_for_console(path: Path | str, marker: str, timeout_s: float) -> bool:
     """Whether ``marker`` appears in the console log within ``timeout_s``.
 
     Raises HarnessError as soon as the console says the guest's own set-up failed (a kernel
-    module that did not load): such a guest is not the guest the test asked for."""
+    module that did not load, an agent that could not start): such a guest is not the guest
+    the test asked for."""
     failures: list[str] = []
 
     def seen() -> bool:

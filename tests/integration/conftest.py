@@ -19,6 +19,7 @@ import pytest
 
 from tests.harness import (
     GuestArtifacts,
+    GuestOptions,
     GuestResource,
     HostLock,
     Libvirtd,
@@ -97,12 +98,14 @@ def _unique_name(test_name: str) -> str:
 def make_guest(request: pytest.FixtureRequest, tmp_path: Path, libvirtd: Libvirtd,
                artifacts: GuestArtifacts, virt_type: str) -> Iterator[MakeGuest]:
     """Factory: ``make_guest("graceful"|"ignore")`` writes a uniquely named guest XML file
-    (console log beside it) in tmp_path and returns its GuestResource. Nothing is started."""
+    (console log beside it) in tmp_path and returns its GuestResource. Nothing is started.
+    ``options=GuestOptions(agent=True, ...)`` gives it a guest agent, watchdog, disk, ..."""
     created: list[GuestResource] = []
 
-    def make(mode: str = "graceful", uuid: str | None = None) -> GuestResource:
+    def make(mode: str = "graceful", uuid: str | None = None,
+             options: GuestOptions | None = None) -> GuestResource:
         guest = new_guest_resource(tmp_path, _unique_name(request.node.name), mode, artifacts,
-                                   virt_type, uuid=uuid)
+                                   virt_type, uuid=uuid, options=options)
         created.append(guest)
         _CREATED.add(guest.name)
         return guest

@@ -1,5 +1,7 @@
-"""The test guests themselves, on a real libvirtd: every kernel module loads, and a module
-that does not load fails the boot.
+"""The test guests themselves, on a real libvirtd: every kernel module loads (and a module
+that does not load fails the boot), the qemu guest agent answers through libvirt and stops
+answering when stopped, and a default-mode shutdown goes through the agent and the guest's
+slow /sbin/shutdown.
 
 Guests are started with libvirt directly (not through the agent under test): these tests
 check the harness other tests rely on."""
@@ -9,27 +11,46 @@ from __future__ import annotations
 import dataclasses
 import gzip
 import re
+import statistics
+import subprocess
+import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from tests.harness import (
+    ACPID_MARKER,
+    AGENT_MARKER,
+    AGENT_STOPPED_MARKER,
     INIT_MARKER,
     MODULE_FAILED_MARKER,
+    POWERBUTTON_MARKER,
+    SBIN_SHUTDOWN_MARKER,
+    SLOW_POWEROFF_MARKER,
+    SLOW_STOP_MARKER,
     GuestArtifacts,
+    GuestOptions,
     GuestResource,
     HarnessError,
+    agent_channel_state,
     create_transient,
     domain_xml,
+    wait_for_state,
 )
-from tests.harness.guest import BASE_MODULES, Cpio, ModuleIndex
+from tests.harness.common import CLEAN_PATH, wait_until
+from tests.harness.domains import import_libvirt, with_connection
+from tests.harness.guest import BASE_MODULES, Cpio, ModuleIndex, options_cmdline
 
 from .conftest import MakeGuest
 
 pytestmark = pytest.mark.integration
 
 BOOT_S = 60.0
+# What qemu-ga 7.2 runs for guest-shutdown (qga/commands-posix.c).
+QGA_SHUTDOWN_ARGS = "-h -P +0 hypervisor initiated shutdown"
+UPTIME_RE = r"uptime=([0-9.]+)"
 
 
 def boot(*guests: GuestResource, marker: str = INIT_MARKER) -> None:
@@ -38,6 +59,32 @@ def boot(*guests: GuestResource, marker: str = INIT_MARKER) -> None:
         create_transient(g.config.read_text())
     for g in guests:
         assert g.wait_console(marker, BOOT_S), g.console()
+
+
+def uptime_at(console: str, marker: str) -> float:
+    """The guest's uptime printed on the first console line carrying ``marker``."""
+    for line in console.splitlines():
+        if marker in line:
+            m = re.search(UPTIME_RE, line)
+            assert m, line
+            return float(m.group(1))
+    raise AssertionError(f"no {marker!r} on the console:\n{console}")
+
+
+def call_in_thread(fn: Any) -> tuple[threading.Thread, dict[str, Any]]:
+    box: dict[str, Any] = {}
+
+    def run() -> None:
+        started = time.monotonic()
+        try:
+            box["value"] = fn()
+        except BaseException as exc:  # noqa: BLE001 - re-raised by the test
+            box["error"] = exc
+        box["elapsed_s"] = time.monotonic() - started
+
+    t = threading.Thread(target=run, daemon=True)
+    t.start()
+    return t, box
 
 
 # -- kernel modules ------------------------------------------------------------------------
@@ -63,18 +110,23 @@ def test_default_guest_is_unchanged(artifacts: GuestArtifacts, tmp_path: Path) -
     assert f"<initrd>{artifacts.initramfs}</initrd>" in xml
     for device in ("<disk", "<interface", "<channel", "<watchdog"):
         assert device not in xml
+    assert options_cmdline(GuestOptions()) == []
 
 
 def test_every_module_loads(make_guest: MakeGuest, artifacts: GuestArtifacts) -> None:
     index = ModuleIndex.read(Path("/lib/modules") / artifacts.kernel_version)
     base = {m for top in BASE_MODULES for m in index.load_order(top)}
     plain = make_guest("graceful")
+    every = make_guest("graceful", options=GuestOptions(modules=("virtio_console",)))
     started = time.monotonic()
     boot(plain)
     plain_s = time.monotonic() - started
-    console = plain.console()
-    assert MODULE_FAILED_MARKER not in console, console
-    assert re.search(rf"{INIT_MARKER} .* modules={len(base)}\b", console), console
+    boot(every)
+    for g, expected in ((plain, len(base)),
+                        (every, len(base | set(index.load_order("virtio_console"))))):
+        console = g.console()
+        assert MODULE_FAILED_MARKER not in console, console
+        assert re.search(rf"{INIT_MARKER} .* modules={expected}\b", console), console
     print(f"default guest: create to init marker {plain_s:.2f}s")
 
 
@@ -96,3 +148,101 @@ def test_a_module_that_does_not_load_fails_the_boot(make_guest: MakeGuest, tmp_p
     create_transient(g.config.read_text())
     with pytest.raises(HarnessError, match=f"{MODULE_FAILED_MARKER} virtio: "):
         g.wait_console(INIT_MARKER, BOOT_S)
+
+
+# -- qemu guest agent ----------------------------------------------------------------------
+
+
+def virsh(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(["virsh", "-c", "qemu:///system", *args], capture_output=True,
+                          text=True, timeout=30, env={"PATH": CLEAN_PATH, "LANG": "C"},
+                          check=False)
+
+
+@pytest.mark.parametrize("how", ["kill", "freeze"])
+def test_agent_answers_then_stops(make_guest: MakeGuest, how: str) -> None:
+    g = make_guest("graceful", options=GuestOptions(agent=True))
+    boot(g, marker=AGENT_MARKER)
+    assert wait_until(lambda: g.agent_ping(), 30, 0.2), g.console()
+    assert agent_channel_state(g.name) == "connected"
+    latencies = []
+    for _ in range(5):
+        started = time.monotonic()
+        assert g.agent_ping()
+        latencies.append(time.monotonic() - started)
+    out = virsh("qemu-agent-command", g.name, '{"execute":"guest-ping"}')
+    assert out.returncode == 0 and out.stdout.strip() == '{"return":{}}', out
+    print(f"guest-ping through libvirt: median {statistics.median(latencies) * 1000:.0f} ms")
+
+    g.stop_agent(how)  # raises unless the console says so and guest-ping fails
+
+    assert re.search(rf"{AGENT_STOPPED_MARKER} signal={'KILL' if how == 'kill' else 'STOP'}",
+                     g.console()), g.console()
+    assert not g.agent_ping(2.0)
+    assert agent_channel_state(g.name) == ("disconnected" if how == "kill" else "connected")
+    out = virsh("qemu-agent-command", "--timeout", "2", g.name, '{"execute":"guest-ping"}')
+    assert out.returncode != 0, out
+    assert g.state() == "running"
+
+
+def test_agent_stop_after(make_guest: MakeGuest) -> None:
+    """harness.agent_stop_after: the agent answers, then dies on its own."""
+    g = make_guest("graceful", options=GuestOptions(agent=True, agent_stop_after_s=6))
+    boot(g, marker=AGENT_MARKER)
+    assert wait_until(lambda: g.agent_ping(), 30, 0.2), g.console()
+    assert g.wait_console(AGENT_STOPPED_MARKER, 30), g.console()
+    assert wait_until(lambda: agent_channel_state(g.name) == "disconnected", 10, 0.2)
+    assert not g.agent_ping(2.0)
+
+
+# -- graceful shutdown like a real OS ------------------------------------------------------
+
+
+def test_shutdown_through_agent_and_slow_acpi(make_guest: MakeGuest) -> None:
+    """virDomainShutdownFlags: default mode (libvirt tries the agent first) and GUEST_AGENT
+    block until the guest has powered off, after its slow /sbin/shutdown; ACPI returns at
+    once and the slow guest goes down after the same delay. The agent guests ignore ACPI,
+    so only the agent can have stopped them."""
+    libvirt = import_libvirt()
+    delay = 3.0
+    default_mode = make_guest("ignore", options=GuestOptions(agent=True, shutdown_delay_s=delay))
+    agent_mode = make_guest("ignore", options=GuestOptions(agent=True, shutdown_delay_s=delay))
+    acpi = make_guest("graceful", options=GuestOptions(slow_acpi=True, shutdown_delay_s=delay))
+    boot(default_mode, agent_mode, marker=AGENT_MARKER)
+    boot(acpi, marker=ACPID_MARKER)
+    for g in (default_mode, agent_mode):
+        assert wait_until(lambda g=g: g.agent_ping(), 30, 0.2), g.console()
+
+    calls = {}
+    for g, flags in ((default_mode, 0),
+                     (agent_mode, libvirt.VIR_DOMAIN_SHUTDOWN_GUEST_AGENT),
+                     (acpi, libvirt.VIR_DOMAIN_SHUTDOWN_ACPI_POWER_BTN)):
+        calls[g.name] = call_in_thread(
+            lambda g=g, flags=flags: with_connection(
+                lambda conn: conn.lookupByName(g.name).shutdownFlags(flags), timeout_s=90))
+    for g in (default_mode, agent_mode, acpi):
+        t, box = calls[g.name]
+        t.join(90)
+        assert not t.is_alive()
+        if "error" in box:
+            raise box["error"]
+        assert wait_for_state(g.name, None, delay + 30), g.console()
+
+    for g in (default_mode, agent_mode):
+        console = g.console()
+        assert f"{SBIN_SHUTDOWN_MARKER} args={QGA_SHUTDOWN_ARGS}" in console, console
+        assert f"{SLOW_STOP_MARKER} via=shutdown" in console, console
+        assert POWERBUTTON_MARKER not in console, console
+        went_down = uptime_at(console, SLOW_POWEROFF_MARKER) - uptime_at(console, SLOW_STOP_MARKER)
+        assert went_down >= delay - 0.1, console
+        # libvirt waits for the guest's power-off before the call returns
+        assert calls[g.name][1]["elapsed_s"] >= delay, calls[g.name][1]
+    console = acpi.console()
+    assert POWERBUTTON_MARKER in console and f"{SLOW_STOP_MARKER} via=acpi" in console, console
+    assert SBIN_SHUTDOWN_MARKER not in console
+    assert uptime_at(console, SLOW_POWEROFF_MARKER) - uptime_at(console, SLOW_STOP_MARKER) \
+        >= delay - 0.1, console
+    assert calls[acpi.name][1]["elapsed_s"] < delay, calls[acpi.name][1]
+    print("shutdownFlags blocked: " + ", ".join(
+        f"{label} {calls[g.name][1]['elapsed_s']:.2f}s" for label, g in
+        (("default", default_mode), ("agent", agent_mode), ("acpi", acpi))))
