@@ -19,7 +19,9 @@ the default guest boots as fast as ever):
     HARNESS-SBIN-SHUTDOWN args=<argv>     /sbin/shutdown ran (what qemu-ga's guest-shutdown runs)
     HARNESS-SLOW-STOP begin via=<who> ... the guest starts going down (takes shutdown_delay_s)
     HARNESS-SLOW-STOP poweroff via=<who>  ... and powers off now
-    HARNESS-AGENT-FAILED ...              the agent could not start (boot helpers raise)
+    HARNESS-WATCHDOG started ...          busybox watchdog feeds /dev/watchdog (i6300esb)
+    HARNESS-WATCHDOG-STOPPED ...          it was SIGKILLed: nobody feeds the watchdog any more
+    HARNESS-AGENT-FAILED / HARNESS-WATCHDOG-FAILED ...  that feature could not start (raise)
 """
 
 from __future__ import annotations
@@ -64,8 +66,12 @@ AGENT_STOPPED_MARKER = "HARNESS-AGENT-STOPPED"
 SBIN_SHUTDOWN_MARKER = "HARNESS-SBIN-SHUTDOWN"
 SLOW_STOP_MARKER = "HARNESS-SLOW-STOP begin"
 SLOW_POWEROFF_MARKER = "HARNESS-SLOW-STOP poweroff"
+WATCHDOG_MARKER = "HARNESS-WATCHDOG started"
+WATCHDOG_STOPPED_MARKER = "HARNESS-WATCHDOG-STOPPED"
+WATCHDOG_FAILED_MARKER = "HARNESS-WATCHDOG-FAILED"
 VIRT_TYPE_ENV = "PYVD_TEST_VIRT_TYPE"
 AGENT_CHANNEL = "org.qemu.guest_agent.0"
+WATCHDOG_ACTIONS = ("reset", "shutdown", "poweroff", "pause", "none", "dump", "inject-nmi")
 DEFAULT_SHUTDOWN_DELAY_S = 5.0
 
 # Kernel modules every guest loads (names as in modules.dep): the ACPI power button, and
@@ -74,7 +80,8 @@ DEFAULT_SHUTDOWN_DELAY_S = 5.0
 BASE_MODULES = ("button", "evdev", "virtio_pci", "virtio_net")
 # Packed too, loaded only when a guest's options ask for the feature (harness.modules=...).
 AGENT_MODULE = "virtio_console"
-EXTRA_MODULES = (AGENT_MODULE,)
+WATCHDOG_MODULE = "i6300esb"
+EXTRA_MODULES = (AGENT_MODULE, WATCHDOG_MODULE)
 
 INIT = """#!/bin/busybox sh
 /bin/busybox --install -s
@@ -83,7 +90,7 @@ mount -t sysfs sysfs /sys
 mount -t devtmpfs devtmpfs /dev 2>/dev/null || true
 mkdir -p /dev/pts && mount -t devpts devpts /dev/pts
 mode=graceful; ip=; tick=5; modules=; agent=0; agent_stop_after=; shutdown_delay=5
-slow_acpi=0
+slow_acpi=0; watchdog=0; watchdog_timeout=2; watchdog_stop_after=
 for a in $(cat /proc/cmdline); do
   case "$a" in
     harness.mode=*) mode=${a#harness.mode=} ;;
@@ -94,6 +101,9 @@ for a in $(cat /proc/cmdline); do
     harness.agent_stop_after=*) agent_stop_after=${a#harness.agent_stop_after=} ;;
     harness.shutdown_delay=*) shutdown_delay=${a#harness.shutdown_delay=} ;;
     harness.slow_acpi=*) slow_acpi=${a#harness.slow_acpi=} ;;
+    harness.watchdog=*) watchdog=${a#harness.watchdog=} ;;
+    harness.watchdog_timeout=*) watchdog_timeout=${a#harness.watchdog_timeout=} ;;
+    harness.watchdog_stop_after=*) watchdog_stop_after=${a#harness.watchdog_stop_after=} ;;
   esac
 done
 # /modules/<name>.order: the module and what it needs, dependencies first (from modules.dep).
@@ -124,6 +134,9 @@ agent=$agent
 agent_stop_after=$agent_stop_after
 shutdown_delay=$shutdown_delay
 slow_acpi=$slow_acpi
+watchdog=$watchdog
+watchdog_timeout=$watchdog_timeout
+watchdog_stop_after=$watchdog_stop_after
 EOF
 echo "HARNESS-INIT-MARKER mode=$mode uptime=$(cut -d' ' -f1 /proc/uptime) modules=$nloaded" \\
   > /dev/console
@@ -144,6 +157,7 @@ else
   echo "HARNESS-ACPID not started (shutdown requests will be ignored)" > /dev/console
 fi
 if [ "$agent" = 1 ]; then /etc/harness/agent.sh; fi
+if [ "$watchdog" = 1 ]; then /etc/harness/watchdog.sh; fi
 """
 
 TICK = """#!/bin/sh
@@ -229,6 +243,25 @@ if kill -"${1:-KILL}" "$pid"; then
 fi
 """
 
+# SIGKILL, so busybox watchdog cannot write the magic close character that disarms it.
+WATCHDOG = """#!/bin/sh
+. /run/harness.env
+i=0
+while [ ! -c /dev/watchdog ] && [ $i -lt 100 ]; do i=$((i + 1)); sleep 0.05; done
+if [ ! -c /dev/watchdog ]; then
+  echo "HARNESS-WATCHDOG-FAILED no /dev/watchdog" > /dev/console; exit 0
+fi
+watchdog -F -T "$watchdog_timeout" -t 500ms /dev/watchdog &
+pid=$!
+echo "HARNESS-WATCHDOG started timeout=$watchdog_timeout pid=$pid" \\
+  "uptime=$(cut -d' ' -f1 /proc/uptime)" > /dev/console
+if [ -n "$watchdog_stop_after" ]; then
+  ( sleep "$watchdog_stop_after"; kill -KILL "$pid" &&
+    echo "HARNESS-WATCHDOG-STOPPED uptime=$(cut -d' ' -f1 /proc/uptime)" > /dev/console
+  ) </dev/null >/dev/null 2>&1 &
+fi
+"""
+
 @dataclass(frozen=True)
 class GuestArtifacts:
     kernel: Path  # ELF vmlinux, booted through its PVH entry point
@@ -253,6 +286,12 @@ class GuestOptions:
     shutdown_delay_s: float = DEFAULT_SHUTDOWN_DELAY_S
     # The ACPI power button (graceful mode) goes down just as slowly, instead of at once.
     slow_acpi: bool = False
+    # An i6300esb watchdog with this action (pause, reset, none, ...), fed by busybox
+    # watchdog every 0.5 s with a timeout of watchdog_timeout_s.
+    watchdog_action: str | None = None
+    watchdog_timeout_s: int = 2
+    # The feeding process is SIGKILLed this many seconds after it started (None: never).
+    watchdog_stop_after_s: float | None = None
     # More modules to load (must be in the initramfs: BASE_MODULES + EXTRA_MODULES).
     modules: tuple[str, ...] = ()
 
@@ -448,7 +487,7 @@ def build_initramfs(kernel_version: str) -> bytes:
     archive.file("etc/acpi/PWRF/00000080", POWER_BUTTON.encode(), 0o755)
     archive.file("sbin/shutdown", SBIN_SHUTDOWN.encode(), 0o755)
     for script, text in (("slow-stop.sh", SLOW_STOP), ("agent.sh", AGENT),
-                         ("stop-agent.sh", STOP_AGENT)):
+                         ("stop-agent.sh", STOP_AGENT), ("watchdog.sh", WATCHDOG)):
         archive.file(f"etc/harness/{script}", text.encode(), 0o755)
     archive.file("etc/passwd", b"root:x:0:0:root:/root:/bin/sh\n")
     archive.file("etc/group", b"root:x:0:\n")
@@ -557,6 +596,15 @@ def options_cmdline(options: GuestOptions) -> list[str]:
         args.append(f"harness.shutdown_delay={_seconds(options.shutdown_delay_s)}")
     if options.slow_acpi:
         args.append("harness.slow_acpi=1")
+    if options.watchdog_action is not None:
+        if options.watchdog_timeout_s < 1:
+            raise ValueError("watchdog_timeout_s must be at least 1")
+        args += ["harness.watchdog=1", f"harness.watchdog_timeout={options.watchdog_timeout_s}"]
+        modules.append(WATCHDOG_MODULE)
+        if options.watchdog_stop_after_s is not None:
+            args.append(f"harness.watchdog_stop_after={_seconds(options.watchdog_stop_after_s)}")
+    elif options.watchdog_stop_after_s is not None:
+        raise ValueError("watchdog_stop_after_s needs watchdog_action")
     if modules:
         unique = list(dict.fromkeys(_check_name("module", m) for m in modules))
         args.append(f"harness.modules={','.join(unique)}")
@@ -569,6 +617,12 @@ def _options_devices(options: GuestOptions) -> str:
         devices.append(f"""    <channel type='unix'>
       <target type='virtio' name='{AGENT_CHANNEL}'/>
     </channel>""")
+    if options.watchdog_action is not None:
+        if options.watchdog_action not in WATCHDOG_ACTIONS:
+            raise ValueError(f"watchdog action {options.watchdog_action!r} is not one of "
+                             f"{WATCHDOG_ACTIONS}")
+        devices.append(f"    <watchdog model='i6300esb' "
+                       f"action={quoteattr(options.watchdog_action)}/>")
     return "".join(d + "\n" for d in devices)
 
 
@@ -576,7 +630,7 @@ def domain_xml(name: str, mode: str, artifacts: GuestArtifacts, virt_type: str,
                console_log: Path | str, uuid: str | None = None, memory_mib: int = 128,
                extra_cmdline: str = "", options: GuestOptions | None = None) -> str:
     """A diskless one-vCPU domain booting the test kernel, its console logged to a file;
-    ``options`` adds what production guests have (a guest agent, a slow shutdown)."""
+    ``options`` adds what production guests have (guest agent, slow shutdown, watchdog)."""
     if mode not in MODES:
         raise ValueError(f"mode {mode!r} is not one of {MODES}")
     if virt_type not in ("qemu", "kvm"):
@@ -628,9 +682,10 @@ def console_text(path: Path | str) -> str:
 
 
 def boot_failures(text: str) -> list[str]:
-    """The console lines saying the guest's set-up failed (a module, the agent)."""
+    """The console lines saying the guest's set-up failed (a module, agent, watchdog)."""
     return [line.strip() for line in text.splitlines()
-            if MODULE_FAILED_MARKER in line or AGENT_FAILED_MARKER in line]
+            if any(m in line for m in (MODULE_FAILED_MARKER, AGENT_FAILED_MARKER,
+                                       WATCHDOG_FAILED_MARKER))]
 
 
 def wait_for_console(path: Path | str, marker: str, timeout_s: float) -> bool:

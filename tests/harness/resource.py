@@ -13,6 +13,7 @@ from .domains import (
     DomainFacts,
     domain_facts,
     domain_state,
+    paused_reason,
     qemu_pids,
     remove_domain,
 )
@@ -53,6 +54,10 @@ class GuestResource:
 
     def state(self) -> str | None:
         return domain_state(self.name, self.uri)
+
+    def paused_reason(self) -> str | None:
+        """"ioerror", "watchdog", "user", ... while paused, else None."""
+        return paused_reason(self.name, self.uri)
 
     def agent_ping(self, timeout_s: float = 3.0) -> bool:
         """Whether the guest agent answers guest-ping through libvirt (bounded)."""

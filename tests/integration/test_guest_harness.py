@@ -1,7 +1,7 @@
 """The test guests themselves, on a real libvirtd: every kernel module loads (and a module
 that does not load fails the boot), the qemu guest agent answers through libvirt and stops
-answering when stopped, and a default-mode shutdown goes through the agent and the guest's
-slow /sbin/shutdown.
+answering when stopped, a default-mode shutdown goes through the agent and the guest's slow
+/sbin/shutdown, and the watchdog fires.
 
 Guests are started with libvirt directly (not through the agent under test): these tests
 check the harness other tests rely on."""
@@ -30,6 +30,9 @@ from tests.harness import (
     SBIN_SHUTDOWN_MARKER,
     SLOW_POWEROFF_MARKER,
     SLOW_STOP_MARKER,
+    WATCHDOG_MARKER,
+    WATCHDOG_STOPPED_MARKER,
+    DomainEvents,
     GuestArtifacts,
     GuestOptions,
     GuestResource,
@@ -117,13 +120,15 @@ def test_every_module_loads(make_guest: MakeGuest, artifacts: GuestArtifacts) ->
     index = ModuleIndex.read(Path("/lib/modules") / artifacts.kernel_version)
     base = {m for top in BASE_MODULES for m in index.load_order(top)}
     plain = make_guest("graceful")
-    every = make_guest("graceful", options=GuestOptions(modules=("virtio_console",)))
+    every = make_guest("graceful", options=GuestOptions(modules=("virtio_console",
+                                                                  "i6300esb")))
     started = time.monotonic()
     boot(plain)
     plain_s = time.monotonic() - started
     boot(every)
     for g, expected in ((plain, len(base)),
-                        (every, len(base | set(index.load_order("virtio_console"))))):
+                        (every, len(base | {m for top in ("virtio_console", "i6300esb")
+                                            for m in index.load_order(top)}))):
         console = g.console()
         assert MODULE_FAILED_MARKER not in console, console
         assert re.search(rf"{INIT_MARKER} .* modules={expected}\b", console), console
@@ -246,3 +251,30 @@ def test_shutdown_through_agent_and_slow_acpi(make_guest: MakeGuest) -> None:
     print("shutdownFlags blocked: " + ", ".join(
         f"{label} {calls[g.name][1]['elapsed_s']:.2f}s" for label, g in
         (("default", default_mode), ("agent", agent_mode), ("acpi", acpi))))
+
+
+# -- watchdog ------------------------------------------------------------------------------
+
+
+def test_watchdog_fires_and_pauses_the_guest(make_guest: MakeGuest) -> None:
+    libvirt = import_libvirt()
+    timeout = 2
+    g = make_guest("graceful", options=GuestOptions(watchdog_action="pause",
+                                                    watchdog_timeout_s=timeout,
+                                                    watchdog_stop_after_s=2 * timeout + 1))
+    with DomainEvents(name=g.name) as events:
+        boot(g, marker=WATCHDOG_MARKER)
+        assert g.wait_console(WATCHDOG_STOPPED_MARKER, 30), g.console()
+        stopped_at = time.monotonic()
+        # Fed for longer than its timeout: it must not have fired before feeding stopped.
+        assert events.of_kind("watchdog") == [], events.events
+        fired = events.wait_for("watchdog", 30)
+        assert fired is not None, g.console()
+        assert fired.detail == (libvirt.VIR_DOMAIN_EVENT_WATCHDOG_PAUSE,)
+        suspended = events.wait_for("lifecycle", 10, lambda e: e.detail == (
+            libvirt.VIR_DOMAIN_EVENT_SUSPENDED, libvirt.VIR_DOMAIN_EVENT_SUSPENDED_WATCHDOG))
+        assert suspended is not None, events.events
+    assert g.state() == "paused"
+    assert g.paused_reason() == "watchdog"
+    print(f"watchdog fired {fired.at - stopped_at:.2f}s after feeding stopped "
+          f"(timeout {timeout}s)")
