@@ -28,6 +28,7 @@ from .guest import (
     ACPID_MARKER,
     AGENT_MARKER,
     AGENT_STOPPED_MARKER,
+    FILL_MARKER,
     INIT_MARKER,
     MODULE_FAILED_MARKER,
     POWERBUTTON_MARKER,
@@ -55,15 +56,16 @@ from .guestagent import (
 )
 from .libvirtd import Libvirtd
 from .resource import GuestResource, new_guest_resource
+from .smallfs import SmallFilesystem
 
 __all__ = [
     "ACPID_MARKER", "AGENT_MARKER", "AGENT_STOPPED_MARKER", "DEFAULT_CACHE_DIR",
-    "DEFAULT_RUN_DIR", "DEFAULT_URI", "INIT_MARKER", "MODULE_FAILED_MARKER",
+    "DEFAULT_RUN_DIR", "DEFAULT_URI", "FILL_MARKER", "INIT_MARKER", "MODULE_FAILED_MARKER",
     "POWERBUTTON_MARKER", "REPO_ROOT", "SBIN_SHUTDOWN_MARKER", "SHUTDOWN_MARKER",
     "SLOW_POWEROFF_MARKER", "SLOW_STOP_MARKER", "WATCHDOG_MARKER", "WATCHDOG_STOPPED_MARKER",
     "AgentError", "AgentHung", "AgentResult", "DomainEvent", "DomainEvents", "DomainFacts",
     "GuestArtifacts", "GuestOptions", "GuestResource", "HarnessError", "HostLock", "Libvirtd",
-    "agent_channel_state", "agent_command", "build_artifacts",
+    "SmallFilesystem", "agent_channel_state", "agent_command", "build_artifacts",
     "console_text", "create_transient", "define_persistent", "detect_virt_type",
     "domain_facts", "domain_state", "domain_state_reason", "domain_xml", "exit_reason",
     "guest_agent_ping", "guest_exec", "kill_qemu", "new_guest_resource", "paused_reason",

@@ -22,6 +22,7 @@ the default guest boots as fast as ever):
     HARNESS-WATCHDOG started ...          busybox watchdog feeds /dev/watchdog (i6300esb)
     HARNESS-WATCHDOG-STOPPED ...          it was SIGKILLed: nobody feeds the watchdog any more
     HARNESS-AGENT-FAILED / HARNESS-WATCHDOG-FAILED ...  that feature could not start (raise)
+    HARNESS-FILL started dev=vda          the guest writes /dev/vda until a write fails
 """
 
 from __future__ import annotations
@@ -69,6 +70,7 @@ SLOW_POWEROFF_MARKER = "HARNESS-SLOW-STOP poweroff"
 WATCHDOG_MARKER = "HARNESS-WATCHDOG started"
 WATCHDOG_STOPPED_MARKER = "HARNESS-WATCHDOG-STOPPED"
 WATCHDOG_FAILED_MARKER = "HARNESS-WATCHDOG-FAILED"
+FILL_MARKER = "HARNESS-FILL started"
 VIRT_TYPE_ENV = "PYVD_TEST_VIRT_TYPE"
 AGENT_CHANNEL = "org.qemu.guest_agent.0"
 WATCHDOG_ACTIONS = ("reset", "shutdown", "poweroff", "pause", "none", "dump", "inject-nmi")
@@ -81,7 +83,8 @@ BASE_MODULES = ("button", "evdev", "virtio_pci", "virtio_net")
 # Packed too, loaded only when a guest's options ask for the feature (harness.modules=...).
 AGENT_MODULE = "virtio_console"
 WATCHDOG_MODULE = "i6300esb"
-EXTRA_MODULES = (AGENT_MODULE, WATCHDOG_MODULE)
+DISK_MODULE = "virtio_blk"
+EXTRA_MODULES = (AGENT_MODULE, WATCHDOG_MODULE, DISK_MODULE)
 
 INIT = """#!/bin/busybox sh
 /bin/busybox --install -s
@@ -90,7 +93,7 @@ mount -t sysfs sysfs /sys
 mount -t devtmpfs devtmpfs /dev 2>/dev/null || true
 mkdir -p /dev/pts && mount -t devpts devpts /dev/pts
 mode=graceful; ip=; tick=5; modules=; agent=0; agent_stop_after=; shutdown_delay=5
-slow_acpi=0; watchdog=0; watchdog_timeout=2; watchdog_stop_after=
+slow_acpi=0; watchdog=0; watchdog_timeout=2; watchdog_stop_after=; fill=
 for a in $(cat /proc/cmdline); do
   case "$a" in
     harness.mode=*) mode=${a#harness.mode=} ;;
@@ -104,6 +107,7 @@ for a in $(cat /proc/cmdline); do
     harness.watchdog=*) watchdog=${a#harness.watchdog=} ;;
     harness.watchdog_timeout=*) watchdog_timeout=${a#harness.watchdog_timeout=} ;;
     harness.watchdog_stop_after=*) watchdog_stop_after=${a#harness.watchdog_stop_after=} ;;
+    harness.fill=*) fill=${a#harness.fill=} ;;
   esac
 done
 # /modules/<name>.order: the module and what it needs, dependencies first (from modules.dep).
@@ -137,6 +141,7 @@ slow_acpi=$slow_acpi
 watchdog=$watchdog
 watchdog_timeout=$watchdog_timeout
 watchdog_stop_after=$watchdog_stop_after
+fill=$fill
 EOF
 echo "HARNESS-INIT-MARKER mode=$mode uptime=$(cut -d' ' -f1 /proc/uptime) modules=$nloaded" \\
   > /dev/console
@@ -158,6 +163,7 @@ else
 fi
 if [ "$agent" = 1 ]; then /etc/harness/agent.sh; fi
 if [ "$watchdog" = 1 ]; then /etc/harness/watchdog.sh; fi
+if [ -n "$fill" ]; then /etc/harness/fill.sh & fi
 """
 
 TICK = """#!/bin/sh
@@ -262,6 +268,17 @@ if [ -n "$watchdog_stop_after" ]; then
 fi
 """
 
+FILL = """#!/bin/sh
+. /run/harness.env
+i=0
+while [ ! -b "/dev/$fill" ] && [ $i -lt 100 ]; do i=$((i + 1)); sleep 0.05; done
+echo "HARNESS-FILL started dev=$fill uptime=$(cut -d' ' -f1 /proc/uptime)" > /dev/console
+dd if=/dev/zero of="/dev/$fill" bs=1M oflag=direct 2>/tmp/fill.err
+rc=$?
+echo "HARNESS-FILL ended rc=$rc $(tail -n 1 /tmp/fill.err)" > /dev/console
+"""
+
+
 @dataclass(frozen=True)
 class GuestArtifacts:
     kernel: Path  # ELF vmlinux, booted through its PVH entry point
@@ -292,6 +309,11 @@ class GuestOptions:
     watchdog_timeout_s: int = 2
     # The feeding process is SIGKILLed this many seconds after it started (None: never).
     watchdog_stop_after_s: float | None = None
+    # A raw file as virtio-blk disk vda (error_policy, e.g. 'stop': qemu pauses the guest on a
+    # write error); fill_disk: the guest writes /dev/vda until a write fails.
+    disk: Path | None = None
+    disk_error_policy: str = "stop"
+    fill_disk: bool = False
     # More modules to load (must be in the initramfs: BASE_MODULES + EXTRA_MODULES).
     modules: tuple[str, ...] = ()
 
@@ -487,7 +509,8 @@ def build_initramfs(kernel_version: str) -> bytes:
     archive.file("etc/acpi/PWRF/00000080", POWER_BUTTON.encode(), 0o755)
     archive.file("sbin/shutdown", SBIN_SHUTDOWN.encode(), 0o755)
     for script, text in (("slow-stop.sh", SLOW_STOP), ("agent.sh", AGENT),
-                         ("stop-agent.sh", STOP_AGENT), ("watchdog.sh", WATCHDOG)):
+                         ("stop-agent.sh", STOP_AGENT), ("watchdog.sh", WATCHDOG),
+                         ("fill.sh", FILL)):
         archive.file(f"etc/harness/{script}", text.encode(), 0o755)
     archive.file("etc/passwd", b"root:x:0:0:root:/root:/bin/sh\n")
     archive.file("etc/group", b"root:x:0:\n")
@@ -605,6 +628,12 @@ def options_cmdline(options: GuestOptions) -> list[str]:
             args.append(f"harness.watchdog_stop_after={_seconds(options.watchdog_stop_after_s)}")
     elif options.watchdog_stop_after_s is not None:
         raise ValueError("watchdog_stop_after_s needs watchdog_action")
+    if options.disk is not None:
+        modules.append(DISK_MODULE)
+        if options.fill_disk:
+            args.append("harness.fill=vda")
+    elif options.fill_disk:
+        raise ValueError("fill_disk needs a disk")
     if modules:
         unique = list(dict.fromkeys(_check_name("module", m) for m in modules))
         args.append(f"harness.modules={','.join(unique)}")
@@ -613,6 +642,12 @@ def options_cmdline(options: GuestOptions) -> list[str]:
 
 def _options_devices(options: GuestOptions) -> str:
     devices: list[str] = []
+    if options.disk is not None:
+        devices.append(f"""    <disk type='file' device='disk'>
+      <driver name='qemu' type='raw' error_policy={quoteattr(options.disk_error_policy)}/>
+      <source file={quoteattr(str(options.disk))}/>
+      <target dev='vda' bus='virtio'/>
+    </disk>""")
     if options.agent:
         devices.append(f"""    <channel type='unix'>
       <target type='virtio' name='{AGENT_CHANNEL}'/>
@@ -630,7 +665,7 @@ def domain_xml(name: str, mode: str, artifacts: GuestArtifacts, virt_type: str,
                console_log: Path | str, uuid: str | None = None, memory_mib: int = 128,
                extra_cmdline: str = "", options: GuestOptions | None = None) -> str:
     """A diskless one-vCPU domain booting the test kernel, its console logged to a file;
-    ``options`` adds what production guests have (guest agent, slow shutdown, watchdog)."""
+    ``options`` adds what production guests have (agent, slow shutdown, watchdog, a disk)."""
     if mode not in MODES:
         raise ValueError(f"mode {mode!r} is not one of {MODES}")
     if virt_type not in ("qemu", "kvm"):

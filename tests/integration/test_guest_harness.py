@@ -1,7 +1,8 @@
 """The test guests themselves, on a real libvirtd: every kernel module loads (and a module
 that does not load fails the boot), the qemu guest agent answers through libvirt and stops
 answering when stopped, a default-mode shutdown goes through the agent and the guest's slow
-/sbin/shutdown, and the watchdog fires.
+/sbin/shutdown, the watchdog fires, a full disk pauses the guest with an I/O error, and the
+teardown leaves nothing behind.
 
 Guests are started with libvirt directly (not through the agent under test): these tests
 check the harness other tests rely on."""
@@ -24,6 +25,7 @@ from tests.harness import (
     ACPID_MARKER,
     AGENT_MARKER,
     AGENT_STOPPED_MARKER,
+    FILL_MARKER,
     INIT_MARKER,
     MODULE_FAILED_MARKER,
     POWERBUTTON_MARKER,
@@ -37,6 +39,7 @@ from tests.harness import (
     GuestOptions,
     GuestResource,
     HarnessError,
+    Libvirtd,
     agent_channel_state,
     create_transient,
     domain_xml,
@@ -46,7 +49,7 @@ from tests.harness.common import CLEAN_PATH, wait_until
 from tests.harness.domains import import_libvirt, with_connection
 from tests.harness.guest import BASE_MODULES, Cpio, ModuleIndex, options_cmdline
 
-from .conftest import MakeGuest
+from .conftest import MakeGuest, MakeSmallFs
 
 pytestmark = pytest.mark.integration
 
@@ -120,14 +123,15 @@ def test_every_module_loads(make_guest: MakeGuest, artifacts: GuestArtifacts) ->
     index = ModuleIndex.read(Path("/lib/modules") / artifacts.kernel_version)
     base = {m for top in BASE_MODULES for m in index.load_order(top)}
     plain = make_guest("graceful")
-    every = make_guest("graceful", options=GuestOptions(modules=("virtio_console",
-                                                                  "i6300esb")))
+    every = make_guest("graceful", options=GuestOptions(modules=("virtio_console", "i6300esb",
+                                                                  "virtio_blk")))
     started = time.monotonic()
     boot(plain)
     plain_s = time.monotonic() - started
     boot(every)
     for g, expected in ((plain, len(base)),
-                        (every, len(base | {m for top in ("virtio_console", "i6300esb")
+                        (every, len(base | {m for top in ("virtio_console", "i6300esb",
+                                                          "virtio_blk")
                                             for m in index.load_order(top)}))):
         console = g.console()
         assert MODULE_FAILED_MARKER not in console, console
@@ -278,3 +282,39 @@ def test_watchdog_fires_and_pauses_the_guest(make_guest: MakeGuest) -> None:
     assert g.paused_reason() == "watchdog"
     print(f"watchdog fired {fired.at - stopped_at:.2f}s after feeding stopped "
           f"(timeout {timeout}s)")
+
+
+# -- a disk that fails ---------------------------------------------------------------------
+
+
+def test_full_disk_pauses_with_io_error_and_teardown_leaves_nothing(
+        make_guest: MakeGuest, make_small_fs: MakeSmallFs, libvirtd: Libvirtd) -> None:
+    libvirt = import_libvirt()
+    fs = make_small_fs(8)
+    disk = fs.sparse_file("vda.raw", 64)
+    g = make_guest("graceful", options=GuestOptions(disk=disk, fill_disk=True))
+    fs.users.append(g.name)
+    with DomainEvents(name=g.name) as events:
+        created_at = time.monotonic()
+        boot(g, marker=FILL_MARKER)
+        error = events.wait_for("io-error", 60)
+        assert error is not None, g.console()
+        path, alias, action, reason = error.detail
+        assert (path, action, reason) == (str(disk), libvirt.VIR_DOMAIN_EVENT_IO_ERROR_PAUSE,
+                                          "enospc"), error
+    assert wait_for_state(g.name, "paused", 10)
+    assert g.paused_reason() == "ioerror"
+    assert "HARNESS-FILL ended" not in g.console()  # the guest is frozen mid-write
+    assert fs.used_kib() >= 7 * 1024
+    print(f"paused with an I/O error {error.at - created_at:.2f}s after create (the guest "
+          f"writes from boot)")
+
+    [qemu] = g.qemu_pids()
+    fs.close()
+    assert g.state() is None
+    assert not Path(f"/proc/{qemu}").exists()
+    assert not fs.is_mounted()
+    for pid in ("self", str(libvirtd.pid)):
+        mountinfo = Path(f"/proc/{pid}/mountinfo").read_text()
+        assert str(fs.mountpoint) not in mountinfo, mountinfo
+    assert not fs.mountpoint.exists()
