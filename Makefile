@@ -13,7 +13,7 @@ PYTEST_ARGS ?=
 DEBIAN_PACKAGES := libvirt-daemon libvirt-daemon-driver-qemu libvirt-daemon-driver-lxc \
 	libvirt-clients libvirt-dev pkg-config gcc python3-dev python3-venv qemu-system-x86 \
 	qemu-utils resource-agents pacemaker pacemaker-cli-utils corosync busybox-static cpio \
-	linux-image-amd64 libguestfs-tools csync2 \
+	linux-image-amd64 libguestfs-tools csync2 qemu-guest-agent \
 	iproute2 libxml2-utils procps
 
 .PHONY: deps deps-system deps-python install install-agents check lint typecheck \

@@ -98,6 +98,41 @@ def domain_state(name: str, uri: str = DEFAULT_URI, timeout_s: float = 10.0) -> 
     return None if facts is None else facts.state
 
 
+# virDomainPausedReason codes, by the word for them the tests use.
+PAUSED_REASONS = {0: "unknown", 1: "user", 2: "migration", 3: "save", 4: "dump", 5: "ioerror",
+                  6: "watchdog", 7: "from snapshot", 8: "shutting down", 9: "snapshot",
+                  10: "crashed", 11: "starting up", 12: "postcopy", 13: "postcopy failed"}
+
+
+def domain_state_reason(name: str, uri: str = DEFAULT_URI,
+                        timeout_s: float = 10.0) -> tuple[str, int] | None:
+    """(state word, libvirt's reason code) as ``virDomainGetState`` says, or None when the
+    domain is absent. For a paused domain PAUSED_REASONS names the code."""
+    libvirt = import_libvirt()
+
+    def read(conn: Any) -> tuple[str, int] | None:
+        dom = _lookup(conn, name)
+        if dom is None:
+            return None
+        try:
+            code, reason = dom.state(0)
+        except libvirt.libvirtError as exc:
+            if exc.get_error_code() == libvirt.VIR_ERR_NO_DOMAIN:
+                return None
+            raise
+        return STATE_NAMES.get(code, f"state {code}"), int(reason)
+
+    return with_connection(read, uri, timeout_s, f"state of domain {name}")
+
+
+def paused_reason(name: str, uri: str = DEFAULT_URI, timeout_s: float = 10.0) -> str | None:
+    """"ioerror", "watchdog", "user", ... for a paused domain; None when it is not paused."""
+    facts = domain_state_reason(name, uri, timeout_s)
+    if facts is None or facts[0] != "paused":
+        return None
+    return PAUSED_REASONS.get(facts[1], f"reason {facts[1]}")
+
+
 def wait_for_state(name: str, wanted: str | None, timeout_s: float,
                    uri: str = DEFAULT_URI) -> bool:
     """Poll until ``domain_state(name)`` is ``wanted`` (None: absent)."""

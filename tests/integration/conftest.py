@@ -19,9 +19,12 @@ import pytest
 
 from tests.harness import (
     GuestArtifacts,
+    GuestOptions,
     GuestResource,
+    HarnessError,
     HostLock,
     Libvirtd,
+    SmallFilesystem,
     build_artifacts,
     detect_virt_type,
     hooks,
@@ -101,12 +104,14 @@ def _unique_name(test_name: str) -> str:
 def make_guest(request: pytest.FixtureRequest, tmp_path: Path, libvirtd: Libvirtd,
                artifacts: GuestArtifacts, virt_type: str) -> Iterator[MakeGuest]:
     """Factory: ``make_guest("graceful"|"ignore")`` writes a uniquely named guest XML file
-    (console log beside it) in tmp_path and returns its GuestResource. Nothing is started."""
+    (console log beside it) in tmp_path and returns its GuestResource. Nothing is started.
+    ``options=GuestOptions(agent=True, ...)`` gives it a guest agent, watchdog, disk, ..."""
     created: list[GuestResource] = []
 
-    def make(mode: str = "graceful", uuid: str | None = None) -> GuestResource:
+    def make(mode: str = "graceful", uuid: str | None = None,
+             options: GuestOptions | None = None) -> GuestResource:
         guest = new_guest_resource(tmp_path, _unique_name(request.node.name), mode, artifacts,
-                                   virt_type, uuid=uuid)
+                                   virt_type, uuid=uuid, options=options)
         created.append(guest)
         _CREATED.add(guest.name)
         return guest
@@ -125,6 +130,41 @@ def make_guest(request: pytest.FixtureRequest, tmp_path: Path, libvirtd: Libvirt
             problems.append(f"{guest.name}: {done}")
         if not guest.qemu_pids():
             _CREATED.discard(guest.name)
+    if problems:
+        pytest.fail("teardown: " + "; ".join(problems))
+
+
+MakeSmallFs = Callable[..., SmallFilesystem]
+
+
+@pytest.fixture
+def make_small_fs(tmp_path: Path, libvirtd: Libvirtd) -> Iterator[MakeSmallFs]:
+    """Factory: ``make_small_fs(size_mib)`` mounts a size-limited tmpfs at a directory of this
+    test, in the mount namespace qemu is started from (a disk backed by a file on it fails
+    with ENOSPC once full). Teardown removes the domains listed in its ``users``, unmounts it
+    and fails the test if the mount stays."""
+    made: list[SmallFilesystem] = []
+
+    def make(size_mib: int = 8) -> SmallFilesystem:
+        pid = libvirtd.pid
+        if pid is None:
+            pytest.fail("libvirtd is not running: no mount namespace to mount in")
+        fs = SmallFilesystem(tmp_path / f"smallfs{len(made)}", size_mib, pid)
+        made.append(fs)
+        return fs.mount()
+
+    yield make
+
+    problems: list[str] = []
+    try:
+        libvirtd.ensure_running()
+    except Exception as exc:  # noqa: BLE001 - still unmount below
+        problems.append(f"libvirtd could not be restarted: {exc}")
+    for fs in made:
+        try:
+            fs.close()
+        except HarnessError as exc:
+            problems.append(str(exc))
     if problems:
         pytest.fail("teardown: " + "; ".join(problems))
 
