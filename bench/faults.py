@@ -93,6 +93,10 @@ ROWS = (
     Row("hypervisor URI unreachable / garbage", "every action", "5/6/7 per DESIGN.md, quick",
         ("uri-unreachable", "uri-garbage"),
         ("test_faults.py::test_bad_hypervisor_uri", "test_config.py::test_garbage_hypervisor_uri")),
+    Row("guest with qemu-guest-agent, shutdown takes 8 s", "stop (shutdown_mode unset / "
+        "agent)", "the guest shuts itself down through the agent, 0; no destroy, no kill",
+        ("guest-agent",),
+        ("test_stop_proof.py::test_graceful_stop_through_the_guest_agent_is_not_a_kill",)),
     Row("a start still running inside libvirtd (qemu hook sleeping 25 s on prepare)",
         "start, then stop", "start 1; stop non-zero until libvirt answers, then 0 only once "
         "libvirt confirms the guest gone; nothing runs afterwards", ("slow-hook",),

@@ -542,6 +542,7 @@ def test_persistent_is_refused_for_a_guest_node(make_vm: MakeVm) -> None:
 
 
 NETWORK = "pyvd-mig-net"
+BRIDGE = "pyvdmig0"
 
 
 def test_migrate_to_starts_the_networks_the_guest_needs_on_the_target(
@@ -555,8 +556,14 @@ def test_migrate_to_starts_the_networks_the_guest_needs_on_the_target(
         "</devices>", f"<interface type='network'><source network='{NETWORK}'/>"
         "<model type='virtio'/></interface></devices>")
     vm.config.write_text(xml)
-    net = f"<network><name>{NETWORK}</name><bridge name='pyvdmig0'/></network>"
+    # A bridge-mode network over a bridge of each host's own namespace: nothing for libvirt
+    # to set up but the network's state (no firewall rules, no dnsmasq).
+    net = (f"<network><name>{NETWORK}</name><forward mode='bridge'/>"
+           f"<bridge name='{BRIDGE}'/></network>")
     for host in ("A", "B"):
+        vm.hosts.exec(host, ["ip", "link", "add", BRIDGE, "type", "bridge"], check=True)
+        vm.hosts.exec(host, ["ip", "link", "set", BRIDGE, "up"], check=True)
+
         def define(conn: Any, host: str = host) -> None:
             n = conn.networkDefineXML(net)
             if host == "A":
@@ -580,6 +587,7 @@ def test_migrate_to_starts_the_networks_the_guest_needs_on_the_target(
                     n.destroy()
                 n.undefine()
             vm.hosts.with_connection(host, undefine, 20.0, "undefine network")
+            vm.hosts.exec(host, ["ip", "link", "del", BRIDGE], check=True)
 
 
 def _qemu_on(vm: MigVm, host: str) -> list[int]:
@@ -610,8 +618,10 @@ def test_a_postcopy_migration_whose_target_dies_is_reported_honestly(make_vm: Ma
     the guest cannot run, and a monitor on hostA does not call the paused half running."""
     vm = make_vm(dirty_mib=40)
     vm.start_on("A", DIRTY_MARKER)
+    # 1 MiB/s before and after the switch: the post-copy phase lasts long enough to cut it
     runner = Background(lambda: vm.migrate_to("A", params={
         "migration_transport": "tcp", "migration_speed": "1",
+        "migrate_options": "--postcopy-bandwidth 1",
         "migration_deadline_action": "postcopy"}, timeout_ms=30000))
     # post-copy running: the target runs the guest (reason 10), the source is paused (12)
     switched = wait_until(lambda: _state_reason(vm, "B") == (1, 10), 25.0, 0.1)

@@ -16,8 +16,17 @@ from pathlib import Path
 
 import pytest
 
-from tests.harness import INIT_MARKER, GuestResource, hooks, wait_for_state
-from tests.harness.common import CallTimeout, pid_alive
+from tests.harness import (
+    AGENT_MARKER,
+    INIT_MARKER,
+    SLOW_POWEROFF_MARKER,
+    SLOW_STOP_MARKER,
+    GuestOptions,
+    GuestResource,
+    hooks,
+    wait_for_state,
+)
+from tests.harness.common import CallTimeout, pid_alive, wait_until
 from tests.harness.domains import with_connection
 
 from .conftest import MakeGuest
@@ -49,6 +58,47 @@ def _started(guest: GuestResource, **params: str | None) -> int:
     assert guest.wait_console(INIT_MARKER, BOOT_S), guest.console()
     [pid] = guest.qemu_pids()
     return pid
+
+
+# The agent guest takes this long to go down once its /sbin/shutdown ran: more than the 5 s
+# one libvirt call used to get before libvirtd was declared hung.
+AGENT_SHUTDOWN_S = 8.0
+
+
+@pytest.mark.parametrize("shutdown_mode", ["", "agent"])
+def test_graceful_stop_through_the_guest_agent_is_not_a_kill(make_guest: MakeGuest,
+                                                             shutdown_mode: str) -> None:
+    """Issue 13 #1. With the guest agent connected, libvirt shuts the guest down through it
+    (shutdown_mode unset: libvirt tries the agent first) and the call returns only when the
+    guest has powered off. It used to be cut at 5 s: libvirtd declared hung, destroy
+    skipped, SIGTERM to qemu in the middle of the guest's own shutdown. Now the guest gets its
+    graceful share of the op timeout. The guests ignore ACPI: only the agent can stop them."""
+    row = "guest-agent"
+    options = GuestOptions(agent=True, shutdown_delay_s=AGENT_SHUTDOWN_S)
+    guest, vd_guest = (make_guest("ignore", options=options),
+                       make_guest("ignore", options=options))
+    params = {"shutdown_mode": shutdown_mode} if shutdown_mode else {}
+    for g in (guest, vd_guest):
+        _started(g)
+        assert g.wait_console(AGENT_MARKER, BOOT_S), g.console()
+    for g in (guest, vd_guest):
+        assert wait_until(lambda g=g: g.agent_ping(), 30, 0.2), g.console()
+    case = f"stop, shutdown_mode={shutdown_mode or 'unset'}, guest takes {AGENT_SHUTDOWN_S:.0f} s"
+    stop = record(row, case, guest.run("stop", timeout_ms=60000, params=params),
+                  note="guest's own shutdown " + ("completed" if SLOW_POWEROFF_MARKER
+                                                  in guest.console() else "cut short"))
+    measure_vd(row, case, vd_guest, "stop", timeout_ms=60000, params=params,
+               note=lambda: "guest's own shutdown " + (
+                   "completed" if SLOW_POWEROFF_MARKER in vd_guest.console() else "cut short"))
+
+    assert stop.rc == 0, stop
+    console = guest.console()
+    assert SLOW_STOP_MARKER in console and SLOW_POWEROFF_MARKER in console, console
+    assert "killing the emulator" not in stop.stderr, stop.stderr
+    assert "destroying domain" not in stop.stderr, stop.stderr
+    assert stop.elapsed_s >= AGENT_SHUTDOWN_S, stop
+    assert guest.state() is None
+    no_traceback(stop)
 
 
 def test_stop_after_a_start_that_timed_out_inside_libvirt(make_guest: MakeGuest) -> None:

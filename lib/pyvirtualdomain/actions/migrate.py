@@ -80,16 +80,18 @@ def _seen_on(hv: Hypervisor | None, ident: DomainIdentity, bound: float) -> Seen
 def _start_resources_there(ctx: Context, dom: Domain, dest: Hypervisor | None,
                            target_node: str, until: Deadline) -> None:
     """start_resources on the target, as start does here: the storage pools and networks the
-    running domain refers to (its live XML: what is migrated), before migrating, so that the
-    migration does not fail and fall back to stop/start (an outage)."""
+    running domain refers to, before migrating, so that the migration does not fail and fall
+    back to stop/start (an outage)."""
     if dest is None:
         ctx.log.warning(f"start_resources: cannot connect to {target_node}'s hypervisor to "
                         "start the domain's pools and networks there")
         return
     from ..features.start_resources import start_resources
 
-    xml = dom.xml_desc(until.bound(QUERY_BOUND_S))
-    start_resources(ctx, dest, xml.encode(), f"the live definition of {dom.name}", until)
+    # The inactive form: the live one may show a network's interfaces by what they became
+    # (a bridge), no longer by the network's name.
+    xml = dom.xml_desc(until.bound(QUERY_BOUND_S), inactive=True)
+    start_resources(ctx, dest, xml.encode(), f"the definition of {dom.name}", until)
 
 
 def _steer(ctx: Context, dom: Domain, step: int, bound: float) -> int:
