@@ -14,10 +14,15 @@ PYTEST_ARGS ?=
 MANDIR     ?= /usr/local/share/man
 SYSTEMD_UNIT_DIR ?= /usr/local/lib/systemd/system
 DROP_IN    := resource-agents-deps.target.d/50-pyvirtualdomain.conf
-# Build-time tools (man pages, version) need only the standard library.
+# Build-time tools (man pages, version, dist tarball) need only the standard library.
 TOOLS_PYTHON ?= python3
 BUILD      := $(CURDIR)/build
+# Packages are built with the distribution's tools and python3 only (no venv, no pyenv).
+SYSTEM_PATH := /usr/sbin:/usr/bin:/sbin:/bin
 VERSION    := $(shell $(TOOLS_PYTHON) tools/version.py)
+DIST       := $(BUILD)/dist/pyvirtualdomain-$(VERSION).tar.gz
+DEB        := $(BUILD)/deb/pyvirtualdomain_$(VERSION)_all.deb
+RPM        := $(BUILD)/rpm/RPMS/noarch/pyvirtualdomain-$(VERSION)-1.noarch.rpm
 MAN_PAGES  := $(AGENTS:%=$(BUILD)/man/ocf_custom_%.7)
 
 DEBIAN_PACKAGES := libvirt-daemon libvirt-daemon-driver-qemu libvirt-daemon-driver-lxc \
@@ -25,10 +30,12 @@ DEBIAN_PACKAGES := libvirt-daemon libvirt-daemon-driver-qemu libvirt-daemon-driv
 	qemu-utils resource-agents pacemaker pacemaker-cli-utils corosync busybox-static cpio \
 	linux-image-amd64 libguestfs-tools csync2 \
 	iproute2 libxml2-utils procps \
-	man-db groff-base systemd
+	debhelper dh-python pybuild-plugin-pyproject python3-all python3-setuptools \
+	python3-build python3-installer python3-wheel lintian rpm man-db groff-base systemd pcs \
+	python3-libvirt python3-lxml python3-psutil
 
 .PHONY: deps deps-system deps-python install install-agents install-man install-systemd \
-	uninstall man check lint typecheck \
+	uninstall man dist deb rpm packages check lint typecheck \
 	metadata-check schemas test test-unit test-integration demo bench bench-scale clean
 
 deps: deps-system deps-python
@@ -90,6 +97,39 @@ uninstall:
 	if [ -z "$(DESTDIR)" ] && [ -d /run/systemd/system ]; then systemctl daemon-reload; fi
 	$(PYTHON) -m pip uninstall -q -y pyvirtualdomain
 
+# Packages (README: Installing). The source tarball carries the tree's files plus the files
+# made from the one version in setup.cfg: debian/changelog and pyvirtualdomain.spec.
+SOURCES := $(shell git ls-files --cached --others --exclude-standard 2>/dev/null)
+
+dist: $(DIST)
+$(DIST): $(wildcard $(SOURCES))
+	$(TOOLS_PYTHON) tools/mkdist.py --outdir $(dir $@)
+
+deb: $(DEB)
+$(DEB): $(DIST)
+	rm -rf $(BUILD)/deb && mkdir -p $(BUILD)/deb
+	tar -xzf $(DIST) -C $(BUILD)/deb
+	cd $(BUILD)/deb/pyvirtualdomain-$(VERSION) && PATH=$(SYSTEM_PATH) \
+	    dpkg-buildpackage -b -us -uc >../build.log 2>&1 \
+	    || { tail -40 ../build.log; exit 1; }
+	# lintian advises against root: as nobody when nobody can read the build.
+	set -o pipefail; changes=$$(ls $(BUILD)/deb/*.changes); as=; \
+	if [ "$$(id -u)" = 0 ] && runuser -u nobody -- test -r $$changes; then as="runuser -u nobody --"; fi; \
+	$$as env PATH=$(SYSTEM_PATH) lintian --fail-on error --display-level '>=pedantic' -E \
+	    --tag-display-limit 0 $$changes | tee $(BUILD)/deb/lintian.txt
+	@echo "built $@"
+
+rpm: $(RPM)
+$(RPM): $(DIST)
+	rm -rf $(BUILD)/rpm && mkdir -p $(BUILD)/rpm
+	# --nodeps: BuildRequires name RPM packages, which this Debian machine does not have.
+	PATH=$(SYSTEM_PATH) rpmbuild -tb --nodeps --define "_topdir $(BUILD)/rpm" $(DIST) \
+	    >$(BUILD)/rpm/build.log 2>&1 \
+	    || { tail -40 $(BUILD)/rpm/build.log; exit 1; }
+	@echo "built $@"
+
+packages: deb rpm
+
 lint: deps-python
 	$(VENV)/bin/ruff check lib tests bench tools agents/PyVirtualDomain agents/PyLXCDomain
 
@@ -115,8 +155,9 @@ test-integration: deps
 test: deps
 	$(PY) -m pytest tests $(PYTEST_ARGS)
 
-# What CI runs: lint, types, metadata against the DTD, and every test.
-check: deps lint typecheck metadata-check test
+# What CI runs: lint, types, metadata against the DTD, the packages (lintian included), and
+# every test.
+check: deps lint typecheck metadata-check packages test
 
 demo: deps
 	$(PY) tools/demo.py
