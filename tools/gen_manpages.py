@@ -193,7 +193,7 @@ def render(agent: Agent, version: str, date: str, unit_dir: str) -> str:
     out = [
         f".\\\" Generated from metadata/{agent.name}.xml by tools/gen_manpages.py: edit those.",
         f".TH {quoted(page.upper())} 7 {quoted(date)} {quoted('pyvirtualdomain ' + version)} "
-        f"{quoted('OCF resource agents')}",
+        f"{quoted('OCF agents')}",
         ".nh",
         ".ad l",
         ".SH NAME",
