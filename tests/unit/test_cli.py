@@ -13,17 +13,22 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 AGENT = ROOT / "agents" / "PyVirtualDomain"
 METADATA = ROOT / "metadata" / "PyVirtualDomain.xml"
-DEBIAN_PYTHON = "/usr/bin/python3"  # has neither libvirt nor lxml nor psutil
+DEBIAN_PYTHON = "/usr/bin/python3"
+# Debian's python3 without its site directories: neither libvirt nor lxml nor psutil, even
+# where python3-libvirt/-lxml/-psutil are installed (the Debian package depends on them).
+BARE_PYTHON = [DEBIAN_PYTHON, "-S"]
 
 
-def run(args: list[str], env: dict[str, str] | None = None, python: str = sys.executable,
+def run(args: list[str], env: dict[str, str] | None = None,
+        python: str | list[str] = sys.executable,
         user: int | None = None) -> subprocess.CompletedProcess[str]:
     base = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin"}
     base.update(env or {})
     kwargs = {}
     if user is not None:
         kwargs = {"user": user, "group": user, "extra_groups": []}
-    return subprocess.run([python, str(AGENT), *args], env=base, capture_output=True,
+    interpreter = [python] if isinstance(python, str) else python
+    return subprocess.run([*interpreter, str(AGENT), *args], env=base, capture_output=True,
                           text=True, timeout=60, **kwargs)
 
 
@@ -36,9 +41,9 @@ def test_meta_data_needs_nothing_but_python():
     if not Path(DEBIAN_PYTHON).exists():
         pytest.fail(f"{DEBIAN_PYTHON} missing: this test needs Debian's python3")
     for probe in ("libvirt", "lxml"):
-        check = subprocess.run([DEBIAN_PYTHON, "-c", f"import {probe}"], capture_output=True)
-        assert check.returncode != 0, f"{DEBIAN_PYTHON} unexpectedly has {probe}"
-    r = run(["meta-data"], python=DEBIAN_PYTHON, user=65534 if os.geteuid() == 0 else None)
+        check = subprocess.run([*BARE_PYTHON, "-c", f"import {probe}"], capture_output=True)
+        assert check.returncode != 0, f"{BARE_PYTHON} unexpectedly has {probe}"
+    r = run(["meta-data"], python=BARE_PYTHON, user=65534 if os.geteuid() == 0 else None)
     assert r.returncode == 0, r.stderr
     assert r.stdout == METADATA.read_text()
 
@@ -114,10 +119,10 @@ def test_probe_without_libvirt_installed_is_not_running(tmp_path):
     cfg = tmp_path / "vm.xml"
     cfg.write_text("<domain type='kvm'><name>c1</name></domain>")
     r = run(["monitor", "--config", str(cfg)], {"HA_RSCTMP": str(tmp_path)},
-            python=DEBIAN_PYTHON)
+            python=BARE_PYTHON)
     assert r.returncode == 7, r.stderr
     r = run(["start", "--config", str(cfg)], {"HA_RSCTMP": str(tmp_path)},
-            python=DEBIAN_PYTHON)
+            python=BARE_PYTHON)
     assert r.returncode == 5, r.stderr
 
 
