@@ -206,7 +206,8 @@ def render(agent: Agent, version: str, date: str, unit_dir: str) -> str:
         out += [".PP", *para]
     out += [".PP",
             f"Pacemaker runs the agent as \\fB{esc(full)}\\fR; it is installed as "
-            f"{path(OCF_DIR + '/' + agent.name)} and runs with the system's python3.",
+            f"{path(OCF_DIR + '/' + agent.name)} and runs with the python3 its first line "
+            "names (the system's /usr/bin/python3 in the packages).",
             ".SH SUPPORTED PARAMETERS"]
     for p in agent.parameters:
         out += [".PP", f"\\fB{esc(p.name)}\\fR", ".RS 4"]
