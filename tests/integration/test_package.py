@@ -437,3 +437,31 @@ def test_purge_leaves_nothing(installed: Installed) -> None:
     assert new_dirs == [], new_dirs
     for path in (SITE / "pyvirtualdomain", DATA_DIR, Path("/usr/share/doc") / PACKAGE):
         assert not path.exists(), path
+
+
+# -- the RPM (built here; installing it is for the RPM platforms) ---------------------------
+
+
+def test_rpm_layout_and_requires() -> None:
+    assert shutil.which("rpmbuild", path=SYSTEM_PATH), "rpmbuild missing: make deps installs rpm"
+    r = _run(["make", "-s", "rpm"], env=os.environ, timeout_s=600, cwd=REPO_ROOT)
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    version = _version()
+    rpm = REPO_ROOT / "build" / "rpm" / "RPMS" / "noarch" / f"{PACKAGE}-{version}-1.noarch.rpm"
+    assert rpm.is_file()
+    files = set(_run(["rpm", "-qpl", str(rpm)]).stdout.split())
+    sitelib = _run(["/usr/bin/python3", "-c", "import sysconfig; print(sysconfig.get_path("
+                    "'purelib', 'posix_prefix', {'base': '/usr'}))"]).stdout.strip()
+    for path in (*(f"{OCF_DIR}/{a}" for a in AGENTS), f"{sitelib}/pyvirtualdomain/cli.py",
+                 *(f"/usr/share/pyvirtualdomain/{a}.xml" for a in AGENTS),
+                 *(f"/usr/share/man/man7/ocf_custom_{a}.7" for a in AGENTS),
+                 "/usr/lib/systemd/system/resource-agents-deps.target.d/50-pyvirtualdomain.conf"):
+        assert any(f == path or f.startswith(path + ".") for f in files), path
+    requires = _run(["rpm", "-qp", "--requires", str(rpm)]).stdout.split("\n")
+    assert set(RUNTIME_DEPENDS) <= {line.strip() for line in requires}, requires
+    arch = _run(["rpm", "-qp", "--qf", "%{ARCH} %{VERSION}", str(rpm)]).stdout
+    assert arch == f"noarch {version}"
+    agent = subprocess.run(f"rpm2cpio {rpm} | cpio -i --quiet --to-stdout "
+                           f".{OCF_DIR}/PyVirtualDomain", shell=True, capture_output=True,
+                           timeout=60, env={"PATH": SYSTEM_PATH}, check=False)
+    assert agent.stdout.split(b"\n", 1)[0] == b"#!/usr/bin/python3", agent.stderr
