@@ -112,11 +112,14 @@ $(DEB): $(DIST)
 	cd $(BUILD)/deb/pyvirtualdomain-$(VERSION) && PATH=$(SYSTEM_PATH) \
 	    dpkg-buildpackage -b -us -uc >../build.log 2>&1 \
 	    || { tail -40 ../build.log; exit 1; }
-	# lintian advises against root: as nobody when nobody can read the build.
-	set -o pipefail; changes=$$(ls $(BUILD)/deb/*.changes); as=; \
+	# lintian advises against root: as nobody when nobody can read the build. Its temporary
+	# files go below build/ (it leaves some in TMPDIR).
+	set -o pipefail; changes=$$(ls $(BUILD)/deb/*.changes); as=; tmp=$(BUILD)/deb/lintian-tmp; \
+	mkdir -p $$tmp && chmod 1777 $$tmp; \
 	if [ "$$(id -u)" = 0 ] && runuser -u nobody -- test -r $$changes; then as="runuser -u nobody --"; fi; \
-	$$as env PATH=$(SYSTEM_PATH) lintian --fail-on error --display-level '>=pedantic' -E \
-	    --tag-display-limit 0 $$changes | tee $(BUILD)/deb/lintian.txt
+	$$as env PATH=$(SYSTEM_PATH) TMPDIR=$$tmp lintian --fail-on error --display-level '>=pedantic' \
+	    -E --tag-display-limit 0 $$changes | tee $(BUILD)/deb/lintian.txt; \
+	rc=$$?; rm -rf $$tmp; exit $$rc
 	@echo "built $@"
 
 rpm: $(RPM)
