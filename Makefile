@@ -9,14 +9,33 @@ DESTDIR    ?=
 OCF_DIR    ?= /usr/lib/ocf/resource.d/custom
 AGENTS     := PyVirtualDomain PyLXCDomain
 PYTEST_ARGS ?=
+# `make install` is a local install: man pages and the systemd drop-in go below /usr/local,
+# where man and systemd look. The packages set /usr/share/man and their unit directory.
+MANDIR     ?= /usr/local/share/man
+SYSTEMD_UNIT_DIR ?= /usr/local/lib/systemd/system
+DROP_IN    := resource-agents-deps.target.d/50-pyvirtualdomain.conf
+# Build-time tools (man pages, version, dist tarball) need only the standard library.
+TOOLS_PYTHON ?= python3
+BUILD      := $(CURDIR)/build
+# Packages are built with the distribution's tools and python3 only (no venv, no pyenv).
+SYSTEM_PATH := /usr/sbin:/usr/bin:/sbin:/bin
+VERSION    := $(shell $(TOOLS_PYTHON) tools/version.py)
+DIST       := $(BUILD)/dist/pyvirtualdomain-$(VERSION).tar.gz
+DEB        := $(BUILD)/deb/pyvirtualdomain_$(VERSION)_all.deb
+RPM        := $(BUILD)/rpm/RPMS/noarch/pyvirtualdomain-$(VERSION)-1.noarch.rpm
+MAN_PAGES  := $(AGENTS:%=$(BUILD)/man/ocf_custom_%.7)
 
 DEBIAN_PACKAGES := libvirt-daemon libvirt-daemon-driver-qemu libvirt-daemon-driver-lxc \
 	libvirt-clients libvirt-dev pkg-config gcc python3-dev python3-venv qemu-system-x86 \
 	qemu-utils resource-agents pacemaker pacemaker-cli-utils corosync busybox-static cpio \
 	linux-image-amd64 libguestfs-tools csync2 qemu-guest-agent \
-	iproute2 libxml2-utils procps
+	iproute2 libxml2-utils procps \
+	debhelper dh-python pybuild-plugin-pyproject python3-all python3-setuptools \
+	python3-build python3-installer python3-wheel lintian rpm man-db groff-base systemd pcs \
+	python3-libvirt python3-lxml python3-psutil
 
-.PHONY: deps deps-system deps-python install install-agents check lint typecheck \
+.PHONY: deps deps-system deps-python install install-agents install-man install-systemd \
+	uninstall man dist deb rpm packages check lint typecheck \
 	metadata-check schemas test test-unit test-integration demo bench bench-scale clean
 
 deps: deps-system deps-python
@@ -26,8 +45,13 @@ deps-system:
 	    dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q '^install ok installed' || echo $$p; done); \
 	if [ -n "$$missing" ]; then \
 	    echo "installing Debian packages: $$missing"; \
+	    policy=; if [ ! -e /usr/sbin/policy-rc.d ]; then \
+	        printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d && chmod 755 /usr/sbin/policy-rc.d \
+	        && policy=1; fi; \
 	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
-	        --no-install-recommends $$missing >/dev/null; \
+	        --no-install-recommends $$missing >/dev/null; rc=$$?; \
+	    if [ -n "$$policy" ]; then rm -f /usr/sbin/policy-rc.d; fi; \
+	    exit $$rc; \
 	fi
 
 $(VENV)/.deps-stamp: requirements.txt requirements-dev.txt setup.cfg pyproject.toml
@@ -38,8 +62,9 @@ $(VENV)/.deps-stamp: requirements.txt requirements-dev.txt setup.cfg pyproject.t
 
 deps-python: $(VENV)/.deps-stamp
 
-# The package and metadata into $(PYTHON)'s environment, the agents into the OCF directory.
-install: install-agents
+# The package and metadata into $(PYTHON)'s environment, the agents into the OCF directory,
+# the man pages and the host-shutdown ordering drop-in (README: Installing).
+install: install-agents install-man install-systemd
 	$(PYTHON) -m pip install -q --disable-pip-version-check .
 
 install-agents:
@@ -48,6 +73,65 @@ install-agents:
 	    sed -e '1s|^#!.*|#!$(PYTHON)|' agents/$$a > $(DESTDIR)$(OCF_DIR)/$$a.tmp && \
 	    chmod 0755 $(DESTDIR)$(OCF_DIR)/$$a.tmp && mv $(DESTDIR)$(OCF_DIR)/$$a.tmp $(DESTDIR)$(OCF_DIR)/$$a; \
 	done
+
+# ocf_custom_<agent>(7), generated from metadata/ (always: the unit directory named in the
+# page depends on the caller).
+man:
+	$(TOOLS_PYTHON) tools/gen_manpages.py --outdir $(BUILD)/man --version $(VERSION) \
+	    --unit-dir $(SYSTEMD_UNIT_DIR) $(AGENTS:%=metadata/%.xml)
+
+install-man: man
+	install -d $(DESTDIR)$(MANDIR)/man7
+	install -m 0644 $(MAN_PAGES) $(DESTDIR)$(MANDIR)/man7/
+
+install-systemd:
+	install -d $(DESTDIR)$(SYSTEMD_UNIT_DIR)/$(dir $(DROP_IN))
+	install -m 0644 systemd/50-pyvirtualdomain.conf $(DESTDIR)$(SYSTEMD_UNIT_DIR)/$(DROP_IN)
+	if [ -z "$(DESTDIR)" ] && [ -d /run/systemd/system ]; then systemctl daemon-reload; fi
+
+# Undoes `make install` (same variables).
+uninstall:
+	rm -f $(AGENTS:%=$(DESTDIR)$(OCF_DIR)/%) $(AGENTS:%=$(DESTDIR)$(MANDIR)/man7/ocf_custom_%.7)
+	rm -f $(DESTDIR)$(SYSTEMD_UNIT_DIR)/$(DROP_IN)
+	-rmdir $(DESTDIR)$(OCF_DIR) $(DESTDIR)$(SYSTEMD_UNIT_DIR)/$(dir $(DROP_IN)) 2>/dev/null
+	if [ -z "$(DESTDIR)" ] && [ -d /run/systemd/system ]; then systemctl daemon-reload; fi
+	$(PYTHON) -m pip uninstall -q -y pyvirtualdomain
+
+# Packages (README: Installing). The source tarball carries the tree's files plus the files
+# made from the one version in setup.cfg: debian/changelog and pyvirtualdomain.spec.
+SOURCES := $(shell git ls-files --cached --others --exclude-standard 2>/dev/null)
+
+dist: $(DIST)
+$(DIST): $(wildcard $(SOURCES))
+	$(TOOLS_PYTHON) tools/mkdist.py --outdir $(dir $@)
+
+deb: $(DEB)
+$(DEB): $(DIST)
+	rm -rf $(BUILD)/deb && mkdir -p $(BUILD)/deb
+	tar -xzf $(DIST) -C $(BUILD)/deb
+	cd $(BUILD)/deb/pyvirtualdomain-$(VERSION) && PATH=$(SYSTEM_PATH) \
+	    dpkg-buildpackage -b -us -uc >../build.log 2>&1 \
+	    || { tail -40 ../build.log; exit 1; }
+	# lintian advises against root: as nobody when nobody can read the build. Its temporary
+	# files go below build/ (it leaves some in TMPDIR).
+	set -o pipefail; changes=$$(ls $(BUILD)/deb/*.changes); as=; tmp=$(BUILD)/deb/lintian-tmp; \
+	mkdir -p $$tmp && chmod 1777 $$tmp; \
+	if [ "$$(id -u)" = 0 ] && runuser -u nobody -- test -r $$changes; then as="runuser -u nobody --"; fi; \
+	$$as env PATH=$(SYSTEM_PATH) TMPDIR=$$tmp lintian --fail-on error --display-level '>=pedantic' \
+	    -E --tag-display-limit 0 $$changes | tee $(BUILD)/deb/lintian.txt; \
+	rc=$$?; rm -rf $$tmp; exit $$rc
+	@echo "built $@"
+
+rpm: $(RPM)
+$(RPM): $(DIST)
+	rm -rf $(BUILD)/rpm && mkdir -p $(BUILD)/rpm
+	# --nodeps: BuildRequires name RPM packages, which this Debian machine does not have.
+	PATH=$(SYSTEM_PATH) rpmbuild -tb --nodeps --define "_topdir $(BUILD)/rpm" $(DIST) \
+	    >$(BUILD)/rpm/build.log 2>&1 \
+	    || { tail -40 $(BUILD)/rpm/build.log; exit 1; }
+	@echo "built $@"
+
+packages: deb rpm
 
 lint: deps-python
 	$(VENV)/bin/ruff check lib tests bench tools agents/PyVirtualDomain agents/PyLXCDomain
@@ -74,8 +158,9 @@ test-integration: deps
 test: deps
 	$(PY) -m pytest tests $(PYTEST_ARGS)
 
-# What CI runs: lint, types, metadata against the DTD, and every test.
-check: deps lint typecheck metadata-check test
+# What CI runs: lint, types, metadata against the DTD, the packages (lintian included), and
+# every test.
+check: deps lint typecheck metadata-check packages test
 
 demo: deps
 	$(PY) tools/demo.py
@@ -90,4 +175,4 @@ bench-scale: deps
 	$(PY) bench/scale.py
 
 clean:
-	rm -rf build .pytest_cache .mypy_cache .ruff_cache lib/*.egg-info
+	rm -rf build .pybuild .pytest_cache .mypy_cache .ruff_cache lib/*.egg-info
