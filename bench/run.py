@@ -21,7 +21,9 @@ from tests.harness.common import CLEAN_PATH, DEFAULT_CACHE_DIR, HostLock  # noqa
 from tests.harness.domains import remove_domain  # noqa: E402
 from tests.harness.guest import (  # noqa: E402
     ACPID_MARKER,
+    AGENT_MARKER,
     INIT_MARKER,
+    GuestOptions,
     build_artifacts,
     detect_virt_type,
     domain_xml,
@@ -52,7 +54,9 @@ def main() -> int:
         virt = detect_virt_type(arts, DEFAULT_CACHE_DIR)
         console = work / f"{name}.console.log"
         cfg = work / f"{name}.xml"
-        cfg.write_text(domain_xml(name, "graceful", arts, virt, console))
+        # With the qemu guest agent: the OCF_CHECK_LEVEL=20 row pings it.
+        cfg.write_text(domain_xml(name, "graceful", arts, virt, console,
+                                  options=GuestOptions(agent=True)))
         base = {"PATH": CLEAN_PATH, "OCF_ROOT": "/usr/lib/ocf", "OCF_RESOURCE_INSTANCE": name,
                 "OCF_RESKEY_config": str(cfg), "OCF_RESKEY_hypervisor": URI,
                 "OCF_RESKEY_CRM_meta_timeout": "30000"}
@@ -63,7 +67,7 @@ def main() -> int:
         if start.returncode != 0:
             print(start.stderr, file=sys.stderr)
             return 1
-        wait_for_console(console, INIT_MARKER, 30)
+        wait_for_console(console, AGENT_MARKER, 30)
         # Utilization attributes need a CIB: give both agents the same CIB file, and the
         # variable Pacemaker's executor sets, so both do what they do in a cluster.
         cib = work / "cib.xml"
@@ -100,6 +104,9 @@ def main() -> int:
             "monitor: ours, with migration parameters": (
                 [PY, str(OURS), "monitor"],
                 {**rec, **migration_params, "HA_RSCTMP": str(work / "state-ours")}),
+            "monitor: ours, OCF_CHECK_LEVEL=20 (guest agent ping)": (
+                [PY, str(OURS), "monitor"],
+                {**rec, "OCF_CHECK_LEVEL": "20", "HA_RSCTMP": str(work / "state-ours")}),
             "monitor: VirtualDomain": ([str(VD), "monitor"],
                                        {**rec, "HA_RSCTMP": str(work / "state-vd")}),
             "monitor: VirtualDomain, utilization off": (
@@ -187,6 +194,8 @@ def write_report(series: dict[str, Series], rounds: int, virt: str) -> None:
          "floor: python + libvirt state query"),
         ("recurring monitor with migration_transport, migrateuri, migrate_options / without",
          "monitor: ours, with migration parameters", "monitor: ours"),
+        ("recurring monitor at OCF_CHECK_LEVEL=20 (guest agent ping) / at level 0",
+         "monitor: ours, OCF_CHECK_LEVEL=20 (guest agent ping)", "monitor: ours"),
         ("start, ours / VirtualDomain", "start: ours", "start: VirtualDomain"),
         ("graceful stop, ours / VirtualDomain", "graceful stop: ours",
          "graceful stop: VirtualDomain"),
