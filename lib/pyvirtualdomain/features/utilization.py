@@ -88,7 +88,9 @@ def update(ctx: Context, dom: Domain, deadline: Deadline) -> None:
         except LibvirtFact as f:
             ctx.log.debug(f"utilization not updated: {f.message}")
             return
-        mem_mib = info.memory_kib // 1024
+        # the maximum, as VirtualDomain ("Max memory"): the current one of a container changes
+        # all the time, and every change is a CIB write that aborts Pacemaker's transition
+        mem_mib = info.max_memory_kib // 1024
         values = {"cpu": info.vcpus, "host_memory": mem_mib, "hv_memory": mem_mib}
     changed = False
     for attr in want_set:

@@ -50,3 +50,21 @@ def test_utilization_written_once_per_change(test_conn, write_config, state_dir,
         cfg, autoset_utilization_cpu="false", unset_utilization_cpu="true"), state_dir,
         meta={"interval": "10000"}, environ=env)).rc == 0
     assert 'name="cpu"' not in cib_file.read_text()
+
+
+def test_utilization_memory_is_the_maximum_memory(test_conn, write_config, state_dir,
+                                                  cib_file):
+    """Found by the two-node cluster tests (issue 14): host_memory/hv_memory are the domain's
+    maximum memory, as VirtualDomain's ("Max memory" of virsh dominfo), not the memory used
+    now. For a container the current memory changes all the time: every monitor rewrote the
+    CIB's configuration, aborting Pacemaker's transitions (one aborted a guest node's live
+    migration, and Pacemaker fenced the guest)."""
+    cfg = write_config("<domain type='test'><name>um1</name><memory>16384</memory>"
+                       "<currentMemory>8192</currentMemory><os><type>hvm</type></os></domain>")
+    env = {"CIB_file": str(cib_file), "PATH": os.environ.get("PATH", "/usr/bin:/bin")}
+    assert actions.start(make_ctx("start", vm_params(cfg), state_dir, environ=env)).rc == 0
+    assert actions.monitor(make_ctx("monitor", vm_params(cfg), state_dir,
+                                    meta={"interval": "10000"}, environ=env)).rc == 0
+    cib = cib_file.read_text()
+    assert 'name="host_memory" value="16"' in cib, cib
+    assert 'name="hv_memory" value="16"' in cib, cib
