@@ -116,6 +116,10 @@ class OperationFailed(LibvirtFact):
     """Any other libvirt failure."""
 
 
+# libvirt cannot be asked at all: no daemon, a frozen one, or no driver for the URI here.
+UNREACHABLE = (HypervisorUnavailable, HypervisorTimeout, DriverMissing)
+
+
 def _codes(libvirt: Any, *names: str) -> frozenset[int]:
     return frozenset(getattr(libvirt, n) for n in names if hasattr(libvirt, n))
 

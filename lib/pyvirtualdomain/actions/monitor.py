@@ -1,16 +1,17 @@
 """monitor / status: running 0, cleanly off or absent 7, failed 1; a probe (interval 0) never
-reports an error for "cannot know"."""
+reports an error for "cannot know".
+
+The recurring monitor of a running domain is the hot path: what only the other paths need
+(process scans, recording, the fact-to-outcome mapping) is imported where it is used."""
 
 from __future__ import annotations
 
 from ..core import record
 from ..core.context import QUERY_BOUND_S, Context, warn_params
-from ..core.last_resort import emulator_pids, verifiably_unreachable
-from ..core.outcomes import UNREACHABLE, fact_to_error
-from ..core.recording import record_running, rerecord_uuid, uuid_of
 from ..core.target import Target, close, connect, identify, unusable_uri
 from ..deadline import Deadline
 from ..errors import (
+    UNREACHABLE,
     AgentError,
     ClientMisconfigured,
     ConfigError,
@@ -19,7 +20,6 @@ from ..errors import (
     NotInstalled,
     NotRunning,
 )
-from ..uri import is_local_uri
 from ..virt.connection import Hypervisor
 from ..virt.domain import (
     PAUSED_CRASHED,
@@ -37,7 +37,11 @@ def _not_running(target: Target, reason: str) -> AgentError:
     """libvirt says the domain does not run here: believe it unless processes of the domain
     still run on this host. libvirt loses track of a container whose controller died (OOM,
     crash) while libvirtd was down: init and its children run on, re-parented."""
+    from ..uri import is_local_uri
+
     if is_local_uri(target.uri):
+        from ..core.last_resort import emulator_pids
+
         pids = emulator_pids(target.ident)
         if pids:
             return AgentError(f"{reason} per libvirt, but processes of it still run here (pid "
@@ -74,12 +78,16 @@ def _monitor_without_libvirt(ctx: Context, target: Target, why: str,
     whether the hypervisor is this host's; by default, what the URI says). With no process,
     "not running" needs ``proof_of_absence``: libvirt verifiably unreachable (no socket,
     refused), not merely hung, for a domain may be mid-start in a hung libvirtd."""
+    from ..uri import is_local_uri
+
     name = target.ident.name
     if not (is_local_uri(target.uri) if local is None else local):
         if ctx.env.is_probe:
             ctx.log.warning(f"{why}; remote hypervisor, assuming {name} is not running here")
             raise NotRunning(f"probe: assuming {name} is not running here ({why})")
         raise AgentError(f"cannot tell whether {name} runs: {why}")
+    from ..core.last_resort import emulator_pids
+
     pids = emulator_pids(target.ident)
     if pids is None:
         if ctx.env.is_probe:
@@ -122,29 +130,40 @@ def _monitor_target(ctx: Context, target: Target, deadline: Deadline) -> None:
         if not (state == DomainState.NOSTATE and dom.is_active(deadline.bound(QUERY_BOUND_S))):
             _check_state(ctx, state, reason, target)
         if target.unrecorded is not None:
+            from ..core.recording import record_running
+
             # Running with no record (found by a probe, or recorded by no start of this
             # version): record it as start would have.
             record_running(ctx, dom, target.ident, target.uri, target.unrecorded,
                            config_uuid=target.ident.uuid if target.uuid_from_config else None,
                            quiet=True)
-        elif target.source == "record" and target.ident.uuid != uuid_of(dom):
-            rerecord_uuid(ctx, dom, target.ident)
+        elif target.source == "record" and not target.uuid_from_config:
+            from ..core.recording import rerecord_uuid, uuid_of
+
+            if target.ident.uuid != uuid_of(dom):
+                rerecord_uuid(ctx, dom, target.ident)
         _running_extras(ctx, dom, deadline)
     except DomainNotFound:
         raise _not_running(target, f"domain {name} is not running (not found on "
                                    f"{target.uri})") from None
     except UNREACHABLE as f:
+        from ..core.last_resort import verifiably_unreachable
+
         _monitor_without_libvirt(ctx, target, f"libvirt at {target.uri} unreachable: "
                                               f"{f.message}",
                                  proof_of_absence=verifiably_unreachable(f))
     except ClientMisconfigured as f:
         if not ctx.env.is_probe:
+            from ..core.outcomes import fact_to_error
+
             raise fact_to_error(f, target.uri, f"monitor of {name} failed") from None
         _monitor_without_libvirt(ctx, target, f"libvirt's client configuration is unusable: "
                                               f"{f.message}", proof_of_absence=False)
     except ImportError:
         _monitor_without_libvirt(ctx, target, "libvirt-python is not installed")
     except LibvirtFact as f:
+        from ..core.outcomes import fact_to_error
+
         raise fact_to_error(f, target.uri, f"monitor of {name} failed") from None
     finally:
         close(hv)

@@ -8,7 +8,8 @@ from ..core.last_resort import kill_emulator
 from ..core.outcomes import fact_to_error, libvirt_python_missing
 from ..core.record import ConfigStamp
 from ..core.recording import record_running
-from ..core.target import Target, close, connect, read_start_config
+from ..core.start_config import read_start_config
+from ..core.target import Target, close, connect
 from ..deadline import Deadline
 from ..errors import (
     AgentError,
@@ -105,7 +106,7 @@ def _watchdog_action(ctx: Context, data: bytes, path: str) -> str | None:
     """Recorded so that a monitor knows to look for the dump of a watchdog that fired."""
     if ctx.profile.virt_types is not None and "lxc" in ctx.profile.virt_types:
         return None
-    from ..virt.domxml import guest_devices
+    from ..virt.devices import guest_devices
 
     return guest_devices(data, path).watchdog_action
 

@@ -14,10 +14,10 @@ from ..core.last_resort import (
     emulator_pids,
     kill_emulator,
 )
-from ..core.outcomes import UNREACHABLE
 from ..core.target import Target, close, connect, identify
 from ..deadline import Deadline
 from ..errors import (
+    UNREACHABLE,
     AgentError,
     CallTimedOut,
     DomainBusy,

@@ -8,13 +8,15 @@ import os
 from ..core.context import QUERY_BOUND_S, Context, require_valid_params
 from ..core.definitions import persistent_hazard
 from ..core.outcomes import fact_to_error, libvirt_python_missing
-from ..core.target import close, connect, read_start_config
+from ..core.start_config import read_start_config
+from ..core.target import close, connect
 from ..deadline import Deadline
 from ..errors import AgentError, ConfigError, DomainNotFound, LibvirtFact, NotInstalled
 from ..uri import is_local_uri
 from ..virt.connection import Hypervisor
+from ..virt.devices import GUEST_AGENT_CHANNEL, guest_devices
 from ..virt.domain import RUNNING_STATES, Domain
-from ..virt.domxml import GUEST_AGENT_CHANNEL, DomainIdentity, guest_devices
+from ..virt.domxml import DomainIdentity
 
 AUTHKEY = "/etc/pacemaker/authkey"
 REMOTE_PORT = 3121

@@ -5,19 +5,15 @@ for the domain's processes; see actions/monitor.py and core/last_resort.py)."""
 from __future__ import annotations
 
 from ..errors import (
+    UNREACHABLE,
     AgentError,
     ClientMisconfigured,
     DriverMissing,
     HypervisorDenied,
-    HypervisorTimeout,
-    HypervisorUnavailable,
     LibvirtFact,
     NotInstalled,
     PermissionProblem,
 )
-
-# libvirt cannot be asked at all: no daemon, a frozen one, or no driver for the URI here.
-UNREACHABLE = (HypervisorUnavailable, HypervisorTimeout, DriverMissing)
 
 LIBVIRT_PYTHON_MISSING = "libvirt-python is not installed for this interpreter"
 

@@ -8,9 +8,8 @@ from typing import NamedTuple
 
 from ..deadline import Deadline
 from ..errors import AgentError, ConfigError, NotInstalled
-from ..uri import is_local_uri
 from ..virt.connection import Hypervisor, open_hypervisor
-from ..virt.domxml import ConfigFile, DomainIdentity, load_domain, parse_identity, read_config
+from ..virt.domxml import DomainIdentity, parse_identity, read_config
 from . import record as staterec
 from .context import QUERY_BOUND_S, Context, HypervisorChoice
 from .record import ConfigStamp
@@ -56,6 +55,8 @@ def unusable_uri(problem: str, choice_explicit: bool, origin: str) -> AgentError
 def check_uri(ctx: Context, choice: HypervisorChoice) -> None:
     if choice.problem:
         raise unusable_uri(choice.problem, choice.explicit, choice.origin)
+    from ..uri import is_local_uri
+
     uri = choice.uri
     if ctx.env.remote_node and not is_local_uri(uri):
         raise ConfigError(
@@ -64,28 +65,8 @@ def check_uri(ctx: Context, choice: HypervisorChoice) -> None:
         )
 
 
-class StartConfig(NamedTuple):
-    """The config file as start and validate-all read it: every check that needs no libvirt
-    passed."""
-
-    cfg: ConfigFile
-    ident: DomainIdentity
-    uri: str
-    xml: str
 
 
-def read_start_config(ctx: Context) -> StartConfig:
-    """Read and check the config file for an action that may create the domain: well-formed,
-    a type this agent handles, a usable hypervisor URI (local for a guest node), UTF-8."""
-    cfg, ident = load_domain(ctx.params.config)
-    check_virt_type(ctx, ident, cfg.path)
-    choice = ctx.hypervisor_for(ident)
-    check_uri(ctx, choice)
-    try:
-        xml = cfg.data.decode("utf-8")
-    except UnicodeDecodeError:
-        raise ConfigError(f"config {cfg.path} is not UTF-8 text") from None
-    return StartConfig(cfg, ident, choice.uri, xml)
 
 
 def identify(ctx: Context) -> tuple[list[Target], AgentError | None]:

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from ..core.context import Context
 from ..uri import LibvirtConfError, parse_libvirt_conf
-from ..virt.domxml import Disk
+from ..virt.devices import Disk
 from ..virt.storage import SHARED_FILESYSTEMS, filesystem_of
 
 QEMU_CONF = "/etc/libvirt/qemu.conf"

@@ -6,7 +6,7 @@ from ..core.context import QUERY_BOUND_S, Context
 from ..deadline import Deadline
 from ..errors import AgentError, LibvirtFact
 from ..virt.connection import Hypervisor
-from ..virt.domxml import referenced_resources
+from ..virt.devices import referenced_resources
 
 # Starting a pool mounts or scans storage; a network starts dnsmasq: slower than a query.
 RESOURCE_START_BOUND_S = 30.0

@@ -20,35 +20,6 @@ class DomainIdentity(NamedTuple):
     emulator: str | None = None
 
 
-class Resources(NamedTuple):
-    """Storage pools and libvirt networks a domain XML refers to."""
-
-    pools: tuple[str, ...]
-    networks: tuple[str, ...]
-
-
-# What the agent reads from a domain XML beyond its identity.
-POOLS_XPATH = "devices/disk/source/@pool"
-NETWORKS_XPATH = "devices/interface[@type=$t]/source/@network"
-GUEST_AGENT_CHANNEL = "org.qemu.guest_agent.0"
-GUEST_AGENT_XPATH = "devices/channel[target/@name=$n]"
-WATCHDOG_XPATH = "devices/watchdog"
-DISKS_XPATH = "devices/disk[not(@device) or @device='disk' or @device='lun']"
-
-
-class Disk(NamedTuple):
-    kind: str  # <disk type=...>: file, block, network, volume, dir
-    source: str  # the file or device path, the network protocol, or pool/volume
-
-
-class GuestDevices(NamedTuple):
-    """The devices guest health depends on."""
-
-    guest_agent: bool  # a channel to the qemu guest agent
-    watchdog_action: str | None  # None: no watchdog device (libvirt's default action: reset)
-    disks: tuple[Disk, ...]
-
-
 class ConfigFile(NamedTuple):
     path: str
     data: bytes
@@ -81,7 +52,7 @@ def read_config(path: str) -> ConfigFile:
     return ConfigFile(path, data, st.st_mtime_ns, st.st_size)
 
 
-def _parse(data: bytes, path: str):  # type: ignore[no-untyped-def]
+def parse_xml(data: bytes, path: str):  # type: ignore[no-untyped-def]
     try:
         from lxml import etree
     except ImportError:
@@ -102,7 +73,7 @@ def _parse(data: bytes, path: str):  # type: ignore[no-untyped-def]
 
 
 def parse_identity(data: bytes, path: str) -> DomainIdentity:
-    root = _parse(data, path)
+    root = parse_xml(data, path)
     if not isinstance(root.tag, str) or root.tag != "domain":
         raise ConfigError(f"config {path} is not a libvirt domain XML (root element is "
                           f"<{root.tag}>, expected <domain>)")
@@ -127,35 +98,6 @@ def parse_identity(data: bytes, path: str) -> DomainIdentity:
     return DomainIdentity(name=name, uuid=canonical, virt_type=virt_type, emulator=emulator)
 
 
-def referenced_resources(data: bytes, path: str) -> Resources:
-    root = _parse(data, path)
-    pools = sorted({str(v) for v in root.xpath(POOLS_XPATH)})
-    nets = sorted({str(v) for v in root.xpath(NETWORKS_XPATH, t="network")})
-    return Resources(tuple(pools), tuple(nets))
-
-
-def guest_devices(data: bytes, path: str) -> GuestDevices:
-    root = _parse(data, path)
-    agent = bool(root.xpath(GUEST_AGENT_XPATH, n=GUEST_AGENT_CHANNEL))
-    watchdogs = root.xpath(WATCHDOG_XPATH)
-    action = (watchdogs[0].get("action") or "reset") if watchdogs else None
-    disks = []
-    for disk in root.xpath(DISKS_XPATH):
-        kind = disk.get("type") or "file"
-        src = disk.find("source")
-        if src is None:
-            continue
-        if kind == "network":
-            where = src.get("protocol") or "network"
-        elif kind == "volume":
-            where = f"{src.get('pool')}/{src.get('volume')}"
-        else:
-            where = src.get("file") or src.get("dev") or src.get("dir") or ""
-        if where:
-            disks.append(Disk(kind, where))
-    return GuestDevices(agent, action, tuple(disks))
-
-
 def load_domain(path: str) -> tuple[ConfigFile, DomainIdentity]:
     cfg = read_config(path)
     return cfg, parse_identity(cfg.data, path)
@@ -166,7 +108,7 @@ def with_uuid(data: bytes, path: str, uuid: str) -> str:
     same name that libvirt already knows). Only the in-memory copy changes."""
     from lxml import etree
 
-    root = _parse(data, path)
+    root = parse_xml(data, path)
     el = etree.Element("uuid")
     el.text = uuid
     name = root.find("name")

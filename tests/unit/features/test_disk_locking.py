@@ -5,7 +5,7 @@ from __future__ import annotations
 import io
 
 from pyvirtualdomain.features.disk_locking import lock_manager, shared_disks
-from pyvirtualdomain.virt.domxml import Disk
+from pyvirtualdomain.virt.devices import Disk
 
 from .. import inprocess as actions
 from ..conftest import make_ctx

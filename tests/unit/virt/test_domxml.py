@@ -88,23 +88,3 @@ def test_uuid_pinning_golden():
     data = (GOLDEN / "uuid_pinning.in.xml").read_bytes()
     out = with_uuid(data, "/etc/vms/web1.xml", "6f1c1a4a-4f3b-4a0b-8c1d-2e3f40516273")
     assert out == golden("uuid_pinning.out.xml", out)
-
-
-def test_guest_devices():
-    from pyvirtualdomain.virt.domxml import Disk, guest_devices
-
-    xml = b"""<domain type='kvm'><name>h</name><devices>
-      <disk type='file' device='disk'><source file='/srv/vm/h.qcow2'/></disk>
-      <disk type='block'><source dev='/dev/mapper/mpatha'/></disk>
-      <disk type='network'><source protocol='rbd' name='pool/img'/></disk>
-      <disk type='file' device='cdrom'><source file='/iso/x.iso'/></disk>
-      <channel type='unix'><target type='virtio' name='org.qemu.guest_agent.0'/></channel>
-      <watchdog model='i6300esb' action='pause'/>
-    </devices></domain>"""
-    d = guest_devices(xml, "/x.xml")
-    assert d.guest_agent and d.watchdog_action == "pause"
-    assert d.disks == (Disk("file", "/srv/vm/h.qcow2"), Disk("block", "/dev/mapper/mpatha"),
-                       Disk("network", "rbd"))
-    bare = guest_devices(b"<domain type='kvm'><name>b</name><devices>"
-                         b"<watchdog model='i6300esb'/></devices></domain>", "/x.xml")
-    assert not bare.guest_agent and bare.watchdog_action == "reset" and bare.disks == ()
