@@ -67,6 +67,13 @@ from .common import (
 )
 from .domains import import_libvirt, with_connection
 from .lxc import LXC_EMULATOR, descendants
+from .nsnode import UNIFIED_CGROUP, hybrid_cgroups, read_pid
+from .nsnode import children as _children
+from .nsnode import clean_env as _env
+from .nsnode import mount_ns as _mount_ns
+from .nsnode import netns_exists as _netns_exists
+from .nsnode import netns_pids as _netns_pids
+from .nsnode import run as _run
 
 NETNS = "pyvd-cluster"
 NODE_NAME = "pyvd-node1"
@@ -86,7 +93,6 @@ PCMK_REMOTE_DIR = CLUSTER_BUILD_DIR / "pcmk-remote"
 OCF_RESOURCE_D = Path("/usr/lib/ocf/resource.d")
 SYSTEM_QEMU_CACHE = Path("/var/cache/libvirt/qemu")
 CGROUP_ROOT = Path("/sys/fs/cgroup")
-UNIFIED_CGROUP = "/sys/fs/cgroup/unified"
 # Inside the node's namespaces.
 PACEMAKER_LOG = "/var/log/pacemaker/pacemaker.log"
 # mount point (inside the node) -> subdirectory of the state dir bound over it
@@ -170,51 +176,12 @@ while :; do sleep 1 & wait $!; done
 """
 
 
-def _env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
-    env = {"PATH": CLEAN_PATH, "LANG": "C"}
-    env.update(extra or {})
-    return env
-
-
-def _run(argv: Sequence[str], timeout_s: float = 30.0, check: bool = True,
-         env: Mapping[str, str] | None = None,
-         input_text: str | None = None) -> subprocess.CompletedProcess[str]:
-    try:
-        proc = subprocess.run(list(argv), input=input_text, capture_output=True, text=True,
-                              timeout=timeout_s, check=False, env=_env(env),
-                              stdin=None if input_text is not None else subprocess.DEVNULL)
-    except subprocess.TimeoutExpired as exc:
-        raise CallTimeout(f"{' '.join(argv)}: no answer within {timeout_s:.0f}s") from exc
-    if check and proc.returncode != 0:
-        raise HarnessError(f"{' '.join(argv)} exited with {proc.returncode}: "
-                           f"{proc.stderr.strip() or proc.stdout.strip()}")
-    return proc
-
-
-def _read_pid(path: Path) -> int | None:
-    try:
-        text = path.read_text().strip()
-    except OSError:
-        return None
-    return int(text) if text.isdigit() else None
-
-
 def netns_exists(name: str = NETNS) -> bool:
-    return Path("/run/netns", name).exists()
+    return _netns_exists(name)
 
 
 def netns_pids(name: str = NETNS) -> list[int]:
-    if not netns_exists(name):
-        return []
-    proc = _run(["ip", "netns", "pids", name], check=False)
-    return [int(p) for p in proc.stdout.split() if p.isdigit()]
-
-
-def _hybrid_cgroups() -> bool:
-    with open("/proc/mounts", encoding="utf-8") as f:
-        mounts = [line.split() for line in f]
-    return (any(m[1] == UNIFIED_CGROUP and m[2] == "cgroup2" for m in mounts if len(m) > 2)
-            and any(m[2] == "cgroup" for m in mounts if len(m) > 2))
+    return _netns_pids(name)
 
 
 def installed_version(package: str) -> str | None:
@@ -353,7 +320,7 @@ class ClusterNode:
 
     def pid(self, daemon: str) -> int | None:
         """Our daemon's pid while it runs (checked by name and network namespace)."""
-        pid = _read_pid(self.run_dir / PIDFILES[daemon])
+        pid = read_pid(self.run_dir / PIDFILES[daemon])
         if pid is None or not pid_alive(pid):
             return None
         comm = read_comm(pid)
@@ -667,7 +634,7 @@ class ClusterNode:
             "mount -t sysfs -o nosuid,nodev,noexec sysfs /sys",
             f"mount --move {sd / 'mnt/cgroup'} /sys/fs/cgroup",
         ]
-        if _hybrid_cgroups():
+        if hybrid_cgroups():
             lines.append(f"umount {UNIFIED_CGROUP}")
         lines += [f"mount --bind {sd / sub} {target}" for target, sub in BIND_DIRS]
         rd = sd / "resource.d"
@@ -915,21 +882,6 @@ def leftover_cgroups() -> list[Path]:
                         f"qemu-*-{DOMAIN_PREFIX}*.libvirt-qemu"):
             found.extend(p for p in machine.glob(pattern) if p.is_dir())
     return sorted(found)
-
-
-def _mount_ns(pid: int) -> str | None:
-    try:
-        return os.readlink(f"/proc/{pid}/ns/mnt")
-    except OSError:
-        return None
-
-
-def _children(pid: int) -> list[int]:
-    try:
-        with open(f"/proc/{pid}/task/{pid}/children", encoding="ascii") as f:
-            return [int(p) for p in f.read().split()]
-    except OSError:
-        return []
 
 
 def main(argv: list[str]) -> int:

@@ -52,6 +52,8 @@ from .common import (
 )
 from .domains import DomainFacts, domain_facts, import_libvirt, kill_qemu, with_connection
 from .guest import Cpio, GuestArtifacts
+from .nsnode import netns_exists, netns_pids, read_pid
+from .nsnode import run as _run
 
 T = TypeVar("T")
 
@@ -119,38 +121,6 @@ def qemu_conf(spec: HostSpec) -> str:
             f'cgroup_controllers = [ ]\nmigration_host = "{spec.address}"\n')
 
 
-def _run(argv: Sequence[str], timeout_s: float = 30.0, check: bool = True,
-         env: Mapping[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    proc = subprocess.run(list(argv), stdin=subprocess.DEVNULL, capture_output=True, text=True,
-                          timeout=timeout_s, check=False,
-                          env=dict(env) if env is not None else {"PATH": CLEAN_PATH,
-                                                                 "LANG": "C"})
-    if check and proc.returncode != 0:
-        raise HarnessError(f"{' '.join(argv)} exited with {proc.returncode}: "
-                           f"{proc.stderr.strip()}")
-    return proc
-
-
-def _read_pid(path: Path) -> int | None:
-    try:
-        text = path.read_text().strip()
-    except OSError:
-        return None
-    return int(text) if text.isdigit() else None
-
-
-def netns_exists(name: str) -> bool:
-    return Path("/run/netns", name).exists()
-
-
-def netns_pids(name: str) -> list[int]:
-    """Every process whose network namespace is ``name`` (ip netns pids)."""
-    if not netns_exists(name):
-        return []
-    proc = _run(["ip", "netns", "pids", name], check=False)
-    return [int(p) for p in proc.stdout.split() if p.isdigit()]
-
-
 class SharedHostLock(HostLock):
     """The machine-wide harness lock (re-entrant: a no-op when this process holds it)."""
 
@@ -185,7 +155,7 @@ class TwoHosts:
 
     def daemon_pid(self, host: str, daemon: str = "libvirtd") -> int | None:
         """Pid of host X's libvirtd/virtlogd while it runs (checked by name and netns)."""
-        pid = _read_pid(self._pidfile(host, daemon))
+        pid = read_pid(self._pidfile(host, daemon))
         if pid is None or not pid_alive(pid) or read_comm(pid) != daemon:
             return None
         if pid not in netns_pids(self.spec(host).netns):
@@ -525,7 +495,7 @@ class TwoHosts:
                 done.append(f"host{h.key}: could not list domains: {exc}")
         for h in HOSTS:
             for daemon in ("libvirtd", "virtlogd"):
-                pid = _read_pid(self._pidfile(h.key, daemon))
+                pid = read_pid(self._pidfile(h.key, daemon))
                 if pid is not None and pid_alive(pid) and read_comm(pid) == daemon:
                     terminate(pid, self.stop_timeout_s)
                     done.append(f"host{h.key}: stopped {daemon} ({pid})")
