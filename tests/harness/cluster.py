@@ -485,8 +485,10 @@ class ClusterNode(NsNode):
 
     def delete_resource(self, rsc: str) -> None:
         """Remove ``rsc`` and its location constraints from the CIB (stop it first)."""
-        self.cibadmin("-D", "-o", "constraints", "-A", f"//rsc_location[@rsc='{rsc}']",
-                      check=False)
+        for el in self.cib("constraints").iter("rsc_location"):
+            if el.get("rsc") == rsc:
+                self.cibadmin("-D", "-o", "constraints", "-X",
+                              f"<rsc_location id={quoteattr(el.get('id', ''))}/>")
         self.cibadmin("-D", "-o", "resources", "-X", f"<primitive id={quoteattr(rsc)}/>")
 
     def operations(self, rsc: str) -> list[dict[str, str]]:
