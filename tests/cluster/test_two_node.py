@@ -177,7 +177,12 @@ def ensure_known_state(s: Setup) -> ClusterStatus:
         cl.wait_status(lambda st: st.started_on(CT) == (other,) and guests_up(st),
                        ONLINE_TIMEOUT_S, f"{CT} on {other}")
         node.crm_resource("--clear", "--resource", CT, check=True)
-        st = node.status()
+    # ... and idle: no transition running (an operation in flight on guest1 when its
+    # connection is lost is only given up after its timeout plus cluster-delay, 80 s here)
+    wait = node.crm_resource("--wait", "--timeout", "60s", timeout_s=90.0)
+    assert wait.returncode == 0, wait.stdout + wait.stderr
+    st = node.status()
+    assert guests_up(st), st.resources
     s.vm.oracle.check()
     return st
 
