@@ -949,22 +949,25 @@ class Cluster:
 
     def wait_status(self, predicate: Callable[[ClusterStatus], bool], timeout_s: float,
                     what: str, interval_s: float = 0.25) -> ClusterStatus:
-        end = time.monotonic() + timeout_s
-        while True:
+        """Like ClusterNode.wait_status, asking whichever node runs at each poll (a node may
+        be fenced meanwhile)."""
+        box: list[ClusterStatus] = []
+
+        def check() -> bool:
             try:
-                node = self.live()
-            except HarnessError:
-                if time.monotonic() >= end:
-                    raise
-                time.sleep(interval_s)
-                continue
+                st = self.live().status()
+            except (HarnessError, ET.ParseError):
+                return False
+            box[:] = [st]
+            return bool(predicate(st))
+
+        if not wait_until(check, timeout_s, interval_s):
             try:
-                return node.wait_status(predicate, max(0.0, end - time.monotonic()), what,
-                                        interval_s)
-            except HarnessError:
-                # the node may have been fenced meanwhile: ask another one
-                if time.monotonic() >= end or node.running():
-                    raise
+                text = self.live().crm_mon_text("-r", "--show-detail")
+            except HarnessError as exc:
+                text = f"(crm_mon failed: {exc})"
+            raise HarnessError(f"not within {timeout_s:.0f}s: {what}\n{text}")
+        return box[0]
 
     def crm_mon_text(self, *extra: str) -> str:
         return self.live().crm_mon_text(*extra)
