@@ -43,7 +43,8 @@ def show(cl: Cluster, title: str) -> None:
     print(f"\n== {title}")
     text = cl.crm_mon_text("-r")
     for line in text.splitlines():
-        if line.strip() and not line.startswith(("Cluster Summary", "  * Last", "  * Stack")):
+        if line.strip() and not line.startswith(("Cluster Summary", "  * Last", "  * Stack",
+                                                 "Status of pacemakerd")):
             print(f"   {line}")
 
 

@@ -42,7 +42,7 @@ by pid and deletes the network namespaces; it raises if anything survives::
 
 Command line (hand use, clean-up after a crash)::
 
-    .venv/bin/python -m tests.harness.cluster start|stop|status [one|two]
+    .venv/bin/python -m tests.harness.cluster start one|two | stop | status
 """
 
 from __future__ import annotations
@@ -1152,27 +1152,37 @@ def leftover_cgroups() -> list[Path]:
 
 
 def main(argv: list[str]) -> int:
-    usage = "usage: python -m tests.harness.cluster start|stop|status [one|two]"
-    if len(argv) not in (1, 2) or argv[0] not in ("start", "stop", "status") \
-            or (len(argv) == 2 and argv[1] not in ("one", "two")):
+    usage = ("usage: python -m tests.harness.cluster start one|two | stop | status\n"
+             "  stop/status act on every cluster described below " + str(DEFAULT_STATE_DIR))
+    if not argv or argv[0] not in ("start", "stop", "status") \
+            or (argv[0] == "start" and argv[1:] not in (["one"], ["two"])) \
+            or (argv[0] != "start" and len(argv) != 1):
         print(usage, file=sys.stderr)
         return 2
     from .twohosts import SharedHostLock
 
-    layout = TWO_NODES if argv[1:] == ["two"] else ONE_NODE
-    cluster = Cluster(DEFAULT_STATE_DIR / ("manual-two" if layout is TWO_NODES else "manual"),
-                      layout)
     with SharedHostLock():
         if argv[0] == "start":
+            layout = TWO_NODES if argv[1] == "two" else ONE_NODE
+            cluster = Cluster(DEFAULT_STATE_DIR / f"manual-{argv[1]}", layout)
             cluster.start()
-            print(f"cluster {cluster.names} up in {cluster.started_in_s:.1f}s")
+            print(f"cluster {cluster.names} up in {cluster.started_in_s:.1f}s "
+                  f"(state in {cluster.dir})")
             print(cluster.crm_mon_text())
-        elif argv[0] == "stop":
-            for line in cluster.stop():
-                print(line)
-        else:
-            for n in cluster.nodes:
-                print(n.name, {d: n.pid(d) for d in PIDFILES})
+            return 0
+        found = sorted(DEFAULT_STATE_DIR.glob("*/cluster.json"))
+        for path in found:
+            cluster = Cluster.load(path.parent)
+            print(f"{cluster.dir}:")
+            if argv[0] == "stop":
+                for line in cluster.stop():
+                    print(f"  {line}")
+            else:
+                print(f"  power switch {cluster.switch_pid()}")
+                for n in cluster.nodes:
+                    print(f"  {n.name} {({d: n.pid(d) for d in PIDFILES})}")
+        if not found:
+            print(f"no cluster state below {DEFAULT_STATE_DIR}")
     return 0
 
 

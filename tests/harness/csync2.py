@@ -29,6 +29,7 @@ from pathlib import Path
 from types import TracebackType
 
 from .common import CLEAN_PATH, HarnessError, pid_alive, read_comm, terminate, wait_until
+from .nsnode import create_netns, delete_netns
 from .nsnode import netns_pids as _netns_pids
 from .nsnode import run as _run
 
@@ -186,8 +187,7 @@ class Csync2Pair:
         self.stop()
         try:
             self._prepare()
-            _run(["ip", "netns", "add", self.netns])
-            _run(["ip", "-n", self.netns, "link", "set", "lo", "up"])
+            create_netns(self.netns)
             self.start_server()
         except BaseException:
             self.stop()
@@ -209,10 +209,9 @@ class Csync2Pair:
             end = time.monotonic() + self.stop_timeout_s
             while netns_pids(self.netns) and time.monotonic() < end:
                 time.sleep(0.05)
-            left = netns_pids(self.netns)
-            if left:
-                raise HarnessError(f"{self.netns}: processes survive: {left}")
-            _run(["ip", "netns", "del", self.netns])
+            problem = delete_netns(self.netns)
+            if problem:
+                raise HarnessError(problem)
             done.append(f"deleted netns {self.netns}")
         return done
 
