@@ -33,7 +33,8 @@ from tests.harness.cluster import (
     ClusterNode,
     ClusterStatus,
 )
-from tests.harness.common import wait_until
+from tests.harness.common import HarnessError, wait_until
+from tests.harness.domains import create_transient, remove_domain
 from tests.harness.guestnode import GUIDE_MONITOR_INTERVAL, GUIDE_OPS, GuestNodeVM
 from tests.harness.oracle import OracleReport
 
@@ -511,3 +512,27 @@ def test_7_virtualdomain_side_by_side(setup: Setup) -> None:
         if what in ours and theirs[what] > 0:
             print(f"{what}: ours {ours[what]:.2f}s, VirtualDomain {theirs[what]:.2f}s, "
                   f"ratio {ours[what] / theirs[what]:.2f}")
+
+
+def test_8_oracle_catches_two_copies(setup: Setup) -> None:
+    """The oracle can fail: a scratch guest started on BOTH nodes at once (behind the
+    cluster's back, its own oracle file) shows two boot ids interleaved, and the checker
+    says so."""
+    cl = setup.cluster
+    scratch = GuestNodeVM(cl, "scratch", f"{DOMAIN_PREFIX}scratch",
+                          TWO_NODES.guest_address(41), "52:54:00:50:00:41",
+                          "5079d0de-0000-4000-8000-000000000041")
+    xml = scratch.write().read_text()
+    try:
+        for n in cl.nodes:
+            create_transient(xml, n.uri("qemu"))
+        assert wait_until(lambda: len(scratch.oracle.report().boot_ids) >= 3, 60.0, 0.2), \
+            scratch.oracle.report().summary()
+        with pytest.raises(HarnessError, match="two copies of the guest ran at once"):
+            scratch.oracle.check()
+        print(f"scratch guest on both nodes: {scratch.oracle.report().summary()}")
+    finally:
+        for n in cl.nodes:
+            remove_domain(scratch.domain, n.uri("qemu"))
+    assert scratch.qemu_count() == {n: 0 for n in cl.names}
+    setup.vm.oracle.check()
