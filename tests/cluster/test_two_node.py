@@ -4,10 +4,11 @@ allow-migrate, the guide's operations), Dummies on it, and a libvirt-lxc contain
 ``guest2`` (``ocf:custom:PyLXCDomain``) as the second guest.
 
 One cluster serves every scenario (module scope); each test first brings it back to the known
-state (both nodes online and not in standby, both guests online with their Dummies, no move
-constraint, no failure). The tests run in file order; the last one repeats scenarios 2, 3 and
-5 with ``ocf:heartbeat:VirtualDomain`` as vm-guest1's agent and prints both sets of times
-(docs/cluster-tests.md has the table from one run).
+state (both nodes online and not in standby, guest1 online with its Dummies, no move
+constraint, no failure, the cluster idle; guest2 takes part in test 1 only, see
+GUEST2_DURING_MIGRATIONS). The tests run in file order; test 7 repeats scenarios 2, 3 and 5
+with ``ocf:heartbeat:VirtualDomain`` as vm-guest1's agent and prints both sets of times
+(docs/cluster-tests.md has the table from one run); test 8 shows the oracle can fail.
 
 Every test reads the outcome from Pacemaker (``crm_mon --output-as=xml``, the CIB's operation
 history, the log), from libvirt on both nodes, from the process table, and runs the oracle
@@ -21,7 +22,7 @@ import re
 import signal
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import pytest
 
@@ -69,7 +70,6 @@ class Setup:
     cluster: Cluster
     vm: GuestNodeVM
     agent: tuple[str, str, str] = OURS
-    notes: list[str] = field(default_factory=list)
 
     @property
     def agent_name(self) -> str:

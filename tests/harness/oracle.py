@@ -151,10 +151,6 @@ class Oracle:
                                + f" ({whole.summary()})")
         return self.report(since)
 
-    def last(self) -> Record | None:
-        rep = self.report(max(0, self.mark() - 1))
-        return rep.records[-1] if rep.records else None
-
     def wait_records(self, after: int, timeout_s: float, boot_id: str | None = None) -> Record:
         """Until a record newer than line ``after`` arrives (of ``boot_id`` if given): the
         guest runs. Its last record."""
