@@ -165,6 +165,12 @@ check: deps lint typecheck metadata-check packages test
 demo: deps
 	$(PY) tools/demo.py
 
+# The Pacemaker Remote guide's cluster: two nodes with fencing, a guest node VM under our agent,
+# a live migration and a power cut (docs/cluster-tests.md).
+.PHONY: demo-cluster
+demo-cluster: deps
+	$(PY) tools/demo_cluster.py
+
 # See bench/README.md: each row measured against VirtualDomain (or virsh) in the same run.
 bench: deps
 	$(PY) bench/run.py

@@ -4,7 +4,7 @@ Do not edit: regenerate after changing the metadata. See metadata.py.
 """
 
 SCHEMAS = {
-    'PyVirtualDomain': (268863814, 'PyVirtualDomain', (
+    'PyVirtualDomain': (915641571, 'PyVirtualDomain', (
         ('config', 'string', '', True, 'Domain XML file'),
         ('hypervisor', 'string', '', False, 'Hypervisor URI'),
         ('force_stop', 'boolean', 'false', False, 'Always force stop'),
@@ -36,10 +36,16 @@ SCHEMAS = {
         ('guest_agent_misses', 'integer', '3', False, 'Missed guest-agent pings before failing'),
         ('fail_on_io_error', 'boolean', 'true', False, 'Fail a domain paused by a disk I/O error'),
     ), {'start': 90.0, 'stop': 90.0, 'status': 30.0, 'monitor': 30.0, 'migrate_to': 120.0, 'migrate_from': 60.0, 'meta-data': 5.0, 'validate-all': 5.0}, ('start', 'stop', 'status', 'monitor', 'migrate_to', 'migrate_from', 'meta-data', 'validate-all')),
-    'PyLXCDomain': (2395250203, 'PyLXCDomain', (
+    'PyLXCDomain': (2518898831, 'PyLXCDomain', (
         ('config', 'string', '', True, 'Domain XML file'),
         ('hypervisor', 'string', '', False, 'Hypervisor URI'),
         ('force_stop', 'boolean', 'false', False, 'Always force stop'),
         ('shutdown_mode', 'string', '', False, 'Graceful shutdown method(s)'),
+        ('autoset_utilization_cpu', 'boolean', 'true', False, 'Set the cpu utilization attribute'),
+        ('autoset_utilization_host_memory', 'boolean', 'true', False, 'Set the host_memory utilization attribute'),
+        ('autoset_utilization_hv_memory', 'boolean', 'true', False, 'Set the hv_memory utilization attribute'),
+        ('unset_utilization_cpu', 'boolean', 'false', False, 'Remove the cpu utilization attribute'),
+        ('unset_utilization_host_memory', 'boolean', 'false', False, 'Remove the host_memory utilization attribute'),
+        ('unset_utilization_hv_memory', 'boolean', 'false', False, 'Remove the hv_memory utilization attribute'),
     ), {'start': 60.0, 'stop': 60.0, 'status': 30.0, 'monitor': 30.0, 'meta-data': 5.0, 'validate-all': 5.0}, ('start', 'stop', 'status', 'monitor', 'meta-data', 'validate-all')),
 }

@@ -1,43 +1,54 @@
-"""A real single-node corosync 3 + Pacemaker 2.1 cluster, without systemd, for cluster tests.
+"""Real corosync 3 + Pacemaker 2.1 clusters without systemd, for cluster tests: one node
+("pyvd-node1", fencing off) or two ("pcmk-1", "pcmk-2", fencing on), as in the Pacemaker Remote
+guide.
 
-The cluster node ("pyvd-node1") is a network namespace plus a private mount and UTS namespace:
+Each cluster node is a "node in namespaces" (tests/harness/nsnode.py): a network namespace plus
+a private mount and UTS namespace, entered through an anchor process.
 
-* network: loopback (corosync's ring) and a bridge 10.79.0.1/24 that guest containers attach
-  to. No address of the test exists outside the namespace.
+* network: a bridge ``pyvdbr0`` with the node's address (10.79.0.1/24 for the one-node cluster,
+  10.80.0.1 and 10.80.0.2 for the two nodes, whose bridges a veth pair joins into one segment).
+  Corosync's knet ring and libvirt's migration traffic use it; guest nodes attach to it and
+  keep their address wherever they run. No address of the test exists outside the namespaces.
 * mounts: a sysfs of the namespace (libvirt finds the bridge under /sys/class/net) with the
   machine's cgroup tree moved over (without the hybrid layout's empty cgroup2 mount, which
-  breaks libvirt-lxc); per-run directories of the state dir bound over ``/run``,
-  ``/var/lib/libvirt``, ``/var/cache/libvirt``, ``/var/log/libvirt``, ``/etc/libvirt``,
-  ``/var/lib/pacemaker``, ``/var/log/pacemaker``, ``/var/lib/corosync``, ``/etc/pacemaker``
-  (its own authkey) and ``/usr/lib/ocf/resource.d`` (the system's providers plus ``custom``,
-  where ``make install-agents`` put our agents); a private tmpfs on ``/dev/shm``.
-* daemons: virtlogd + libvirtd (``qemu:///system`` and ``lxc:///system`` inside), corosync
-  (knet on 127.0.0.1) and pacemakerd, the CIB seeded with stonith-enabled=false and
-  dc-deadtime=2s so the first election takes seconds, not ~21 s.
+  breaks libvirt-lxc); per-node directories bound over ``/run``, ``/var/lib/libvirt``,
+  ``/var/cache/libvirt``, ``/var/log/libvirt``, ``/etc/libvirt``, ``/var/lib/pacemaker``,
+  ``/var/log/pacemaker``, ``/var/lib/corosync``, ``/etc/pacemaker`` (the cluster's authkey),
+  ``/etc/hosts`` (every node by name) and ``/usr/lib/ocf/resource.d`` (the system's providers
+  plus ``custom``, where ``make install-agents`` put our agents); a private tmpfs on
+  ``/dev/shm``; and ``/usr/sbin`` as a read-only overlay of the machine's with the harness's
+  fence agent ``fence_pyvd`` added (Pacemaker runs fence agents from /usr/sbin/fence_*).
+  Nothing is installed into or changed on the machine itself.
+* daemons: virtlogd + ``libvirtd --listen`` (``qemu:///system`` and ``lxc:///system`` inside;
+  plain TCP on the node's address for migration, its own host UUID), corosync and pacemakerd.
+  The CIB is seeded with dc-deadtime=2s (the first election takes seconds, not ~21 s), a
+  resource-stickiness of 100 (running resources stay where they are: no rebalancing moves
+  when a node comes back) and, with fencing, ``stonith-enabled=true`` and the fence device
+  ``fence-pyvd``.
+* a directory shared by all nodes (``shared_dir``: same path everywhere) plays shared storage.
 
-A guest node ("guest1") is a libvirt-lxc container of that libvirtd sharing the node's root
-filesystem, in its own network namespace (Pacemaker's IPC uses abstract unix sockets, per
-network namespace) with 10.79.0.2 on the bridge, running ``pacemaker-remoted`` from the
-``pacemaker-remote`` package (it conflicts with ``pacemaker``, so it is ``apt-get download``-ed
-and unpacked under build/cluster/ once) as a child of its init.
+Fencing (tests/harness/fencing.py, the agent ``fence_pyvd``): ``off`` is a power cut of the
+node (every process of its namespaces SIGSTOPped then SIGKILLed at once: corosync, Pacemaker,
+libvirtd, qemu, containers); ``on`` boots it again from nothing (its ``/run`` emptied, as a
+reboot does; the CIB on its disk kept). Pacemaker decides and runs it.
 
-Every command against the cluster runs inside the namespaces (``nsenter`` into an anchor
-process). ``stop()`` stops pacemakerd (SIGTERM: it stops the resources), then corosync,
+``Cluster.stop()`` stops every pacemakerd (SIGTERM: they stop the resources), then corosync,
 destroys what libvirt still runs, stops libvirtd and virtlogd, kills whatever is left of ours
-by pid, and deletes the network namespace; it raises if anything survives::
+by pid and deletes the network namespaces; it raises if anything survives::
 
-    with ClusterNode() as node:
-        node.cibadmin("-C", "-o", "resources", "-X", xml)
-        node.crm_mon_text()
+    with Cluster(state_dir, TWO_NODES) as cluster:
+        cluster.cibadmin("-C", "-o", "resources", "-X", xml)
+        cluster.status()
 
 Command line (hand use, clean-up after a crash)::
 
-    .venv/bin/python -m tests.harness.cluster start|stop|status
+    .venv/bin/python -m tests.harness.cluster start one|two | stop | status
 """
 
 from __future__ import annotations
 
 import grp
+import json
 import os
 import pwd
 import shutil
@@ -47,18 +58,17 @@ import sys
 import time
 import xml.etree.ElementTree as ET
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from types import TracebackType
 from typing import Any
 from xml.sax.saxutils import escape, quoteattr
 
 from .common import (
-    CLEAN_PATH,
     REPO_ROOT,
+    VENV_PYTHON,
     CallTimeout,
     HarnessError,
-    all_pids,
     pid_alive,
     read_cmdline,
     read_comm,
@@ -68,18 +78,27 @@ from .common import (
 from .domains import import_libvirt, with_connection
 from .libvirtd import ensure_qemu_user
 from .lxc import LXC_EMULATOR, descendants
+from .nsnode import (
+    UNIFIED_CGROUP,
+    NsNode,
+    children,
+    create_netns,
+    delete_netns,
+    hybrid_cgroups,
+    netns_exists,
+    netns_pids,
+    read_pid,
+)
+from .nsnode import clean_env as _env
+from .nsnode import run as _run
 
-NETNS = "pyvd-cluster"
-NODE_NAME = "pyvd-node1"
 BRIDGE = "pyvdbr0"
-HOST_ADDRESS = "10.79.0.1"
 PREFIX = 24
 GUEST_NODE = "guest1"
 # Every domain of the cluster tests is named DOMAIN_PREFIX...: teardown finds their leftovers
 # (cgroups of containers whose controller was killed) by it.
 DOMAIN_PREFIX = "pyvd-cl-"
 GUEST_DOMAIN = f"{DOMAIN_PREFIX}guest1"
-GUEST_ADDRESS = "10.79.0.2"
 REMOTE_PORT = 3121
 CLUSTER_BUILD_DIR = REPO_ROOT / "build" / "cluster"
 DEFAULT_STATE_DIR = CLUSTER_BUILD_DIR / "state"
@@ -87,10 +106,14 @@ PCMK_REMOTE_DIR = CLUSTER_BUILD_DIR / "pcmk-remote"
 OCF_RESOURCE_D = Path("/usr/lib/ocf/resource.d")
 SYSTEM_QEMU_CACHE = Path("/var/cache/libvirt/qemu")
 CGROUP_ROOT = Path("/sys/fs/cgroup")
-UNIFIED_CGROUP = "/sys/fs/cgroup/unified"
+FENCE_AGENT = "fence_pyvd"
+FENCE_DEVICE = "fence-pyvd"
+# argv[1] of the power switch process (a sleep in the machine's namespaces)
+SWITCH_MARK = "2147483646"
+LIBVIRT_TCP_PORT = 16509
 # Inside the node's namespaces.
 PACEMAKER_LOG = "/var/log/pacemaker/pacemaker.log"
-# mount point (inside the node) -> subdirectory of the state dir bound over it
+# mount point (inside the node) -> subdirectory of the node's dir bound over it
 BIND_DIRS = (("/var/lib/libvirt", "lib-libvirt"), ("/var/cache/libvirt", "cache-libvirt"),
              ("/var/log/libvirt", "log-libvirt"), ("/etc/libvirt", "etc-libvirt"),
              ("/var/lib/pacemaker", "lib-pacemaker"), ("/var/log/pacemaker", "log-pacemaker"),
@@ -98,12 +121,47 @@ BIND_DIRS = (("/var/lib/libvirt", "lib-libvirt"), ("/var/cache/libvirt", "cache-
 # Emptied in the private /etc/libvirt: no domain, network or pool of the machine is
 # (auto)started by the node's libvirtd.
 EMPTIED_LIBVIRT_DIRS = ("qemu", "lxc", "storage", "secrets", "nwfilter")
-# Daemons we start, by pidfile below the node's /run (= state_dir/run).
+# Daemons we start, by pidfile below the node's /run (= node dir/run).
 PIDFILES = {"anchor": "anchor.pid", "virtlogd": "libvirt/virtlogd.pid",
             "libvirtd": "libvirt/libvirtd.pid", "corosync": "corosync-harness.pid",
             "pacemakerd": "pacemakerd-harness.pid"}
 PACEMAKER_DAEMONS = ("pacemakerd", "pacemaker-based", "pacemaker-fenced", "pacemaker-execd",
                      "pacemaker-attrd", "pacemaker-schedulerd", "pacemaker-controld")
+
+
+@dataclass(frozen=True)
+class NodeSpec:
+    name: str  # node name = UTS hostname, resolvable on every node
+    nodeid: int
+    netns: str
+    address: str  # on the bridge
+    uuid: str  # libvirtd's host_uuid (migration refuses hosts with the same one)
+
+
+@dataclass(frozen=True)
+class Layout:
+    nodes: tuple[NodeSpec, ...]
+    fencing: bool
+    subnet: str  # "10.80.0": guests get addresses in it
+    token_ms: int = 1000
+
+    def guest_address(self, host: int) -> str:
+        return f"{self.subnet}.{host}"
+
+
+ONE_NODE = Layout(nodes=(NodeSpec("pyvd-node1", 1, "pyvd-cluster", "10.79.0.1",
+                                  "00000000-0000-4000-8000-0000000000c1"),),
+                  fencing=False, subnet="10.79.0")
+TWO_NODES = Layout(nodes=(NodeSpec("pcmk-1", 1, "pyvd-pcmk-1", "10.80.0.1",
+                                   "00000000-0000-4000-8000-0000000000d1"),
+                          NodeSpec("pcmk-2", 2, "pyvd-pcmk-2", "10.80.0.2",
+                                   "00000000-0000-4000-8000-0000000000d2")),
+                   fencing=True, subnet="10.80.0", token_ms=1500)
+# The one-node cluster's guest container (tests/cluster/test_guest_node.py).
+NODE_NAME = ONE_NODE.nodes[0].name
+GUEST_ADDRESS = ONE_NODE.guest_address(2)
+# veth pair joining the bridges of a two-node cluster (names exist only inside the nodes).
+UPLINK = "pyvdup"
 
 # No crm_feature_set: pacemaker-based discards updates from a CIB claiming a newer one.
 SEED_CIB = """<cib validate-with="pacemaker-3.8" epoch="1" num_updates="0" admin_epoch="0">
@@ -111,19 +169,37 @@ SEED_CIB = """<cib validate-with="pacemaker-3.8" epoch="1" num_updates="0" admin
     <crm_config>
       <cluster_property_set id="cib-bootstrap-options">
         <nvpair id="cib-bootstrap-options-stonith-enabled" name="stonith-enabled"
-                value="false"/>
+                value="{stonith}"/>
         <nvpair id="cib-bootstrap-options-dc-deadtime" name="dc-deadtime" value="2s"/>
         <nvpair id="cib-bootstrap-options-cluster-recheck-interval"
                 name="cluster-recheck-interval" value="1min"/>
       </cluster_property_set>
     </crm_config>
+    <rsc_defaults>
+      <meta_attributes id="rsc-defaults-options">
+        <nvpair id="rsc-defaults-options-resource-stickiness" name="resource-stickiness"
+                value="100"/>
+      </meta_attributes>
+    </rsc_defaults>
     <nodes/>
-    <resources/>
+    <resources>{resources}</resources>
     <constraints/>
   </configuration>
   <status/>
 </cib>
 """
+
+FENCE_PRIMITIVE = """
+      <primitive id="{dev}" class="stonith" type="{agent}">
+        <instance_attributes id="{dev}-ia">
+          <nvpair id="{dev}-ia-cluster_dir" name="cluster_dir" value={cdir}/>
+          <nvpair id="{dev}-ia-pcmk_host_list" name="pcmk_host_list" value={hosts}/>
+          <nvpair id="{dev}-ia-pcmk_host_check" name="pcmk_host_check" value="static-list"/>
+        </instance_attributes>
+        <operations>
+          <op id="{dev}-monitor" name="monitor" interval="60s" timeout="20s"/>
+        </operations>
+      </primitive>"""
 
 COROSYNC_CONF = """totem {{
     version: 2
@@ -131,92 +207,21 @@ COROSYNC_CONF = """totem {{
     transport: knet
     crypto_cipher: none
     crypto_hash: none
-    token: 1000
+    token: {token}
 }}
 nodelist {{
-    node {{
-        ring0_addr: 127.0.0.1
-        name: {node}
-        nodeid: 1
-    }}
-}}
+{nodes}}}
 quorum {{
     provider: corosync_votequorum
-}}
+{two_node}}}
 logging {{
     to_logfile: yes
-    logfile: {log}
+    logfile: /var/log/pacemaker/corosync.log
     to_stderr: no
     to_syslog: no
     timestamp: on
 }}
 """
-
-# pid 1 of the guest-node container. It shares the node's root filesystem; /run and /dev/shm
-# are the container's own tmpfs. pacemaker-remoted runs as a child, so killing it leaves the
-# container up (the cluster must notice and recover the guest itself).
-GUEST_INIT = r"""#!/bin/sh
-# guest-node init: $1 = directory for events and logs, $2 = pacemaker-remoted binary
-D=$1; REMOTED=$2
-rpid=
-stop() { kill $rpid 2>/dev/null; echo "STOP signal" >> "$D/events"; exit 0; }
-trap stop TERM
-ip link set lo up
-mkdir -p /run/pacemaker /run/resource-agents /run/crm /run/lock
-export PCMK_logfile=$D/pacemaker-remoted.log PCMK_logfacility=none
-"$REMOTED" >> "$D/remoted.out" 2>&1 &
-rpid=$!
-echo "BOOT remoted=$rpid $(ip -o -4 addr show eth0 2>/dev/null | awk '{print $4}')" >> "$D/events"
-while :; do sleep 1 & wait $!; done
-"""
-
-
-def _env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
-    env = {"PATH": CLEAN_PATH, "LANG": "C"}
-    env.update(extra or {})
-    return env
-
-
-def _run(argv: Sequence[str], timeout_s: float = 30.0, check: bool = True,
-         env: Mapping[str, str] | None = None,
-         input_text: str | None = None) -> subprocess.CompletedProcess[str]:
-    try:
-        proc = subprocess.run(list(argv), input=input_text, capture_output=True, text=True,
-                              timeout=timeout_s, check=False, env=_env(env),
-                              stdin=None if input_text is not None else subprocess.DEVNULL)
-    except subprocess.TimeoutExpired as exc:
-        raise CallTimeout(f"{' '.join(argv)}: no answer within {timeout_s:.0f}s") from exc
-    if check and proc.returncode != 0:
-        raise HarnessError(f"{' '.join(argv)} exited with {proc.returncode}: "
-                           f"{proc.stderr.strip() or proc.stdout.strip()}")
-    return proc
-
-
-def _read_pid(path: Path) -> int | None:
-    try:
-        text = path.read_text().strip()
-    except OSError:
-        return None
-    return int(text) if text.isdigit() else None
-
-
-def netns_exists(name: str = NETNS) -> bool:
-    return Path("/run/netns", name).exists()
-
-
-def netns_pids(name: str = NETNS) -> list[int]:
-    if not netns_exists(name):
-        return []
-    proc = _run(["ip", "netns", "pids", name], check=False)
-    return [int(p) for p in proc.stdout.split() if p.isdigit()]
-
-
-def _hybrid_cgroups() -> bool:
-    with open("/proc/mounts", encoding="utf-8") as f:
-        mounts = [line.split() for line in f]
-    return (any(m[1] == UNIFIED_CGROUP and m[2] == "cgroup2" for m in mounts if len(m) > 2)
-            and any(m[2] == "cgroup" for m in mounts if len(m) > 2))
-
 
 def installed_version(package: str) -> str | None:
     proc = _run(["dpkg-query", "-W", "-f=${Version}", package], check=False)
@@ -320,28 +325,47 @@ def parse_crm_mon_xml(text: str) -> ClusterStatus:
     return ClusterStatus(dc=dc, nodes=nodes, resources=resources, failures=failures)
 
 
-# -- the node --------------------------------------------------------------------------------
+# pid 1 of the guest-node container. It shares the node's root filesystem; /run and /dev/shm
+# are the container's own tmpfs. pacemaker-remoted runs as a child, so killing it leaves the
+# container up (the cluster must notice and recover the guest itself).
+GUEST_INIT = r"""#!/bin/sh
+# guest-node init: $1 = directory for events and logs, $2 = pacemaker-remoted binary
+D=$1; REMOTED=$2
+rpid=
+stop() { kill $rpid 2>/dev/null; echo "STOP signal" >> "$D/events"; exit 0; }
+trap stop TERM
+ip link set lo up
+mkdir -p /run/pacemaker /run/resource-agents /run/crm /run/lock
+export PCMK_logfile=$D/pacemaker-remoted.log PCMK_logfacility=none
+"$REMOTED" >> "$D/remoted.out" 2>&1 &
+rpid=$!
+echo "BOOT remoted=$rpid $(ip -o -4 addr show eth0 2>/dev/null | awk '{print $4}')" >> "$D/events"
+while :; do sleep 1 & wait $!; done
+"""
 
 
-class ClusterNode:
-    """The single cluster node "pyvd-node1" (see the module docstring)."""
+# -- a cluster node --------------------------------------------------------------------------
 
-    def __init__(self, state_dir: Path = DEFAULT_STATE_DIR, start_timeout_s: float = 90.0,
-                 stop_timeout_s: float = 120.0) -> None:
-        self.state_dir = Path(state_dir)
-        self.start_timeout_s = start_timeout_s
-        self.stop_timeout_s = stop_timeout_s
-        self.run_dir = self.state_dir / "run"  # the node's /run
-        self.log_dir = self.state_dir / "log"
-        self.guests_dir = self.state_dir / "guests"
-        self._children: list[subprocess.Popen[bytes]] = []
-        self.started_in_s: float | None = None
+
+class ClusterNode(NsNode):
+    """One cluster node: libvirtd, corosync and pacemakerd in its own namespaces. Commands
+    that read or change the cluster (cibadmin, crm_mon, ...) work from any live node."""
+
+    def __init__(self, spec: NodeSpec, cluster_dir: Path, layout: Layout) -> None:
+        super().__init__(spec.name, spec.netns, Path(cluster_dir) / spec.name, PIDFILES)
+        self.spec = spec
+        self.layout = layout
+        self.cluster_dir = Path(cluster_dir)
+        self.state_dir = self.dir
+        # Below the cluster's directory, same path on every node.
+        self.guests_dir = self.cluster_dir / "guests"
+        self.shared_dir = self.cluster_dir / "shared"
 
     # -- facts -----------------------------------------------------------------------------
 
     @property
     def node_name(self) -> str:
-        return NODE_NAME
+        return self.name
 
     @property
     def socket(self) -> Path:
@@ -352,22 +376,10 @@ class ClusterNode:
         them, it is plain ``lxc:///system`` / ``qemu:///system``)."""
         return f"{driver}+unix:///system?socket={self.socket}"
 
-    def pid(self, daemon: str) -> int | None:
-        """Our daemon's pid while it runs (checked by name and network namespace)."""
-        pid = _read_pid(self.run_dir / PIDFILES[daemon])
-        if pid is None or not pid_alive(pid):
-            return None
-        comm = read_comm(pid)
-        if daemon != "anchor" and comm != daemon:
-            return None
-        if pid not in netns_pids():
-            return None
-        return pid
-
     @property
     def pacemaker_log(self) -> Path:
         """The Pacemaker daemons' log as seen from outside the node."""
-        return self.state_dir / "log-pacemaker" / "pacemaker.log"
+        return self.dir / "log-pacemaker" / "pacemaker.log"
 
     def pacemaker_log_text(self) -> str:
         try:
@@ -378,19 +390,16 @@ class ClusterNode:
     def log_tail(self, lines: int = 40) -> str:
         return "\n".join(self.pacemaker_log_text().splitlines()[-lines:])
 
+    def console_log(self, domain: str) -> Path:
+        """A qemu guest's console log on this node (its domain XML names
+        /var/log/libvirt/qemu/<domain>.console.log, which is per node)."""
+        return self.dir / "log-libvirt" / "qemu" / f"{domain}.console.log"
+
+    def running(self) -> bool:
+        """Powered on: its corosync and pacemakerd run."""
+        return self.pid("corosync") is not None and self.pid("pacemakerd") is not None
+
     # -- running things inside the node -------------------------------------------------------
-
-    def nsenter_argv(self) -> list[str]:
-        anchor = self.pid("anchor")
-        if anchor is None:
-            raise HarnessError(f"the cluster node's namespaces are gone (no anchor process; "
-                               f"state in {self.state_dir})")
-        return ["nsenter", "-t", str(anchor), "-n", "-m", "-u", "--"]
-
-    def exec(self, argv: Sequence[str], timeout_s: float = 60.0, check: bool = False,
-             env: Mapping[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-        """Run ``argv`` inside the node's network, mount and UTS namespaces."""
-        return _run(self.nsenter_argv() + list(argv), timeout_s, check, env)
 
     def cibadmin(self, *args: str, check: bool = True,
                  timeout_s: float = 30.0) -> subprocess.CompletedProcess[str]:
@@ -450,30 +459,19 @@ class ClusterNode:
     def add_primitive(self, rsc: str, agent: str, params: Mapping[str, str],
                       meta: Mapping[str, str] | None = None, monitor_interval: str = "5s",
                       op_timeout: str = "60s", provider: str = "custom",
-                      avoid_nodes: Sequence[str] = (), prefer_node: str | None = None) -> None:
+                      avoid_nodes: Sequence[str] = (), prefer_node: str | None = None,
+                      ops: Mapping[str, str] | None = None) -> None:
         """Create ``ocf:<provider>:<agent>`` stopped, add location constraints (-INFINITY on
         ``avoid_nodes``, INFINITY on ``prefer_node``), then set target-role=Started.
 
+        ``ops`` (operation name -> timeout) replaces the default start/stop/monitor
+        operations (all ``op_timeout``); the monitor recurs every ``monitor_interval``.
+
         A constraint names its resource (IDREF), so it can only follow the resource; created
         started, a VM resource could land on a guest node before its constraint exists."""
-        def nvpairs(prefix: str, items: Mapping[str, str]) -> str:
-            return "".join(f"<nvpair id={quoteattr(f'{rsc}-{prefix}-{k}')} name={quoteattr(k)} "
-                           f"value={quoteattr(v)}/>" for k, v in items.items())
-
-        all_meta = {"target-role": "Stopped", **(meta or {})}
-        xml = (f"<primitive id={quoteattr(rsc)} class='ocf' provider={quoteattr(provider)} "
-               f"type={quoteattr(agent)}>"
-               f"<instance_attributes id={quoteattr(rsc + '-ia')}>{nvpairs('ia', params)}"
-               f"</instance_attributes>"
-               f"<meta_attributes id={quoteattr(rsc + '-meta')}>{nvpairs('meta', all_meta)}"
-               f"</meta_attributes><operations>"
-               f"<op id={quoteattr(rsc + '-monitor')} name='monitor' "
-               f"interval={quoteattr(monitor_interval)} timeout={quoteattr(op_timeout)}/>"
-               f"<op id={quoteattr(rsc + '-start')} name='start' interval='0s' "
-               f"timeout={quoteattr(op_timeout)}/>"
-               f"<op id={quoteattr(rsc + '-stop')} name='stop' interval='0s' "
-               f"timeout={quoteattr(op_timeout)}/></operations></primitive>")
-        self.cibadmin("-C", "-o", "resources", "-X", xml)
+        self.cibadmin("-C", "-o", "resources", "-X",
+                      primitive_xml(rsc, agent, params, meta, monitor_interval, op_timeout,
+                                    provider, ops))
         for node in avoid_nodes:
             self.cibadmin("-C", "-o", "constraints", "-X",
                           f"<rsc_location id={quoteattr(f'{rsc}-avoid-{node}')} "
@@ -488,15 +486,22 @@ class ClusterNode:
 
     def delete_resource(self, rsc: str) -> None:
         """Remove ``rsc`` and its location constraints from the CIB (stop it first)."""
-        self.cibadmin("-D", "-o", "constraints", "-A", f"//rsc_location[@rsc='{rsc}']",
-                      check=False)
+        for el in self.cib("constraints").iter("rsc_location"):
+            if el.get("rsc") == rsc:
+                self.cibadmin("-D", "-o", "constraints", "-X",
+                              f"<rsc_location id={quoteattr(el.get('id', ''))}/>")
         self.cibadmin("-D", "-o", "resources", "-X", f"<primitive id={quoteattr(rsc)}/>")
 
     def operations(self, rsc: str) -> list[dict[str, str]]:
-        """The resource's operation history in the CIB status section (lrm_rsc_op)."""
+        """The resource's operation history in the CIB status section (lrm_rsc_op), with
+        the node each one ran on (``on_node``)."""
         status = self.cib("status")
-        return [dict(op.attrib) for op in status.iter("lrm_rsc_op")
-                if op.get("id", "").startswith(f"{rsc}_")]
+        out = []
+        for state in status.iter("node_state"):
+            for op in state.iter("lrm_rsc_op"):
+                if op.get("id", "").startswith(f"{rsc}_"):
+                    out.append({**op.attrib, "on_node": state.get("uname", "")})
+        return out
 
     # -- libvirt -----------------------------------------------------------------------------
 
@@ -514,7 +519,13 @@ class ClusterNode:
         except (CallTimeout, libvirt.libvirtError):
             return False
 
-    # -- guest node ------------------------------------------------------------------------
+    def qemu_pids(self, domain: str) -> list[int]:
+        """qemu processes of ``domain`` running on this node (its network namespace)."""
+        return sorted(p for p in netns_pids(self.netns)
+                      if read_comm(p).startswith("qemu-system") and pid_alive(p)
+                      and f"guest={domain}," in " ".join(read_cmdline(p)))
+
+    # -- guest node (container) ------------------------------------------------------------
 
     def guest_dir(self, domain: str = GUEST_DOMAIN) -> Path:
         return self.guests_dir / domain
@@ -535,14 +546,287 @@ class ClusterNode:
         init = d / "init.sh"
         init.write_text(GUEST_INIT)
         init.chmod(0o755)
-        xml = f"""<domain type='lxc'>
+        path = d / f"{domain}.xml"
+        path.write_text(container_guest_xml(domain, init, d, remoted, address))
+        return path
+
+    def controller_pids(self, domain: str) -> list[int]:
+        """Live ``libvirt_lxc --name DOMAIN`` controllers (of this node: its netns)."""
+        out = []
+        for pid in netns_pids(self.netns):
+            if read_comm(pid) != "libvirt_lxc" or not pid_alive(pid):
+                continue
+            argv = read_cmdline(pid)
+            if any(a == "--name" and b == domain for a, b in zip(argv, argv[1:], strict=False)):
+                out.append(pid)
+        return sorted(out)
+
+    def container_init_pid(self, domain: str = GUEST_DOMAIN) -> int | None:
+        for ctl in self.controller_pids(domain):
+            for child in children(ctl):
+                if pid_alive(child):
+                    return child
+        return None
+
+    def remoted_pid(self, domain: str = GUEST_DOMAIN) -> int | None:
+        """Host pid of pacemaker-remoted inside the guest container."""
+        init = self.container_init_pid(domain)
+        if init is None:
+            return None
+        for pid in descendants(init):
+            if read_comm(pid) == "pacemaker-remot" and pid_alive(pid):
+                return pid
+        return None
+
+    # -- set-up ------------------------------------------------------------------------------
+
+    def prepare(self, authkey: bytes, corosync_conf: str, hosts: str, seed_cib: str) -> None:
+        """The node's directories from nothing (once per cluster start)."""
+        for sub in ("run", "log", "mnt") + tuple(s for _, s in BIND_DIRS):
+            shutil.rmtree(self.dir / sub, ignore_errors=True)
+        for target, sub in BIND_DIRS:
+            (self.dir / sub).mkdir(parents=True)
+            # The mount point itself: on a machine where libvirt/Pacemaker never ran (their
+            # packages create none of these), the bind mount inside the node would fail.
+            Path(target).mkdir(parents=True, exist_ok=True)
+        for sub in ("log", "mnt/cgroup"):
+            (self.dir / sub).mkdir(parents=True)
+        cache = self.dir / "cache-libvirt"
+        if SYSTEM_QEMU_CACHE.is_dir():
+            # libvirtd keeps its probed QEMU capabilities here: seeded, it starts in well
+            # under a second instead of ~16 s (it re-probes stale ones itself).
+            shutil.copytree(SYSTEM_QEMU_CACHE, cache / "qemu", symlinks=True)
+        (self.dir / "log-libvirt" / "qemu").mkdir()
+        etc = self.dir / "etc-libvirt"
+        shutil.rmtree(etc)
+        shutil.copytree("/etc/libvirt", etc, symlinks=True)
+        for sub in EMPTIED_LIBVIRT_DIRS:
+            shutil.rmtree(etc / sub, ignore_errors=True)
+        (etc / "qemu").mkdir()
+        a = self.spec.address
+        (etc / "libvirtd.conf").write_text(
+            f'listen_tls = 0\nlisten_tcp = 1\nlisten_addr = "{a}"\n'
+            f'tcp_port = "{LIBVIRT_TCP_PORT}"\nauth_tcp = "none"\nauth_unix_rw = "none"\n'
+            f'host_uuid = "{self.spec.uuid}"\n'
+            'log_outputs = "3:file:/var/log/libvirt/libvirtd.log"\n')
+        # cgroup_controllers: the machine's other libvirtds share the cgroup tree;
+        # migration_host: where the destination tells the source to send the guest.
+        (etc / "qemu.conf").write_text('user = "root"\ngroup = "root"\n'
+                                       'security_driver = "none"\ncgroup_controllers = [ ]\n'
+                                       f'migration_host = "{a}"\n')
+        uid = pwd.getpwnam("hacluster").pw_uid
+        gid = grp.getgrnam("haclient").gr_gid
+        lib = self.dir / "lib-pacemaker"
+        for sub in ("cib", "pengine", "blackbox", "cores"):
+            (lib / sub).mkdir()
+            os.chown(lib / sub, uid, gid)
+            (lib / sub).chmod(0o750)
+        (lib / "cib" / "cib.xml").write_text(seed_cib)
+        os.chown(lib / "cib" / "cib.xml", uid, gid)
+        (lib / "cib" / "cib.xml").chmod(0o600)
+        logp = self.dir / "log-pacemaker"
+        os.chown(logp, uid, gid)
+        logp.chmod(0o770)
+        key = self.dir / "etc-pacemaker" / "authkey"
+        key.write_bytes(authkey)
+        os.chown(key, 0, gid)
+        key.chmod(0o640)
+        (self.dir / "corosync.conf").write_text(corosync_conf)
+        (self.dir / "hosts").write_text(hosts)
+
+    def _namespace_script(self) -> str:
+        d = self.dir
+        cdir = self.cluster_dir
+        lines = [
+            f"hostname {self.name}",
+            # this namespace's sysfs, the machine's cgroup tree moved over it
+            f"mount --rbind /sys/fs/cgroup {d / 'mnt/cgroup'}",
+            "mount -t sysfs -o nosuid,nodev,noexec sysfs /sys",
+            f"mount --move {d / 'mnt/cgroup'} /sys/fs/cgroup",
+        ]
+        if hybrid_cgroups():
+            lines.append(f"umount {UNIFIED_CGROUP}")
+        lines += [f"mount --bind {d / sub} {target}" for target, sub in BIND_DIRS]
+        lines.append(f"mount --bind {d / 'hosts'} /etc/hosts")
+        rd = cdir / "resource.d"
+        for provider in sorted(p for p in rd.iterdir() if p.name != "custom"):
+            lines.append(f"mount --bind {OCF_RESOURCE_D / provider.name} {provider}")
+        lines += [
+            f"mkdir -p {OCF_RESOURCE_D}",
+            f"mount --rbind {rd} {OCF_RESOURCE_D}",
+            # the fence agent where Pacemaker looks for it, in this mount namespace only
+            f"mount -t overlay overlay -o lowerdir={cdir / 'sbin'}:/usr/sbin /usr/sbin",
+            "mount -t tmpfs -o mode=1777,size=64m tmpfs /dev/shm",
+            f"mount --bind {self.run_dir} /run",
+            "mkdir -p /run/lock /run/resource-agents /run/crm /run/pacemaker /run/libvirt",
+            "chown hacluster:haclient /run/crm /run/pacemaker",
+            # something that lives as long as the node: nsenter's target, whatever else stops
+            "setsid sleep 2147483647 </dev/null >/dev/null 2>&1 &",
+            "echo $! > /run/anchor.pid",
+            "virtlogd -d -p /run/libvirt/virtlogd.pid",
+            "libvirtd -d --listen -f /etc/libvirt/libvirtd.conf -p /run/libvirt/libvirtd.pid",
+        ]
+        return "\n".join(lines) + "\n"
+
+    def boot_libvirt(self) -> None:
+        """Power on, first part: an empty /run (as after a reboot), the namespaces, virtlogd
+        and libvirtd."""
+        shutil.rmtree(self.run_dir, ignore_errors=True)
+        (self.run_dir / "libvirt").mkdir(parents=True)
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        self.enter(self._namespace_script())
+
+    def wait_libvirtd(self, end: float) -> None:
+        while not (self.pid("libvirtd") is not None and self.libvirtd_answers()):
+            if time.monotonic() >= end:
+                raise HarnessError(f"{self.name}: libvirtd did not answer; see "
+                                   f"{self.dir / 'log-libvirt' / 'libvirtd.log'}")
+            time.sleep(0.1)
+
+    def start_corosync(self) -> None:
+        self.spawn("corosync", ["corosync", "-f", "-c", str(self.dir / "corosync.conf")], {})
+
+    def wait_corosync(self, end: float) -> None:
+        while self.exec(["corosync-cfgtool", "-s"], 5.0).returncode != 0:
+            if self.pid("corosync") is None or time.monotonic() >= end:
+                raise HarnessError(f"{self.name}: corosync did not start; see "
+                                   f"{self.dir / 'log-pacemaker' / 'corosync.log'}")
+            time.sleep(0.1)
+
+    def start_pacemaker(self) -> None:
+        self.spawn("pacemakerd", ["pacemakerd"],
+                   {"PCMK_logfile": PACEMAKER_LOG, "PCMK_logfacility": "none"})
+
+    def boot(self, timeout_s: float = 60.0) -> None:
+        """Power on: namespaces, libvirtd, corosync, pacemakerd (it does not wait for the
+        cluster; see Cluster.wait_dc)."""
+        end = time.monotonic() + timeout_s
+        self.boot_libvirt()
+        self.wait_libvirtd(end)
+        self.start_corosync()
+        self.wait_corosync(end)
+        self.start_pacemaker()
+
+    def wait_dc(self, end: float) -> None:
+        while True:
+            try:
+                # crmadmin may block before the controller is ready, whatever -t says.
+                proc = self.exec(["crmadmin", "-D", "-t", "1000"], timeout_s=3.0)
+                if "Designated" in proc.stdout:
+                    return
+            except CallTimeout:
+                pass
+            for d in ("corosync", "pacemakerd"):
+                if self.pid(d) is None:
+                    raise HarnessError(f"{self.name}: {d} exited during start-up; see "
+                                       f"{self.dir}\n{self.log_tail()}")
+            if time.monotonic() >= end:
+                raise HarnessError(f"no DC elected; see {self.pacemaker_log}\n"
+                                   f"{self.log_tail()}")
+            time.sleep(0.2)
+
+    # -- stop --------------------------------------------------------------------------------
+
+    def destroy_domains(self) -> list[str]:
+        done: list[str] = []
+        if not (netns_exists(self.netns) and self.pid("libvirtd") is not None
+                and self.libvirtd_answers()):
+            return done
+        libvirt = import_libvirt()
+        for driver in ("lxc", "qemu"):
+            def destroy_all(conn: Any) -> list[str]:
+                names = []
+                for dom in conn.listAllDomains(0):
+                    try:
+                        if dom.isActive():
+                            dom.destroy()
+                        if dom.isPersistent():
+                            dom.undefine()
+                        names.append(str(dom.name()))
+                    except libvirt.libvirtError:
+                        pass
+                return names
+
+            try:
+                for name in with_connection(destroy_all, self.uri(driver), 30.0,
+                                            f"destroy {driver} domains"):
+                    done.append(f"{self.name}: removed {driver} domain {name}")
+            except (CallTimeout, libvirt.libvirtError) as exc:
+                done.append(f"{self.name}: could not list {driver} domains: {exc}")
+        return done
+
+    def marks(self) -> tuple[str, ...]:
+        return (str(self.dir), str(PCMK_REMOTE_DIR))
+
+    def shutdown(self, stop_timeout_s: float) -> list[str]:
+        """Everything of this node stopped: libvirt's domains destroyed, libvirtd and
+        virtlogd stopped, whatever is left killed (call after pacemakerd and corosync)."""
+        done = self.destroy_domains()
+        if netns_exists(self.netns):
+            for daemon in ("libvirtd", "virtlogd"):
+                pid = self.pid(daemon)
+                if pid is not None:
+                    terminate(pid, 20.0)
+                    done.append(f"{self.name}: stopped {daemon} ({pid})")
+        for pid in self.power_cut(self.marks()):
+            done.append(f"{self.name}: killed {read_comm(pid) or pid}")
+        for name in PIDFILES.values():
+            (self.run_dir / name).unlink(missing_ok=True)
+        return done
+
+    def kill_libvirtd(self) -> int:
+        """SIGKILL the node's libvirtd; its pid."""
+        pid = self.pid("libvirtd")
+        if pid is None:
+            raise HarnessError(f"{self.name}: libvirtd is not running")
+        os.kill(pid, signal.SIGKILL)
+        if not wait_until(lambda: not pid_alive(pid), 10.0, 0.02):
+            raise HarnessError(f"libvirtd {pid} survived SIGKILL")
+        return pid
+
+    def restart_libvirtd(self) -> None:
+        if self.pid("libvirtd") is not None:
+            return
+        (self.run_dir / PIDFILES["libvirtd"]).unlink(missing_ok=True)
+        self.exec(["libvirtd", "-d", "--listen", "-f", "/etc/libvirt/libvirtd.conf", "-p",
+                   "/run/libvirt/libvirtd.pid"], 60.0, True)
+        self.wait_libvirtd(time.monotonic() + 60.0)
+
+
+def primitive_xml(rsc: str, agent: str, params: Mapping[str, str],
+                  meta: Mapping[str, str] | None = None, monitor_interval: str = "5s",
+                  op_timeout: str = "60s", provider: str = "custom",
+                  ops: Mapping[str, str] | None = None) -> str:
+    """An OCF primitive, created stopped unless ``meta`` names a target-role."""
+    def nvpairs(prefix: str, items: Mapping[str, str]) -> str:
+        return "".join(f"<nvpair id={quoteattr(f'{rsc}-{prefix}-{k}')} name={quoteattr(k)} "
+                       f"value={quoteattr(v)}/>" for k, v in items.items())
+
+    all_meta = {"target-role": "Stopped", **(meta or {})}
+    timeouts = dict(ops) if ops else {"monitor": op_timeout, "start": op_timeout,
+                                      "stop": op_timeout}
+    op_xml = "".join(
+        f"<op id={quoteattr(f'{rsc}-{name}')} name={quoteattr(name)} "
+        f"interval={quoteattr(monitor_interval if name == 'monitor' else '0s')} "
+        f"timeout={quoteattr(t)}/>" for name, t in timeouts.items())
+    return (f"<primitive id={quoteattr(rsc)} class='ocf' provider={quoteattr(provider)} "
+            f"type={quoteattr(agent)}>"
+            f"<instance_attributes id={quoteattr(rsc + '-ia')}>{nvpairs('ia', params)}"
+            f"</instance_attributes>"
+            f"<meta_attributes id={quoteattr(rsc + '-meta')}>{nvpairs('meta', all_meta)}"
+            f"</meta_attributes><operations>{op_xml}</operations></primitive>")
+
+
+def container_guest_xml(domain: str, init: Path, guest_dir: Path, remoted: Path,
+                        address: str) -> str:
+    return f"""<domain type='lxc'>
   <name>{escape(domain)}</name>
   <memory unit='MiB'>256</memory>
   <vcpu>1</vcpu>
   <os>
     <type arch='x86_64'>exe</type>
     <init>{escape(str(init))}</init>
-    <initarg>{escape(str(d))}</initarg>
+    <initarg>{escape(str(guest_dir))}</initarg>
     <initarg>{escape(str(remoted))}</initarg>
   </os>
   <on_poweroff>destroy</on_poweroff>
@@ -566,89 +850,166 @@ class ClusterNode:
   </devices>
 </domain>
 """
-        path = d / f"{domain}.xml"
-        path.write_text(xml)
-        return path
 
-    def controller_pids(self, domain: str) -> list[int]:
-        """Live ``libvirt_lxc --name DOMAIN`` controllers (of this node: its netns)."""
-        ours = set(netns_pids())
-        out = []
-        for pid in ours:
-            if read_comm(pid) != "libvirt_lxc" or not pid_alive(pid):
-                continue
-            argv = read_cmdline(pid)
-            if any(a == "--name" and b == domain for a, b in zip(argv, argv[1:], strict=False)):
-                out.append(pid)
-        return sorted(out)
 
-    def container_init_pid(self, domain: str = GUEST_DOMAIN) -> int | None:
-        for ctl in self.controller_pids(domain):
-            for child in _children(ctl):
-                if pid_alive(child):
-                    return child
-        return None
+# -- the cluster -----------------------------------------------------------------------------
 
-    def remoted_pid(self, domain: str = GUEST_DOMAIN) -> int | None:
-        """Host pid of pacemaker-remoted inside the guest container."""
-        init = self.container_init_pid(domain)
-        if init is None:
+
+class Cluster:
+    """The cluster nodes of ``layout`` (see the module docstring)."""
+
+    def __init__(self, state_dir: Path = DEFAULT_STATE_DIR, layout: Layout = ONE_NODE,
+                 start_timeout_s: float = 90.0, stop_timeout_s: float = 120.0) -> None:
+        self.dir = Path(state_dir)
+        self.layout = layout
+        self.start_timeout_s = start_timeout_s
+        self.stop_timeout_s = stop_timeout_s
+        self.nodes = [ClusterNode(spec, self.dir, layout) for spec in layout.nodes]
+        self.started_in_s: float | None = None
+        self._switch: subprocess.Popen[bytes] | None = None
+
+    @classmethod
+    def load(cls, state_dir: Path) -> Cluster:
+        """The cluster described by ``state_dir/cluster.json`` (the fence agent's view)."""
+        data = json.loads((Path(state_dir) / "cluster.json").read_text())
+        nodes = tuple(NodeSpec(**n) for n in data.pop("nodes"))
+        return cls(Path(state_dir), Layout(nodes=nodes, **data))
+
+    # -- facts -------------------------------------------------------------------------------
+
+    def node(self, name: str) -> ClusterNode:
+        for n in self.nodes:
+            if n.name == name:
+                return n
+        raise HarnessError(f"no cluster node {name!r} (nodes: {self.names})")
+
+    @property
+    def names(self) -> list[str]:
+        return [n.name for n in self.nodes]
+
+    @property
+    def shared_dir(self) -> Path:
+        return self.dir / "shared"
+
+    @property
+    def guests_dir(self) -> Path:
+        return self.dir / "guests"
+
+    @property
+    def authkey(self) -> bytes:
+        return (self.dir / "authkey").read_bytes()
+
+    @property
+    def fence_log(self) -> Path:
+        return self.dir / "fence.log"
+
+    def switch_pid(self) -> int | None:
+        """The power switch: a process of ours in the machine's own namespaces, which the
+        fence agent (run by Pacemaker inside a node) enters to power nodes off and on."""
+        pid = read_pid(self.dir / "switch.pid")
+        if pid is None or not pid_alive(pid) or read_comm(pid) != "sleep" \
+                or read_cmdline(pid)[1:] != [SWITCH_MARK]:
             return None
-        for pid in descendants(init):
-            if read_comm(pid) == "pacemaker-remot" and pid_alive(pid):
-                return pid
-        return None
+        return pid
 
-    # -- start / stop ----------------------------------------------------------------------
+    def _start_switch(self) -> None:
+        self._switch = subprocess.Popen(["sleep", SWITCH_MARK], stdin=subprocess.DEVNULL,
+                                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                        start_new_session=True, env=_env())
+        (self.dir / "switch.pid").write_text(f"{self._switch.pid}\n")
+
+    def _stop_switch(self) -> str | None:
+        pid = self.switch_pid()
+        (self.dir / "switch.pid").unlink(missing_ok=True)
+        if pid is not None:
+            terminate(pid, 5.0)
+        if self._switch is not None:
+            self._switch.wait(timeout=10)
+            self._switch = None
+        return None if pid is None else f"power switch ({pid}) stopped"
+
+    def fence_events(self) -> list[str]:
+        try:
+            return self.fence_log.read_text().splitlines()
+        except OSError:
+            return []
+
+    def live(self, exclude: Sequence[str] = ()) -> ClusterNode:
+        """A node whose Pacemaker runs (to run cluster-wide commands on)."""
+        for n in self.nodes:
+            if n.name not in exclude and n.running():
+                return n
+        raise HarnessError(f"no cluster node runs (excluding {list(exclude)})")
+
+    def other(self, name: str) -> ClusterNode:
+        others = [n for n in self.nodes if n.name != name]
+        if len(others) != 1:
+            raise HarnessError(f"{name} has no single other node")
+        return others[0]
+
+    # cluster-wide commands, run on a live node
+    def status(self) -> ClusterStatus:
+        return self.live().status()
+
+    def wait_status(self, predicate: Callable[[ClusterStatus], bool], timeout_s: float,
+                    what: str, interval_s: float = 0.25) -> ClusterStatus:
+        """Like ClusterNode.wait_status, asking whichever node runs at each poll (a node may
+        be fenced meanwhile)."""
+        box: list[ClusterStatus] = []
+
+        def check() -> bool:
+            try:
+                st = self.live().status()
+            except (HarnessError, ET.ParseError):
+                return False
+            box[:] = [st]
+            return bool(predicate(st))
+
+        if not wait_until(check, timeout_s, interval_s):
+            try:
+                text = self.live().crm_mon_text("-r", "--show-detail")
+            except HarnessError as exc:
+                text = f"(crm_mon failed: {exc})"
+            raise HarnessError(f"not within {timeout_s:.0f}s: {what}\n{text}")
+        return box[0]
+
+    def crm_mon_text(self, *extra: str) -> str:
+        return self.live().crm_mon_text(*extra)
+
+    # -- start / stop ------------------------------------------------------------------------
+
+    def _seed_cib(self) -> str:
+        resources = ""
+        if self.layout.fencing:
+            resources = FENCE_PRIMITIVE.format(dev=FENCE_DEVICE, agent=FENCE_AGENT,
+                                               cdir=quoteattr(str(self.dir)),
+                                               hosts=quoteattr(" ".join(self.names)))
+        return SEED_CIB.format(stonith="true" if self.layout.fencing else "false",
+                               resources=resources)
+
+    def _corosync_conf(self) -> str:
+        nodes = "".join(f"    node {{\n        ring0_addr: {n.address}\n        name: {n.name}\n"
+                        f"        nodeid: {n.nodeid}\n    }}\n" for n in self.layout.nodes)
+        two = "    two_node: 1\n" if len(self.layout.nodes) == 2 else ""
+        return COROSYNC_CONF.format(token=self.layout.token_ms, nodes=nodes, two_node=two)
+
+    def _hosts(self) -> str:
+        return ("127.0.0.1 localhost\n::1 localhost ip6-localhost ip6-loopback\n"
+                + "".join(f"{n.address} {n.name}\n" for n in self.layout.nodes))
 
     def _prepare(self) -> None:
-        for sub in ("run", "log", "guests", "resource.d", "mnt") + tuple(s for _, s in BIND_DIRS):
-            shutil.rmtree(self.state_dir / sub, ignore_errors=True)
-        for target, sub in BIND_DIRS:
-            (self.state_dir / sub).mkdir(parents=True)
-            # The mount point itself: on a machine where libvirt/Pacemaker never ran (their
-            # packages create none of these), the bind mount inside the node would fail.
-            Path(target).mkdir(parents=True, exist_ok=True)
-        for sub in ("run", "log", "guests", "mnt/cgroup"):
-            (self.state_dir / sub).mkdir(parents=True)
-        (self.run_dir / "libvirt").mkdir()
-        cache = self.state_dir / "cache-libvirt"
-        if SYSTEM_QEMU_CACHE.is_dir():
-            # libvirtd keeps its probed QEMU capabilities here: seeded, it starts in well
-            # under a second instead of ~16 s (it re-probes stale ones itself).
-            shutil.copytree(SYSTEM_QEMU_CACHE, cache / "qemu", symlinks=True)
-        (self.state_dir / "log-libvirt" / "qemu").mkdir()
-        etc = self.state_dir / "etc-libvirt"
-        shutil.rmtree(etc)
-        shutil.copytree("/etc/libvirt", etc, symlinks=True)
-        for sub in EMPTIED_LIBVIRT_DIRS:
-            shutil.rmtree(etc / sub, ignore_errors=True)
-        (etc / "qemu").mkdir()
-        (etc / "libvirtd.conf").write_text(
-            'listen_tls = 0\nlisten_tcp = 0\nauth_unix_rw = "none"\n'
-            'log_outputs = "3:file:/var/log/libvirt/libvirtd.log"\n')
-        # cgroup_controllers: the machine's other libvirtd shares the cgroup tree.
-        (etc / "qemu.conf").write_text('user = "root"\ngroup = "root"\n'
-                                       'security_driver = "none"\ncgroup_controllers = [ ]\n')
-        uid = pwd.getpwnam("hacluster").pw_uid
-        gid = grp.getgrnam("haclient").gr_gid
-        lib = self.state_dir / "lib-pacemaker"
-        for sub in ("cib", "pengine", "blackbox", "cores"):
-            (lib / sub).mkdir()
-            os.chown(lib / sub, uid, gid)
-            (lib / sub).chmod(0o750)
-        (lib / "cib" / "cib.xml").write_text(SEED_CIB)
-        os.chown(lib / "cib" / "cib.xml", uid, gid)
-        (lib / "cib" / "cib.xml").chmod(0o600)
-        logp = self.state_dir / "log-pacemaker"
-        os.chown(logp, uid, gid)
-        logp.chmod(0o770)
-        key = self.state_dir / "etc-pacemaker" / "authkey"
-        key.write_bytes(os.urandom(4096))
-        os.chown(key, 0, gid)
-        key.chmod(0o640)
+        for sub in ("resource.d", "sbin", "shared", "guests"):
+            shutil.rmtree(self.dir / sub, ignore_errors=True)
+        for sub in ("shared", "guests", "sbin"):
+            (self.dir / sub).mkdir(parents=True)
+        self.fence_log.unlink(missing_ok=True)
+        authkey = os.urandom(4096)
+        (self.dir / "authkey").write_bytes(authkey)
+        (self.dir / "authkey").chmod(0o600)
+        data = asdict(self.layout)
+        (self.dir / "cluster.json").write_text(json.dumps(data, indent=1) + "\n")
         # The system's providers (heartbeat, pacemaker) plus ours, installed by the Makefile.
-        rd = self.state_dir / "resource.d"
+        rd = self.dir / "resource.d"
         rd.mkdir()
         if OCF_RESOURCE_D.is_dir():
             for provider in sorted(OCF_RESOURCE_D.iterdir()):
@@ -659,90 +1020,31 @@ class ClusterNode:
                               check=False)
         if proc.returncode != 0:
             raise HarnessError(f"make install-agents failed: {proc.stderr.strip()}")
-        (self.state_dir / "corosync.conf").write_text(
-            COROSYNC_CONF.format(node=NODE_NAME, log=self.log_dir / "corosync.log"))
-
-    def _namespace_script(self) -> str:
-        sd = self.state_dir
-        lines = [
-            f"hostname {NODE_NAME}",
-            # this namespace's sysfs, the machine's cgroup tree moved over it
-            f"mount --rbind /sys/fs/cgroup {sd / 'mnt/cgroup'}",
-            "mount -t sysfs -o nosuid,nodev,noexec sysfs /sys",
-            f"mount --move {sd / 'mnt/cgroup'} /sys/fs/cgroup",
-        ]
-        if _hybrid_cgroups():
-            lines.append(f"umount {UNIFIED_CGROUP}")
-        lines += [f"mount --bind {sd / sub} {target}" for target, sub in BIND_DIRS]
-        rd = sd / "resource.d"
-        for provider in sorted(p for p in rd.iterdir() if p.name != "custom"):
-            lines.append(f"mount --bind {OCF_RESOURCE_D / provider.name} {provider}")
-        lines += [
-            f"mkdir -p {OCF_RESOURCE_D}",
-            f"mount --rbind {rd} {OCF_RESOURCE_D}",
-            "mount -t tmpfs -o mode=1777,size=64m tmpfs /dev/shm",
-            f"mount --bind {self.run_dir} /run",
-            "mkdir -p /run/lock /run/resource-agents /run/crm /run/pacemaker /run/libvirt",
-            "chown hacluster:haclient /run/crm /run/pacemaker",
-            # something that lives as long as the node: nsenter's target, whatever else stops
-            "setsid sleep 2147483647 </dev/null >/dev/null 2>&1 &",
-            "echo $! > /run/anchor.pid",
-            "virtlogd -d -p /run/libvirt/virtlogd.pid",
-            "libvirtd -d -f /etc/libvirt/libvirtd.conf -p /run/libvirt/libvirtd.pid",
-        ]
-        return "\n".join(lines) + "\n"
+        install_fence_agent(self.dir / "sbin" / FENCE_AGENT)
+        for node in self.nodes:
+            node.prepare(authkey, self._corosync_conf(), self._hosts(), self._seed_cib())
 
     def _create_network(self) -> None:
-        _run(["ip", "netns", "add", NETNS])
-        _run(["ip", "-n", NETNS, "link", "set", "lo", "up"])
-        _run(["ip", "-n", NETNS, "link", "add", BRIDGE, "type", "bridge"])
-        _run(["ip", "-n", NETNS, "addr", "add", f"{HOST_ADDRESS}/{PREFIX}", "dev", BRIDGE])
-        _run(["ip", "-n", NETNS, "link", "set", BRIDGE, "up"])
+        for spec in self.layout.nodes:
+            create_netns(spec.netns)
+            _run(["ip", "-n", spec.netns, "link", "add", BRIDGE, "type", "bridge"])
+            _run(["ip", "-n", spec.netns, "addr", "add", f"{spec.address}/{PREFIX}", "dev",
+                  BRIDGE])
+            _run(["ip", "-n", spec.netns, "link", "set", BRIDGE, "up"])
+        if len(self.layout.nodes) == 2:
+            a, b = self.layout.nodes
+            _run(["ip", "link", "add", UPLINK, "netns", a.netns, "type", "veth", "peer",
+                  "name", UPLINK, "netns", b.netns])
+            for spec in (a, b):
+                _run(["ip", "-n", spec.netns, "link", "set", UPLINK, "master", BRIDGE])
+                _run(["ip", "-n", spec.netns, "link", "set", UPLINK, "up"])
 
-    def _spawn(self, daemon: str, argv: Sequence[str], env: Mapping[str, str]) -> int:
-        out = open(self.log_dir / f"{daemon}.out", "ab")  # noqa: SIM115 - the child keeps it
-        try:
-            proc = subprocess.Popen(self.nsenter_argv() + list(argv), stdin=subprocess.DEVNULL,
-                                    stdout=out, stderr=out, env=_env(env), cwd="/",
-                                    start_new_session=True)
-        finally:
-            out.close()
-        self._children.append(proc)
-        # nsenter (no --fork) execs the daemon: the pid is the daemon's.
-        (self.run_dir / PIDFILES[daemon]).write_text(f"{proc.pid}\n")
-        return proc.pid
-
-    def _wait_libvirtd(self, end: float) -> None:
-        while not (self.pid("libvirtd") is not None and self.libvirtd_answers()):
-            if time.monotonic() >= end:
-                raise HarnessError(f"the node's libvirtd did not answer; see "
-                                   f"{self.state_dir / 'log-libvirt' / 'libvirtd.log'}")
-            time.sleep(0.1)
-
-    def _wait_dc(self, end: float) -> None:
-        while True:
-            try:
-                # crmadmin may block before the controller is ready, whatever -t says.
-                proc = self.exec(["crmadmin", "-D", "-t", "1000"], timeout_s=3.0)
-                if "Designated" in proc.stdout:
-                    return
-            except CallTimeout:
-                pass
-            for d in ("corosync", "pacemakerd"):
-                if self.pid(d) is None:
-                    raise HarnessError(f"{d} exited during start-up; see {self.log_dir} and "
-                                       f"{self.pacemaker_log}\n{self.log_tail()}")
-            if time.monotonic() >= end:
-                raise HarnessError(f"no DC elected; see {self.pacemaker_log}\n"
-                                   f"{self.log_tail()}")
-            time.sleep(0.2)
-
-    def start(self) -> ClusterNode:
-        """Create the namespaces and start libvirtd, corosync and pacemakerd; wait for the
-        DC. Cleans up what a crashed run left first; on failure stops what it started."""
+    def start(self) -> Cluster:
+        """Create the namespaces and start every node; wait for the DC and every node
+        online. Cleans up what a crashed run left first; on failure stops what it started."""
         for tool in ("libvirtd", "virtlogd", "corosync", "pacemakerd", "cibadmin", "crm_mon",
                      "crm_resource", "ip", "nsenter", "unshare", "make", LXC_EMULATOR):
-            if shutil.which(tool, path=CLEAN_PATH) is None and not os.access(tool, os.X_OK):
+            if shutil.which(tool, path=_env()["PATH"]) is None and not os.access(tool, os.X_OK):
                 raise HarnessError(f"{tool} is not installed (make deps-system)")
         self.stop()
         started = time.monotonic()
@@ -752,123 +1054,61 @@ class ClusterNode:
             # machine nothing created it before these tests, which may run first).
             ensure_qemu_user()
             pacemaker_remoted()
+            self.dir.mkdir(parents=True, exist_ok=True)
             self._prepare()
+            self._start_switch()
             self._create_network()
-            with open(self.log_dir / "namespace.out", "wb") as out:
-                proc = subprocess.run(
-                    ["nsenter", f"--net=/run/netns/{NETNS}", "unshare", "--mount", "--uts",
-                     "--propagation", "private", "/bin/sh", "-ec", self._namespace_script()],
-                    stdin=subprocess.DEVNULL, stdout=out, stderr=out, timeout=60, check=False,
-                    env=_env())
-            if proc.returncode != 0:
-                raise HarnessError(f"the node's set-up script exited with {proc.returncode}: "
-                                   f"{(self.log_dir / 'namespace.out').read_text()}")
-            self._wait_libvirtd(end)
-            self._spawn("corosync", ["corosync", "-f", "-c",
-                                     str(self.state_dir / "corosync.conf")], {})
-            while self.exec(["corosync-cfgtool", "-s"], 5.0).returncode != 0:
-                if self.pid("corosync") is None or time.monotonic() >= end:
-                    raise HarnessError(f"corosync did not start; see {self.log_dir}")
-                time.sleep(0.1)
-            self._spawn("pacemakerd", ["pacemakerd"],
-                        {"PCMK_logfile": PACEMAKER_LOG, "PCMK_logfacility": "none"})
-            self._wait_dc(end)
-            for name, value in (("stonith-enabled", "false"), ("dc-deadtime", "2s")):
-                if self.get_property(name) != value:
-                    self.set_property(name, value)
+            # in step, so that the nodes' daemons start together
+            for node in self.nodes:
+                node.boot_libvirt()
+            for node in self.nodes:
+                node.wait_libvirtd(end)
+                node.start_corosync()
+            for node in self.nodes:
+                node.wait_corosync(end)
+                node.start_pacemaker()
+            self.nodes[0].wait_dc(end)
+            self.nodes[0].wait_status(
+                lambda st: all(st.online(n) for n in self.names),
+                max(1.0, end - time.monotonic()), f"nodes {self.names} online")
         except BaseException:
             self.stop()
             raise
         self.started_in_s = time.monotonic() - started
         return self
 
-    def _reap(self) -> None:
-        for proc in self._children:
-            try:
-                proc.wait(timeout=0)
-            except subprocess.TimeoutExpired:
-                pass
-        self._children = [p for p in self._children if p.returncode is None]
-
-    def _our_stray_pids(self) -> list[int]:
-        """Processes of ours outside the network namespace: what runs below a container
-        (its own namespaces) or what a killed controller left, found by the state dir or
-        the pacemaker-remoted path in their command line."""
-        marks = (str(self.state_dir), str(PCMK_REMOTE_DIR))
-        root_mnt = _mount_ns(1)
-        out = []
-        for pid in all_pids():
-            argv = read_cmdline(pid)
-            if not any(m in a for a in argv for m in marks):
-                continue
-            # Only processes in a mount namespace of ours (the node's or a container's):
-            # never someone's `tail build/cluster/state/...` on the machine itself.
-            if _mount_ns(pid) not in (None, root_mnt) and pid_alive(pid):
-                out.append(pid)
-        return out
-
     def stop(self) -> list[str]:
         """Stop everything (see the module docstring). Idempotent; what it did."""
         done: list[str] = []
-        pm = self.pid("pacemakerd") if netns_exists() else None
-        if pm is not None:
-            t0 = time.monotonic()
-            ok = terminate(pm, self.stop_timeout_s)
-            done.append(f"pacemakerd ({pm}) stopped in {time.monotonic() - t0:.1f}s"
-                        + ("" if ok else " (killed)"))
-        cs = self.pid("corosync") if netns_exists() else None
-        if cs is not None:
-            terminate(cs, 30.0)
-            done.append(f"corosync ({cs}) stopped")
-        if netns_exists() and self.pid("libvirtd") is not None and self.libvirtd_answers():
-            libvirt = import_libvirt()
-            for driver in ("lxc", "qemu"):
-                def destroy_all(conn: Any) -> list[str]:
-                    names = []
-                    for dom in conn.listAllDomains(0):
-                        try:
-                            if dom.isActive():
-                                dom.destroy()
-                            if dom.isPersistent():
-                                dom.undefine()
-                            names.append(str(dom.name()))
-                        except libvirt.libvirtError:
-                            pass
-                    return names
-
-                try:
-                    for name in with_connection(destroy_all, self.uri(driver), 30.0,
-                                                f"destroy {driver} domains"):
-                        done.append(f"removed {driver} domain {name}")
-                except (CallTimeout, libvirt.libvirtError) as exc:
-                    done.append(f"could not list {driver} domains: {exc}")
-        if netns_exists():
-            for daemon in ("libvirtd", "virtlogd"):
-                pid = self.pid(daemon)
-                if pid is not None:
-                    terminate(pid, 20.0)
-                    done.append(f"stopped {daemon} ({pid})")
-        # Whatever is left: the anchor, stray pacemaker daemons, containers, qemu.
-        left = set(netns_pids())
-        for pid in list(left):
-            left.update(descendants(pid))
-        left.update(self._our_stray_pids())
-        for pid in sorted(left):
-            comm = read_comm(pid)
-            if terminate(pid, 5.0):
-                done.append(f"killed {comm} ({pid})")
-        self._reap()
+        # Every pacemakerd at once: the cluster then stops its resources instead of moving
+        # them from one stopping node to the next.
+        pms = [(n, n.pid("pacemakerd")) for n in self.nodes if netns_exists(n.netns)]
+        t0 = time.monotonic()
+        for _, pid in pms:
+            if pid is not None:
+                os.kill(pid, signal.SIGTERM)
+        for node, pid in pms:
+            if pid is not None:
+                ok = terminate(pid, max(1.0, self.stop_timeout_s - (time.monotonic() - t0)))
+                done.append(f"{node.name}: pacemakerd ({pid}) stopped in "
+                            f"{time.monotonic() - t0:.1f}s" + ("" if ok else " (killed)"))
+        for node in self.nodes:
+            cs = node.pid("corosync") if netns_exists(node.netns) else None
+            if cs is not None:
+                terminate(cs, 30.0)
+                done.append(f"{node.name}: corosync ({cs}) stopped")
         survivors: list[str] = []
-        if netns_exists():
-            alive = [p for p in netns_pids() if pid_alive(p)]
-            if alive:
-                survivors.append(f"netns {NETNS}: pids {alive}")
-            else:
-                proc = _run(["ip", "netns", "del", NETNS], check=False)
-                if proc.returncode != 0:
-                    survivors.append(f"ip netns del {NETNS}: {proc.stderr.strip()}")
-                else:
-                    done.append(f"deleted netns {NETNS}")
+        for node in self.nodes:
+            try:
+                done += node.shutdown(self.stop_timeout_s)
+            except HarnessError as exc:
+                survivors.append(str(exc))
+        for node in self.nodes:
+            problem = delete_netns(node.netns)
+            if problem:
+                survivors.append(problem)
+            elif not netns_exists(node.netns):
+                done.append(f"{node.name}: network namespace gone")
         for cg in leftover_cgroups():
             try:
                 for sub in sorted(cg.rglob("*"), key=lambda p: -len(p.parts)):
@@ -878,39 +1118,33 @@ class ClusterNode:
                 done.append(f"removed cgroup {cg}")
             except OSError as exc:
                 survivors.append(f"cgroup {cg}: {exc.strerror}")
-        strays = [p for p in self._our_stray_pids() if pid_alive(p)]
+        stopped = self._stop_switch()
+        if stopped:
+            done.append(stopped)
+        strays = [p for n in self.nodes for p in n.processes(n.marks())]
         if strays:
-            survivors.append(f"processes {strays}")
-        for name in PIDFILES.values():
-            (self.run_dir / name).unlink(missing_ok=True)
+            survivors.append(f"processes {sorted(set(strays))}")
         if survivors:
             raise HarnessError("cluster teardown left: " + "; ".join(survivors))
         return done
 
-    def kill_libvirtd(self) -> int:
-        """SIGKILL the node's libvirtd; its pid."""
-        pid = self.pid("libvirtd")
-        if pid is None:
-            raise HarnessError("the node's libvirtd is not running")
-        os.kill(pid, signal.SIGKILL)
-        if not wait_until(lambda: not pid_alive(pid), 10.0, 0.02):
-            raise HarnessError(f"libvirtd {pid} survived SIGKILL")
-        return pid
-
-    def restart_libvirtd(self) -> None:
-        if self.pid("libvirtd") is not None:
-            return
-        (self.run_dir / PIDFILES["libvirtd"]).unlink(missing_ok=True)
-        self.exec(["libvirtd", "-d", "-f", "/etc/libvirt/libvirtd.conf", "-p",
-                   "/run/libvirt/libvirtd.pid"], 60.0, True)
-        self._wait_libvirtd(time.monotonic() + 60.0)
-
-    def __enter__(self) -> ClusterNode:
+    def __enter__(self) -> Cluster:
         return self.start()
 
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
                  tb: TracebackType | None) -> None:
         self.stop()
+
+
+def install_fence_agent(path: Path) -> None:
+    """tests/harness/fence_pyvd with the venv's interpreter in its shebang and the
+    repository on its import path (Pacemaker runs it with a minimal environment)."""
+    src = (Path(__file__).with_name(FENCE_AGENT)).read_text()
+    lines = src.splitlines(keepends=True)
+    lines[0] = f"#!{VENV_PYTHON}\n"
+    text = "".join(lines).replace("@REPO_ROOT@", str(REPO_ROOT))
+    path.write_text(text)
+    path.chmod(0o755)
 
 
 def leftover_cgroups() -> list[Path]:
@@ -924,39 +1158,38 @@ def leftover_cgroups() -> list[Path]:
     return sorted(found)
 
 
-def _mount_ns(pid: int) -> str | None:
-    try:
-        return os.readlink(f"/proc/{pid}/ns/mnt")
-    except OSError:
-        return None
-
-
-def _children(pid: int) -> list[int]:
-    try:
-        with open(f"/proc/{pid}/task/{pid}/children", encoding="ascii") as f:
-            return [int(p) for p in f.read().split()]
-    except OSError:
-        return []
-
-
 def main(argv: list[str]) -> int:
-    usage = "usage: python -m tests.harness.cluster start|stop|status"
-    if len(argv) != 1 or argv[0] not in ("start", "stop", "status"):
+    usage = ("usage: python -m tests.harness.cluster start one|two | stop | status\n"
+             "  stop/status act on every cluster described below " + str(DEFAULT_STATE_DIR))
+    if not argv or argv[0] not in ("start", "stop", "status") \
+            or (argv[0] == "start" and argv[1:] not in (["one"], ["two"])) \
+            or (argv[0] != "start" and len(argv) != 1):
         print(usage, file=sys.stderr)
         return 2
     from .twohosts import SharedHostLock
 
-    node = ClusterNode()
     with SharedHostLock():
         if argv[0] == "start":
-            node.start()
-            print(f"cluster node up in {node.started_in_s:.1f}s")
-            print(node.crm_mon_text())
-        elif argv[0] == "stop":
-            for line in node.stop():
-                print(line)
-        else:
-            print({d: node.pid(d) for d in PIDFILES})
+            layout = TWO_NODES if argv[1] == "two" else ONE_NODE
+            cluster = Cluster(DEFAULT_STATE_DIR / f"manual-{argv[1]}", layout)
+            cluster.start()
+            print(f"cluster {cluster.names} up in {cluster.started_in_s:.1f}s "
+                  f"(state in {cluster.dir})")
+            print(cluster.crm_mon_text())
+            return 0
+        found = sorted(DEFAULT_STATE_DIR.glob("*/cluster.json"))
+        for path in found:
+            cluster = Cluster.load(path.parent)
+            print(f"{cluster.dir}:")
+            if argv[0] == "stop":
+                for line in cluster.stop():
+                    print(f"  {line}")
+            else:
+                print(f"  power switch {cluster.switch_pid()}")
+                for n in cluster.nodes:
+                    print(f"  {n.name} {({d: n.pid(d) for d in PIDFILES})}")
+        if not found:
+            print(f"no cluster state below {DEFAULT_STATE_DIR}")
     return 0
 
 

@@ -29,6 +29,9 @@ from pathlib import Path
 from types import TracebackType
 
 from .common import CLEAN_PATH, HarnessError, pid_alive, read_comm, terminate, wait_until
+from .nsnode import create_netns, delete_netns
+from .nsnode import netns_pids as _netns_pids
+from .nsnode import run as _run
 
 NETNS = "pyvd-csync2"
 NODES = {"A": ("nodea", "127.0.0.1"), "B": ("nodeb", "127.0.0.2")}
@@ -49,21 +52,8 @@ exec "$@"
 """
 
 
-def _run(argv: Sequence[str], timeout_s: float = 30.0,
-         check: bool = True) -> subprocess.CompletedProcess[str]:
-    proc = subprocess.run(list(argv), stdin=subprocess.DEVNULL, capture_output=True, text=True,
-                          timeout=timeout_s, check=False, env={"PATH": CLEAN_PATH, "LANG": "C"})
-    if check and proc.returncode != 0:
-        raise HarnessError(f"{' '.join(argv)} exited with {proc.returncode}: "
-                           f"{proc.stderr.strip()}")
-    return proc
-
-
 def netns_pids(name: str = NETNS) -> list[int]:
-    if not Path("/run/netns", name).exists():
-        return []
-    proc = _run(["ip", "netns", "pids", name], check=False)
-    return [int(p) for p in proc.stdout.split() if p.isdigit()]
+    return _netns_pids(name)
 
 
 def config_text(synced_dir: Path, key: Path) -> str:
@@ -197,8 +187,7 @@ class Csync2Pair:
         self.stop()
         try:
             self._prepare()
-            _run(["ip", "netns", "add", self.netns])
-            _run(["ip", "-n", self.netns, "link", "set", "lo", "up"])
+            create_netns(self.netns)
             self.start_server()
         except BaseException:
             self.stop()
@@ -220,10 +209,9 @@ class Csync2Pair:
             end = time.monotonic() + self.stop_timeout_s
             while netns_pids(self.netns) and time.monotonic() < end:
                 time.sleep(0.05)
-            left = netns_pids(self.netns)
-            if left:
-                raise HarnessError(f"{self.netns}: processes survive: {left}")
-            _run(["ip", "netns", "del", self.netns])
+            problem = delete_netns(self.netns)
+            if problem:
+                raise HarnessError(problem)
             done.append(f"deleted netns {self.netns}")
         return done
 

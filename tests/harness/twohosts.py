@@ -46,13 +46,14 @@ from .common import (
     HarnessError,
     HostLock,
     pid_alive,
-    read_comm,
     terminate,
     wait_until,
 )
 from .domains import DomainFacts, domain_facts, import_libvirt, kill_qemu, with_connection
 from .guest import Cpio, GuestArtifacts
 from .libvirtd import ensure_qemu_user
+from .nsnode import NsNode, create_netns, delete_netns, netns_exists
+from .nsnode import run as _run
 
 T = TypeVar("T")
 
@@ -120,38 +121,6 @@ def qemu_conf(spec: HostSpec) -> str:
             f'cgroup_controllers = [ ]\nmigration_host = "{spec.address}"\n')
 
 
-def _run(argv: Sequence[str], timeout_s: float = 30.0, check: bool = True,
-         env: Mapping[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    proc = subprocess.run(list(argv), stdin=subprocess.DEVNULL, capture_output=True, text=True,
-                          timeout=timeout_s, check=False,
-                          env=dict(env) if env is not None else {"PATH": CLEAN_PATH,
-                                                                 "LANG": "C"})
-    if check and proc.returncode != 0:
-        raise HarnessError(f"{' '.join(argv)} exited with {proc.returncode}: "
-                           f"{proc.stderr.strip()}")
-    return proc
-
-
-def _read_pid(path: Path) -> int | None:
-    try:
-        text = path.read_text().strip()
-    except OSError:
-        return None
-    return int(text) if text.isdigit() else None
-
-
-def netns_exists(name: str) -> bool:
-    return Path("/run/netns", name).exists()
-
-
-def netns_pids(name: str) -> list[int]:
-    """Every process whose network namespace is ``name`` (ip netns pids)."""
-    if not netns_exists(name):
-        return []
-    proc = _run(["ip", "netns", "pids", name], check=False)
-    return [int(p) for p in proc.stdout.split() if p.isdigit()]
-
-
 class SharedHostLock(HostLock):
     """The machine-wide harness lock (re-entrant: a no-op when this process holds it)."""
 
@@ -168,6 +137,10 @@ class TwoHosts:
         self.start_timeout_s = start_timeout_s
         self.stop_timeout_s = stop_timeout_s
         self.specs = {h.key: h for h in HOSTS}
+        # Each host is a node in namespaces (nsnode.py): its /run/libvirt is host_dir/run.
+        self.nodes = {h.key: NsNode(h.hostname, h.netns, self.state_dir / h.key,
+                                    {"libvirtd": "libvirtd.pid", "virtlogd": "virtlogd.pid"})
+                      for h in HOSTS}
         self._frozen: set[str] = set()
 
     # -- facts -----------------------------------------------------------------------------
@@ -181,17 +154,12 @@ class TwoHosts:
     def host_dir(self, host: str) -> Path:
         return self.state_dir / self.spec(host).key
 
-    def _pidfile(self, host: str, daemon: str) -> Path:
-        return self.host_dir(host) / "run" / f"{daemon}.pid"
+    def node(self, host: str) -> NsNode:
+        return self.nodes[self.spec(host).key]
 
     def daemon_pid(self, host: str, daemon: str = "libvirtd") -> int | None:
         """Pid of host X's libvirtd/virtlogd while it runs (checked by name and netns)."""
-        pid = _read_pid(self._pidfile(host, daemon))
-        if pid is None or not pid_alive(pid) or read_comm(pid) != daemon:
-            return None
-        if pid not in netns_pids(self.spec(host).netns):
-            return None
-        return pid
+        return self.node(host).pid(daemon)
 
     def socket_uri(self, host: str) -> str:
         """A URI reaching host X's daemon from the root namespace (its unix socket)."""
@@ -212,23 +180,13 @@ class TwoHosts:
     # -- running things inside a host ------------------------------------------------------
 
     def nsenter_argv(self, host: str) -> list[str]:
-        pid = self.daemon_pid(host)
-        if pid is None:
-            pid = self._anchor_pid(host)
-        return ["nsenter", "-t", str(pid), "-n", "-m", "-u", "--"]
-
-    def _anchor_pid(self, host: str) -> int:
-        # libvirtd may be stopped on purpose: any of our processes still in the host's
-        # network namespace (virtlogd, qemu) carries its mount and UTS namespaces too.
-        pid = self.daemon_pid(host, "virtlogd")
-        if pid is None:
-            raise HarnessError(f"host{host}: neither libvirtd nor virtlogd runs")
-        return pid
+        # through the host's anchor process: libvirtd may be stopped on purpose
+        return self.node(host).nsenter_argv()
 
     def exec(self, host: str, argv: Sequence[str], timeout_s: float = 60.0, check: bool = False,
              env: Mapping[str, str] | None = None) -> subprocess.CompletedProcess[str]:
         """Run ``argv`` inside host X's network, mount and UTS namespaces."""
-        return _run(self.nsenter_argv(host) + list(argv), timeout_s, check, env)
+        return self.node(host).exec(argv, timeout_s, check, env)
 
     def virsh(self, host: str, *args: str, uri: str = "qemu:///system", timeout_s: float = 60.0,
               check: bool = False) -> subprocess.CompletedProcess[str]:
@@ -380,12 +338,9 @@ class TwoHosts:
         if self.daemon_pid(host) is not None:
             self.thaw(host)
             return
-        anchor = self._anchor_pid(host)
-        pidfile = self._pidfile(host, "libvirtd")
-        pidfile.unlink(missing_ok=True)
-        _run(["nsenter", "-t", str(anchor), "-n", "-m", "-u", "--", "libvirtd", "-d",
-              "--listen", "-f", "/etc/libvirt/libvirtd.conf", "-p", "/run/libvirt/libvirtd.pid"],
-             timeout_s=30)
+        (self.node(host).run_dir / "libvirtd.pid").unlink(missing_ok=True)
+        self.exec(host, ["libvirtd", "-d", "--listen", "-f", "/etc/libvirt/libvirtd.conf", "-p",
+                         "/run/libvirt/libvirtd.pid"], timeout_s=30, check=True)
         self._wait_ready(host)
 
     def ensure_running(self) -> None:
@@ -427,18 +382,13 @@ class TwoHosts:
         d = self._prepare_dirs(spec)
         mounts = "\n".join(f"mount --bind {d / sub} {target}" for target, sub in BIND_DIRS)
         script = (f"hostname {spec.hostname}\n{mounts}\nmount --bind {d / 'hosts'} /etc/hosts\n"
+                  # the node's anchor: it carries the namespaces while libvirtd is stopped
+                  "setsid sleep 2147483647 </dev/null >/dev/null 2>&1 &\n"
+                  "echo $! > /run/libvirt/anchor.pid\n"
                   "virtlogd -d -p /run/libvirt/virtlogd.pid\n"
-                  "exec libvirtd -d --listen -f /etc/libvirt/libvirtd.conf "
+                  "libvirtd -d --listen -f /etc/libvirt/libvirtd.conf "
                   "-p /run/libvirt/libvirtd.pid\n")
-        with open(d / "start.stdio", "wb") as out:
-            proc = subprocess.run(
-                ["ip", "netns", "exec", spec.netns, "unshare", "--mount", "--uts",
-                 "--propagation", "private", "/bin/sh", "-ec", script],
-                stdin=subprocess.DEVNULL, stdout=out, stderr=out, timeout=60, check=False,
-                env={"PATH": CLEAN_PATH, "LANG": "C"})
-        if proc.returncode != 0:
-            raise HarnessError(f"host{spec.key}: start script exited with {proc.returncode}; "
-                               f"see {d / 'start.stdio'}")
+        self.node(spec.key).enter(script)
         self._wait_ready(spec.key)
 
     def _wait_ready(self, host: str) -> None:
@@ -463,8 +413,7 @@ class TwoHosts:
     def _create_network(self) -> None:
         a, b = HOSTS
         for h in HOSTS:
-            _run(["ip", "netns", "add", h.netns])
-            _run(["ip", "-n", h.netns, "link", "set", "lo", "up"])
+            create_netns(h.netns)
         _run(["ip", "link", "add", VETH["A"], "netns", a.netns, "type", "veth", "peer", "name",
               VETH["B"], "netns", b.netns])
         for h in HOSTS:
@@ -530,30 +479,28 @@ class TwoHosts:
             except (CallTimeout, libvirt.libvirtError) as exc:
                 done.append(f"host{h.key}: could not list domains: {exc}")
         for h in HOSTS:
+            node = self.node(h.key)
             for daemon in ("libvirtd", "virtlogd"):
-                pid = _read_pid(self._pidfile(h.key, daemon))
-                if pid is not None and pid_alive(pid) and read_comm(pid) == daemon:
+                pid = node.pid(daemon)
+                if pid is not None:
                     terminate(pid, self.stop_timeout_s)
                     done.append(f"host{h.key}: stopped {daemon} ({pid})")
-                self._pidfile(h.key, daemon).unlink(missing_ok=True)
+                (node.run_dir / node.pidfiles[daemon]).unlink(missing_ok=True)
         self._frozen.clear()
         survivors: list[str] = []
         for h in HOSTS:
-            # Only processes in our own network namespaces: qemu of our domains, strays.
-            for pid in netns_pids(h.netns):
-                comm = read_comm(pid)
-                terminate(pid, self.stop_timeout_s)
-                done.append(f"host{h.key}: killed {comm} ({pid})")
-            if netns_exists(h.netns):
-                left = [p for p in netns_pids(h.netns) if pid_alive(p)]
-                if left:
-                    survivors.append(f"{h.netns}: pids {left}")
-                    continue
-                proc = _run(["ip", "netns", "del", h.netns], check=False)
-                if proc.returncode != 0:
-                    survivors.append(f"ip netns del {h.netns}: {proc.stderr.strip()}")
-                else:
-                    done.append(f"deleted netns {h.netns}")
+            # Only processes of the host's own namespaces: the anchor, qemu of our domains.
+            try:
+                for pid in self.node(h.key).power_cut():
+                    done.append(f"host{h.key}: killed {pid}")
+            except HarnessError as exc:
+                survivors.append(str(exc))
+            existed = netns_exists(h.netns)
+            problem = delete_netns(h.netns)
+            if problem:
+                survivors.append(problem)
+            elif existed:
+                done.append(f"deleted netns {h.netns}")
         if survivors:
             raise HarnessError("two-host teardown left: " + "; ".join(survivors))
         return done

@@ -32,8 +32,10 @@ def test_metadata_lists_exactly_the_parameters_params_knows():
     schema = load_schema("PyVirtualDomain")
     known = set(Params._fields) - {"problems", "unknown", "migration_settings"}
     assert set(schema.parameters) == known
-    assert set(load_schema("PyLXCDomain").parameters) == {"config", "hypervisor", "force_stop",
-                                                         "shutdown_mode"}
+    utilization = {f"{verb}_utilization_{attr}" for verb in ("autoset", "unset")
+                   for attr in ("cpu", "host_memory", "hv_memory")}
+    assert set(load_schema("PyLXCDomain").parameters) == {
+        "config", "hypervisor", "force_stop", "shutdown_mode"} | utilization
     assert schema.timeout_s("stop") == 90 and schema.timeout_s("monitor") == 30
     assert set(schema.actions) >= {"start", "stop", "monitor", "status", "meta-data",
                                    "validate-all"}

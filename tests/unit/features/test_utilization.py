@@ -68,3 +68,16 @@ def test_utilization_memory_is_the_maximum_memory(test_conn, write_config, state
     cib = cib_file.read_text()
     assert 'name="host_memory" value="16"' in cib, cib
     assert 'name="hv_memory" value="16"' in cib, cib
+
+
+def test_pylxcdomain_can_turn_utilization_off(tmp_path):
+    """PyLXCDomain wrote the attributes and had no parameter to turn them off (asking for
+    one made start answer 6): it has VirtualDomain's six now."""
+    from pyvirtualdomain.metadata import load_schema
+    from pyvirtualdomain.params import build_params
+
+    schema = load_schema("PyLXCDomain")
+    p = build_params({"config": "/ct.xml", "autoset_utilization_host_memory": "false",
+                      "autoset_utilization_hv_memory": "false"}, schema, ("initctl", "signal"))
+    assert not p.problems and not p.unknown
+    assert p.autoset_utilization_cpu and not p.autoset_utilization_host_memory

@@ -1,0 +1,167 @@
+"""The never-on-two-hosts oracle: did a guest ever run twice at once?
+
+The guest node VM (tests/harness/guestnode.py) writes, every ~100 ms, one line
+
+    ORACLE <boot id> <counter> <uptime>
+
+in ONE write to a virtio-serial port. Its domain XML connects that port to ONE file in the
+cluster's shared directory (``<channel type='file'>`` with ``append='on'``), which whichever
+qemu runs the guest opens for appending: a qemu on either node, before and after a live
+migration, after a recovery. So the file is the guest's own account of when it ran:
+
+* two copies running at once (the same guest started on both nodes, a migration that left
+  the source running, a fenced node whose copy survived) both append, and the file then
+  shows the lines of two boot ids interleaved: the first boot id comes back after the
+  second one started;
+* a live migration keeps the boot id and the counter goes on by exactly one: a hidden
+  stop/start behind a "migration" shows as a new boot id;
+* nothing is lost or torn: every line is one write of one whole record; counters of a boot
+  go up by one without gaps and its uptimes never go back.
+
+Why this channel: a virtio disk written synchronously would also survive the node being
+fenced, but two copies would overwrite each other's blocks instead of interleaving, and
+finding where a new boot starts writing needs a scan; a serial console sends byte by byte
+(lines of two copies could tear into each other). A virtio-serial port hands the host whole
+lines, qemu's file backend appends each with one write, and a power cut (SIGKILL) cannot
+split a write to a local file. The file lives outside both nodes, so it survives either.
+
+The checker is strict: any malformed line, gap, counter or uptime going back, or a boot id
+returning after another started, is a failure (``OracleReport.problems``).
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .common import HarnessError
+
+RECORD = re.compile(r"ORACLE ([0-9a-f-]{36}) (\d+) (\d+\.\d+)")
+
+
+@dataclass(frozen=True)
+class Record:
+    line: int  # 0-based line number in the file
+    boot_id: str
+    counter: int
+    uptime: float
+
+
+@dataclass
+class Run:
+    """Consecutive records of one boot id."""
+
+    boot_id: str
+    first: Record
+    last: Record
+    count: int = 1
+
+
+@dataclass
+class OracleReport:
+    records: list[Record] = field(default_factory=list)
+    runs: list[Run] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)
+
+    @property
+    def boot_ids(self) -> list[str]:
+        return [r.boot_id for r in self.runs]
+
+    def ok(self) -> bool:
+        return not self.problems
+
+    def summary(self) -> str:
+        runs = "; ".join(f"{r.boot_id[:8]} lines {r.first.line}-{r.last.line} counters "
+                         f"{r.first.counter}-{r.last.counter}" for r in self.runs)
+        return f"{len(self.records)} records, runs: {runs or 'none'}"
+
+
+def check_lines(lines: list[str], start_line: int = 0) -> OracleReport:
+    """Check ``lines`` (the file from line ``start_line`` on). A boot whose records begin
+    before ``start_line`` may begin at any counter; one that begins inside must begin at 0."""
+    rep = OracleReport()
+    finished: set[str] = set()
+    for i, text in enumerate(lines, start_line):
+        m = RECORD.fullmatch(text)
+        if m is None:
+            rep.problems.append(f"line {i}: not a whole record: {text[:120]!r}")
+            continue
+        rec = Record(i, m.group(1), int(m.group(2)), float(m.group(3)))
+        rep.records.append(rec)
+        cur = rep.runs[-1] if rep.runs else None
+        if cur is not None and cur.boot_id == rec.boot_id:
+            if rec.counter != cur.last.counter + 1:
+                rep.problems.append(f"line {i}: boot {rec.boot_id[:8]}: counter {rec.counter} "
+                                    f"after {cur.last.counter} (lost or repeated records)")
+            if rec.uptime < cur.last.uptime:
+                rep.problems.append(f"line {i}: boot {rec.boot_id[:8]}: uptime went back "
+                                    f"({cur.last.uptime} -> {rec.uptime})")
+            cur.last = rec
+            cur.count += 1
+            continue
+        if rec.boot_id in finished:
+            rep.problems.append(
+                f"line {i}: boot {rec.boot_id[:8]} writes again after boot "
+                f"{cur.boot_id[:8] if cur else '?'} started: two copies of the guest ran at once")
+        elif rep.runs or start_line == 0:
+            if rec.counter != 0:
+                rep.problems.append(f"line {i}: boot {rec.boot_id[:8]} starts at counter "
+                                    f"{rec.counter}, not 0 (records lost)")
+        if cur is not None:
+            finished.add(cur.boot_id)
+        rep.runs.append(Run(rec.boot_id, rec, rec))
+    return rep
+
+
+class Oracle:
+    """The oracle file of one guest."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+
+    def lines(self) -> list[str]:
+        try:
+            data = self.path.read_bytes()
+        except FileNotFoundError:
+            return []
+        text = data.decode("utf-8", "replace")
+        lines = text.split("\n")
+        if lines and lines[-1] == "":
+            lines.pop()
+        elif lines:
+            # a record being appended right now; complete on the next read
+            lines.pop()
+        return lines
+
+    def mark(self) -> int:
+        """A position (line count) to check from later."""
+        return len(self.lines())
+
+    def report(self, since: int = 0) -> OracleReport:
+        return check_lines(self.lines()[since:], since)
+
+    def check(self, since: int = 0) -> OracleReport:
+        """The report of the whole file (any interleaving anywhere fails), restricted to
+        runs since ``since``; raises HarnessError listing the problems."""
+        whole = self.report(0)
+        if whole.problems:
+            raise HarnessError("oracle: " + "; ".join(whole.problems[:10])
+                               + f" ({whole.summary()})")
+        return self.report(since)
+
+    def wait_records(self, after: int, timeout_s: float, boot_id: str | None = None) -> Record:
+        """Until a record newer than line ``after`` arrives (of ``boot_id`` if given): the
+        guest runs. Its last record."""
+        end = time.monotonic() + timeout_s
+        while True:
+            rep = self.report(after)
+            recs = [r for r in rep.records if boot_id is None or r.boot_id == boot_id]
+            if recs:
+                return recs[-1]
+            if time.monotonic() >= end:
+                raise HarnessError(f"oracle: no record after line {after}"
+                                   + (f" of boot {boot_id[:8]}" if boot_id else "")
+                                   + f" within {timeout_s:.0f}s ({self.report(0).summary()})")
+            time.sleep(0.1)
