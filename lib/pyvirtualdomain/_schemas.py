@@ -4,7 +4,7 @@ Do not edit: regenerate after changing the metadata. See metadata.py.
 """
 
 SCHEMAS = {
-    'PyVirtualDomain': (915641571, 'PyVirtualDomain', (
+    'PyVirtualDomain': (555764888, 'PyVirtualDomain', (
         ('config', 'string', '', True, 'Domain XML file'),
         ('hypervisor', 'string', '', False, 'Hypervisor URI'),
         ('force_stop', 'boolean', 'false', False, 'Always force stop'),

@@ -53,7 +53,8 @@ class StopBudget(NamedTuple):
         return cls(kill_s=kill, destroy_s=destroy)
 
 
-def _confirmed_off(hv: Hypervisor, dom: Domain, target: Target, deadline: Deadline) -> bool:
+def _confirmed_off(ctx: Context, hv: Hypervisor, dom: Domain, target: Target,
+                   deadline: Deadline) -> bool:
     """Whether libvirt confirms the domain is inactive or absent here. A transient domain
     that libvirt still lists while shut off is either a leftover (libvirt-lxc 9.0 leaves one
     when a restarted libvirtd finds the container died meanwhile) or a domain whose start is
@@ -65,6 +66,7 @@ def _confirmed_off(hv: Hypervisor, dom: Domain, target: Target, deadline: Deadli
             return False
         if dom.is_persistent(bound):
             return not dom.is_active(bound)
+        ctx.log.info(f"removing the leftover shut-off transient domain {dom.name}")
         try:
             dom.destroy(bound)
         except OperationInvalid:
@@ -123,7 +125,7 @@ def _graceful(ctx: Context, dom: Domain, target: Target, until: Deadline) -> boo
             if isinstance(fact, DomainNotFound):
                 return True
             if isinstance(fact, OperationInvalid):
-                if _confirmed_off(hv, dom, target, until):
+                if _confirmed_off(ctx, hv, dom, target, until):
                     return True
                 ctx.log.warning(f"domain {dom.name} refused to shut down ({fact.message}): "
                                 "destroying it")
@@ -152,18 +154,18 @@ def _graceful(ctx: Context, dom: Domain, target: Target, until: Deadline) -> boo
             for call in pending.values():
                 call.wait(min(STATE_POLL_S, until.remaining()))
             continue
-        if _confirmed_off(hv, dom, target, until):
+        if _confirmed_off(ctx, hv, dom, target, until):
             return True
         if before and until.now() - last_check >= RESTART_CHECK_S:
             last_check = until.now()
             if _emulators_replaced(target, before):
                 ctx.log.warning(f"domain {dom.name} restarted instead of shutting down (its "
                                 f"guest took the request ({how}) as a reboot); destroying it")
-                return _confirmed_off(hv, dom, target, until)
+                return _confirmed_off(ctx, hv, dom, target, until)
         if until.remaining() <= STATE_POLL_S:
             ctx.log.warning(f"domain {dom.name} did not shut down in {until.total:.0f}s"
                             f"{' (the request is still pending in libvirt)' if pending else ''}")
-            return _confirmed_off(hv, dom, target, until)
+            return _confirmed_off(ctx, hv, dom, target, until)
         ctx.sleep(STATE_POLL_S)
 
 
@@ -178,7 +180,7 @@ def _destroy(ctx: Context, dom: Domain, target: Target, until: Deadline) -> bool
             return True
         except (OperationInvalid, OperationFailed, DomainBusy, CallTimedOut) as f:
             ctx.log.debug(f"destroy of {dom.name}: {f.message}")
-        if _confirmed_off(dom.hv, dom, target, until):
+        if _confirmed_off(ctx, dom.hv, dom, target, until):
             return True
         if until.remaining() <= STATE_POLL_S:
             return False
@@ -266,7 +268,7 @@ def _stop_through_libvirt(ctx: Context, hv: Hypervisor, target: Target,
     if dom is None:
         confirm_gone(ctx, target, f"domain {name} is not defined on {target.uri}", deadline)
         return
-    if _confirmed_off(hv, dom, target, deadline):
+    if _confirmed_off(ctx, hv, dom, target, deadline):
         confirm_gone(ctx, target, f"domain {name} is shut off", deadline)
         return
     p = ctx.params
@@ -281,7 +283,7 @@ def _stop_through_libvirt(ctx: Context, hv: Hypervisor, target: Target,
     # libvirtd answers but did not stop the domain in time: kill it ourselves, and ask libvirt
     # whether it noticed (a killed qemu is seen at once)
     kill_emulator(ctx, target, deadline, f"libvirt did not stop {name} in time")
-    if _confirmed_off(hv, dom, target, deadline):
+    if _confirmed_off(ctx, hv, dom, target, deadline):
         ctx.log.info(f"libvirt confirms {name} is off")
         return
     raise AgentError(f"cannot confirm that {name} stopped: libvirt did not stop it in time "
