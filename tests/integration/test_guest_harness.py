@@ -203,14 +203,17 @@ def test_agent_answers_then_stops(make_guest: MakeGuest, how: str) -> None:
     assert out.returncode == 0 and out.stdout.strip() == '{"return":{}}', out
     print(f"guest-ping through libvirt: median {statistics.median(latencies) * 1000:.0f} ms")
 
-    g.stop_agent(how)  # raises unless the console says so and guest-ping fails
+    # Raises unless the console says so and guest-ping gets no answer (against a frozen
+    # agent each such ping takes libvirt's 5 s guest-sync wait: checked once, there).
+    g.stop_agent(how)
 
     assert re.search(rf"{AGENT_STOPPED_MARKER} signal={'KILL' if how == 'kill' else 'STOP'}",
                      g.console()), g.console()
-    assert not g.agent_ping(2.0)
     assert agent_channel_state(g.name) == ("disconnected" if how == "kill" else "connected")
-    out = virsh("qemu-agent-command", "--timeout", "2", g.name, '{"execute":"guest-ping"}')
-    assert out.returncode != 0, out
+    if how == "kill":
+        assert not g.agent_ping(2.0)
+        out = virsh("qemu-agent-command", "--timeout", "2", g.name, '{"execute":"guest-ping"}')
+        assert out.returncode != 0 and "not connected" in out.stderr, out
     assert g.state() == "running"
 
 
