@@ -54,6 +54,7 @@ from .guestagent import (
     guest_exec,
     stop_guest_agent,
 )
+from .guestnet import GuestNetwork
 from .libvirtd import Libvirtd
 from .resource import GuestResource, new_guest_resource
 from .smallfs import SmallFilesystem
@@ -64,11 +65,11 @@ __all__ = [
     "POWERBUTTON_MARKER", "REPO_ROOT", "SBIN_SHUTDOWN_MARKER", "SHUTDOWN_MARKER",
     "SLOW_POWEROFF_MARKER", "SLOW_STOP_MARKER", "WATCHDOG_MARKER", "WATCHDOG_STOPPED_MARKER",
     "AgentError", "AgentHung", "AgentResult", "DomainEvent", "DomainEvents", "DomainFacts",
-    "GuestArtifacts", "GuestOptions", "GuestResource", "HarnessError", "HostLock", "Libvirtd",
-    "SmallFilesystem", "agent_channel_state", "agent_command", "build_artifacts",
-    "console_text", "create_transient", "define_persistent", "detect_virt_type",
-    "domain_facts", "domain_state", "domain_state_reason", "domain_xml", "exit_reason",
-    "guest_agent_ping", "guest_exec", "kill_qemu", "new_guest_resource", "paused_reason",
-    "qemu_pids", "remove_domain", "run_agent", "stop_guest_agent", "wait_for_console",
-    "wait_for_state",
+    "GuestArtifacts", "GuestNetwork", "GuestOptions", "GuestResource", "HarnessError",
+    "HostLock", "Libvirtd", "SmallFilesystem", "agent_channel_state", "agent_command",
+    "build_artifacts", "console_text", "create_transient", "define_persistent",
+    "detect_virt_type", "domain_facts", "domain_state", "domain_state_reason", "domain_xml",
+    "exit_reason", "guest_agent_ping", "guest_exec", "kill_qemu", "new_guest_resource",
+    "paused_reason", "qemu_pids", "remove_domain", "run_agent", "stop_guest_agent",
+    "wait_for_console", "wait_for_state",
 ]

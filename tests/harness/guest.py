@@ -21,7 +21,9 @@ the default guest boots as fast as ever):
     HARNESS-SLOW-STOP poweroff via=<who>  ... and powers off now
     HARNESS-WATCHDOG started ...          busybox watchdog feeds /dev/watchdog (i6300esb)
     HARNESS-WATCHDOG-STOPPED ...          it was SIGKILLed: nobody feeds the watchdog any more
-    HARNESS-AGENT-FAILED / HARNESS-WATCHDOG-FAILED ...  that feature could not start (raise)
+    HARNESS-NET eth0 <ip> up              (ip) eth0 is up with its address, before the init marker
+    HARNESS-AGENT-FAILED / HARNESS-WATCHDOG-FAILED / HARNESS-NET-FAILED ...
+                                          that feature could not start (boot helpers raise)
     HARNESS-FILL started dev=vda          the guest writes /dev/vda until a write fails
 """
 
@@ -70,6 +72,8 @@ SLOW_POWEROFF_MARKER = "HARNESS-SLOW-STOP poweroff"
 WATCHDOG_MARKER = "HARNESS-WATCHDOG started"
 WATCHDOG_STOPPED_MARKER = "HARNESS-WATCHDOG-STOPPED"
 WATCHDOG_FAILED_MARKER = "HARNESS-WATCHDOG-FAILED"
+NET_MARKER = "HARNESS-NET eth0"
+NET_FAILED_MARKER = "HARNESS-NET-FAILED"
 FILL_MARKER = "HARNESS-FILL started"
 VIRT_TYPE_ENV = "PYVD_TEST_VIRT_TYPE"
 AGENT_CHANNEL = "org.qemu.guest_agent.0"
@@ -129,7 +133,21 @@ for top in $(cat /modules/base) $(echo "$modules" | tr , ' '); do
 done
 hostname guest
 ip link set lo up
-if [ -n "$ip" ]; then ip link set eth0 up && ip addr add "$ip" dev eth0; fi
+if [ -n "$ip" ]; then
+  ip link set eth0 up && ip addr add "$ip" dev eth0
+  # The link comes up (operstate) about a second after the carrier: wait, so that the
+  # guest is reachable once init announces itself.
+  i=0
+  while [ "$(cat /sys/class/net/eth0/operstate)" != up ] && [ $i -lt 100 ]; do
+    i=$((i + 1)); sleep 0.05
+  done
+  if [ "$(cat /sys/class/net/eth0/operstate)" = up ]; then
+    echo "HARNESS-NET eth0 $ip up uptime=$(cut -d' ' -f1 /proc/uptime)" > /dev/console
+  else
+    echo "HARNESS-NET-FAILED eth0 $ip still $(cat /sys/class/net/eth0/operstate) after 5 s" \\
+      > /dev/console
+  fi
+fi
 echo "$mode" > /run/harness.mode
 echo "$tick" > /run/harness.tick
 cat > /run/harness.env <<EOF
@@ -314,6 +332,10 @@ class GuestOptions:
     disk: Path | None = None
     disk_error_policy: str = "stop"
     fill_disk: bool = False
+    # A tap device created beforehand (libvirt <interface type='ethernet'> managed='no'),
+    # virtio-net, and the guest's address on it (e.g. "10.123.0.2/24").
+    tap: str | None = None
+    ip: str | None = None
     # More modules to load (must be in the initramfs: BASE_MODULES + EXTRA_MODULES).
     modules: tuple[str, ...] = ()
 
@@ -634,6 +656,8 @@ def options_cmdline(options: GuestOptions) -> list[str]:
             args.append("harness.fill=vda")
     elif options.fill_disk:
         raise ValueError("fill_disk needs a disk")
+    if options.ip is not None:
+        args.append(f"harness.ip={_check_name('ip', options.ip)}")
     if modules:
         unique = list(dict.fromkeys(_check_name("module", m) for m in modules))
         args.append(f"harness.modules={','.join(unique)}")
@@ -648,6 +672,11 @@ def _options_devices(options: GuestOptions) -> str:
       <source file={quoteattr(str(options.disk))}/>
       <target dev='vda' bus='virtio'/>
     </disk>""")
+    if options.tap is not None:
+        devices.append(f"""    <interface type='ethernet'>
+      <target dev={quoteattr(options.tap)} managed='no'/>
+      <model type='virtio'/>
+    </interface>""")
     if options.agent:
         devices.append(f"""    <channel type='unix'>
       <target type='virtio' name='{AGENT_CHANNEL}'/>
@@ -665,7 +694,7 @@ def domain_xml(name: str, mode: str, artifacts: GuestArtifacts, virt_type: str,
                console_log: Path | str, uuid: str | None = None, memory_mib: int = 128,
                extra_cmdline: str = "", options: GuestOptions | None = None) -> str:
     """A diskless one-vCPU domain booting the test kernel, its console logged to a file;
-    ``options`` adds what production guests have (agent, slow shutdown, watchdog, a disk)."""
+    ``options`` adds what production guests have (agent, watchdog, a disk, a NIC)."""
     if mode not in MODES:
         raise ValueError(f"mode {mode!r} is not one of {MODES}")
     if virt_type not in ("qemu", "kvm"):
@@ -717,10 +746,10 @@ def console_text(path: Path | str) -> str:
 
 
 def boot_failures(text: str) -> list[str]:
-    """The console lines saying the guest's set-up failed (a module, agent, watchdog)."""
+    """The console lines saying the guest's set-up failed (module, agent, watchdog, NIC)."""
     return [line.strip() for line in text.splitlines()
             if any(m in line for m in (MODULE_FAILED_MARKER, AGENT_FAILED_MARKER,
-                                       WATCHDOG_FAILED_MARKER))]
+                                       WATCHDOG_FAILED_MARKER, NET_FAILED_MARKER))]
 
 
 def wait_for_console(path: Path | str, marker: str, timeout_s: float) -> bool:

@@ -57,7 +57,11 @@ def agent_command(name: str, command: Mapping[str, Any], timeout_s: float = 5.0,
 
 
 def guest_agent_ping(name: str, timeout_s: float = 3.0, uri: str = DEFAULT_URI) -> bool:
-    """Whether the guest agent answers ``guest-ping`` within about ``timeout_s``."""
+    """Whether the guest agent answers ``guest-ping`` within about ``timeout_s``.
+
+    libvirt 9.0 first sends guest-sync and waits up to 5 s for it whatever timeout the
+    caller asks for: against a hung (SIGSTOPped) agent this takes 5 s, not ``timeout_s``
+    (measured here); a killed agent (channel disconnected) fails at once."""
     try:
         agent_command(name, {"execute": "guest-ping"}, timeout_s, uri)
         return True

@@ -19,6 +19,7 @@ import pytest
 
 from tests.harness import (
     GuestArtifacts,
+    GuestNetwork,
     GuestOptions,
     GuestResource,
     HarnessError,
@@ -167,6 +168,20 @@ def make_small_fs(tmp_path: Path, libvirtd: Libvirtd) -> Iterator[MakeSmallFs]:
             problems.append(str(exc))
     if problems:
         pytest.fail("teardown: " + "; ".join(problems))
+
+
+@pytest.fixture
+def guest_network(libvirtd: Libvirtd) -> Iterator[GuestNetwork]:
+    """A bridge in a network namespace made for this test (see GuestNetwork); teardown
+    removes the guests started on it, the namespace and the taps, and fails the test if any
+    remains."""
+    net = GuestNetwork().create()
+    yield net
+    try:
+        libvirtd.ensure_running()
+        net.close()
+    except HarnessError as exc:
+        pytest.fail(f"teardown: {exc}")
 
 
 @pytest.fixture
