@@ -11,9 +11,10 @@ path).
 
 from __future__ import annotations
 
-from typing import Mapping, NamedTuple
+from typing import Mapping
 
 from .locate import metadata_path
+from .tuples import NamedTuple
 
 
 class ParameterSpec(NamedTuple):

@@ -6,7 +6,8 @@ these; the unit tests exercise them directly."""
 from __future__ import annotations
 
 from enum import Enum
-from typing import NamedTuple
+
+from .tuples import NamedTuple
 
 # Downtime steps (ms) for migration_deadline_action=downtime.
 DOWNTIME_STEPS = (300, 1000, 3000, 10000)

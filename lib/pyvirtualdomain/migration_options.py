@@ -5,7 +5,9 @@ uses it without libvirt; the names become libvirt constants only in virt/domain.
 from __future__ import annotations
 
 import re
-from typing import Any, Mapping, NamedTuple
+from typing import Any, Mapping
+
+from .tuples import NamedTuple
 
 # virsh migrate options that are plain flags -> libvirt VIR_MIGRATE_* flag name (None: accepted
 # and meaningless for an agent, such as --verbose).

@@ -7,7 +7,9 @@ build environments as plain dicts.
 from __future__ import annotations
 
 from enum import IntEnum
-from typing import Mapping, NamedTuple
+from typing import Mapping
+
+from .tuples import NamedTuple
 
 
 class OCFExit(IntEnum):

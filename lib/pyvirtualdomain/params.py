@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Mapping, NamedTuple
+from typing import Mapping
 
 from .metadata import AgentSchema, ParameterSpec, parse_duration_s
+from .tuples import NamedTuple
 
 TRUE_WORDS = frozenset({"1", "true", "yes", "on", "y", "ja"})
 FALSE_WORDS = frozenset({"0", "false", "no", "off", "n", "nein", ""})

@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import os
 import re
-from typing import Mapping, NamedTuple
+from typing import Mapping
+
+from .tuples import NamedTuple
 
 # Default URI per <domain type=...> when neither the parameter nor libvirt's configuration
 # names one; what "virsh uri" gives on a host running that hypervisor as root.

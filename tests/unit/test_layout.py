@@ -146,6 +146,16 @@ def test_libvirt_only_inside_virt():
     assert not wrong, "\n".join(wrong)
 
 
+def test_named_tuples_come_from_tuples():
+    """typing.NamedTuple compiles each field's annotation when the class is made: the
+    monitor would pay for it on every run (pyvirtualdomain.tuples has the cheap one)."""
+    wrong = [f"{path.name}:{line} imports NamedTuple from typing"
+             for module, path in modules().items()
+             for target, name, line in imports(module, path)
+             if target == "typing" and name == "NamedTuple" and not module.endswith(".tuples")]
+    assert not wrong, "\n".join(wrong)
+
+
 @pytest.mark.parametrize("bad", [
     # the checks themselves must be able to fail
     ("core", f"{NAME}.actions.start"),

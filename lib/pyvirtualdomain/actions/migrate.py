@@ -5,7 +5,7 @@ migration_decisions.py; this module polls libvirt and applies them."""
 from __future__ import annotations
 
 import os
-from typing import Callable, NamedTuple
+from typing import Callable
 
 from ..core import record
 from ..core.context import QUERY_BOUND_S, Context, require_valid_params
@@ -31,6 +31,7 @@ from ..migration_options import (
     migration_uri,
     parse_migrate_options,
 )
+from ..tuples import NamedTuple
 from ..virt.connection import Hypervisor, open_hypervisor
 from ..virt.domain import (
     EXECUTING_STATES,

@@ -4,7 +4,7 @@ may still run."""
 
 from __future__ import annotations
 
-from typing import Callable, NamedTuple
+from typing import Callable
 
 from ..core import record
 from ..core.context import QUERY_BOUND_S, STATE_POLL_S, Context, warn_params
@@ -30,6 +30,7 @@ from ..errors import (
     PermissionProblem,
     UnsupportedOperation,
 )
+from ..tuples import NamedTuple
 from ..uri import is_local_uri
 from ..virt.connection import Hypervisor, PendingCall
 from ..virt.domain import Domain, DomainState

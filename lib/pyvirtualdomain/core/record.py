@@ -13,9 +13,9 @@ from __future__ import annotations
 
 import os
 import time
-from typing import NamedTuple
 
 from ..fileio import atomic_write, dump_fields, parse_fields
+from ..tuples import NamedTuple
 from ..virt.domxml import DomainIdentity
 
 

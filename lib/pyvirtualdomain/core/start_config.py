@@ -3,9 +3,8 @@ every check that needs no libvirt."""
 
 from __future__ import annotations
 
-from typing import NamedTuple
-
 from ..errors import ConfigError
+from ..tuples import NamedTuple
 from ..virt.domxml import ConfigFile, DomainIdentity, load_domain
 from .context import Context
 from .target import check_uri, check_virt_type

@@ -4,10 +4,9 @@ another domain. Also opening and closing the hypervisor for an action."""
 
 from __future__ import annotations
 
-from typing import NamedTuple
-
 from ..deadline import Deadline
 from ..errors import AgentError, ConfigError, NotInstalled
+from ..tuples import NamedTuple
 from ..virt.connection import Hypervisor, open_hypervisor
 from ..virt.domxml import DomainIdentity, parse_identity, read_config
 from . import record as staterec

@@ -3,8 +3,7 @@ needs (start_resources), the devices guest health depends on. Not on the monitor
 
 from __future__ import annotations
 
-from typing import NamedTuple
-
+from ..tuples import NamedTuple
 from .domxml import parse_xml
 
 

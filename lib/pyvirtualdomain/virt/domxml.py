@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import errno
 import os
-from typing import NamedTuple
 
 from ..errors import ConfigError, NotInstalled, PermissionProblem
+from ..tuples import NamedTuple
 
 MAX_CONFIG_BYTES = 16 * 1024 * 1024
 
