@@ -152,9 +152,10 @@ Python {platform.python_version()}, libvirt-lxc (`lxc:///system`), one running b
 container started by PyLXCDomain; both agents monitor that same container through the same
 libvirtd. Every row is a recurring monitor (OCF_RESKEY_CRM_meta_interval=10000, timeout
 30 s) with a CIB file (`CIB_file`) and `OCF_RESKEY_crm_feature_set`, as under Pacemaker's
-executor, so both agents keep the utilization attributes they keep by default; VirtualDomain runs with `hypervisor=lxc:///system force_stop=true` and
-OCF_ROOT=/usr/lib/ocf. Wall is the time from spawn to exit; CPU is user+sys of the agent
-process and the children it waited for (`os.wait4` rusage). The container was still
+executor, so both agents keep the utilization attributes they keep by default; VirtualDomain
+runs with `hypervisor=lxc:///system force_stop=true` and OCF_ROOT=/usr/lib/ocf. Wall is the
+time from spawn to exit; CPU is user+sys of the agent process and the children it waited for
+(`os.wait4` rusage). The container was still
 {state_after!r} after the last round.
 
 {body}
@@ -166,8 +167,8 @@ is a new process that opens its own libvirt connection. PyLXCDomain is one Pytho
 with one connection and one state query; most of its time is interpreter start-up and
 importing libvirt-python (see the python floors); it asks libvirt once for the values behind
 the utilization attributes and calls `crm_resource` only when one changed. The "utilization
-off" rows set autoset_utilization_*=false for each agent. The host is shared and figures drift by up to 2x over a day; compare rows of
-the same run only.
+off" rows set autoset_utilization_*=false for each agent. The host is shared and figures
+drift by up to 2x over a day; compare rows of the same run only.
 """
     out = ROOT / "docs" / "benchmarks-lxc.md"
     out.parent.mkdir(parents=True, exist_ok=True)
