@@ -219,6 +219,9 @@ def test_migrate_to_without_target_is_an_argument_error(tmp_path):
 # start-only code would drag in.
 MONITOR_FORBIDDEN = ("xml", "lxml", "pyexpat", "psutil", "subprocess", "json", "dataclasses",
                      "inspect", "threading", "shlex", "urllib", "tempfile")
+# ... nor the package's modules for recording, the no-libvirt fallback and failures.
+MONITOR_FORBIDDEN_OWN = ("pyvirtualdomain.core.recording", "pyvirtualdomain.core.last_resort",
+                         "pyvirtualdomain.core.outcomes", "pyvirtualdomain.virt.procs")
 # Parameters most resources carry: migration settings and utilization switches.
 EVERYDAY_PARAMETERS = {
     "OCF_RESKEY_migration_transport": "ssh", "OCF_RESKEY_migrateuri": "tcp://%n-mig:49152",
@@ -244,7 +247,7 @@ def test_recurring_monitor_parses_no_xml_and_loads_no_fallbacks(tmp_path):
             "from pyvirtualdomain.cli import main;"
             "rc = main(['monitor'], os.environ);"
             "print(rc, sorted(m for m in sys.modules if m.split('.')[0] in "
-            f"{MONITOR_FORBIDDEN!r}))")
+            f"{MONITOR_FORBIDDEN!r} or m in {MONITOR_FORBIDDEN_OWN!r}))")
     env.update(PATH="/usr/sbin:/usr/bin:/sbin:/bin", OCF_RESKEY_CRM_meta_interval="10000")
     m = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
     assert m.stdout.strip() == "0 []", m.stderr

@@ -137,11 +137,11 @@ def _monitor_target(ctx: Context, target: Target, deadline: Deadline) -> None:
             record_running(ctx, dom, target.ident, target.uri, target.unrecorded,
                            config_uuid=target.ident.uuid if target.uuid_from_config else None,
                            quiet=True)
-        elif target.source == "record" and not target.uuid_from_config:
-            from ..core.recording import rerecord_uuid, uuid_of
+        elif (target.source == "record" and not target.uuid_from_config
+              and target.ident.uuid != dom.uuid_or_none()):
+            from ..core.recording import rerecord_uuid
 
-            if target.ident.uuid != uuid_of(dom):
-                rerecord_uuid(ctx, dom, target.ident)
+            rerecord_uuid(ctx, dom, target.ident)
         _running_extras(ctx, dom, deadline)
     except DomainNotFound:
         raise _not_running(target, f"domain {name} is not running (not found on "

@@ -10,18 +10,11 @@ from .context import Context
 from .record import ConfigStamp
 
 
-def uuid_of(dom: Domain) -> str | None:
-    try:
-        return dom.uuid()
-    except Exception:  # noqa: BLE001 - the record is a convenience; the XML's uuid will do
-        return None
-
-
 def rerecord_uuid(ctx: Context, dom: Domain, recorded: DomainIdentity) -> None:
     """The recorded domain was found by name under another UUID (re-created from the same
     config, which names no uuid): record the one that runs."""
     rec = record.load(ctx.record_path)
-    uuid = uuid_of(dom)
+    uuid = dom.uuid_or_none()
     if rec is None or uuid is None:
         return
     ctx.log.warning(f"domain {recorded.name} runs with uuid {uuid}, not the recorded "
@@ -36,7 +29,7 @@ def record_running(ctx: Context, dom: Domain, ident: DomainIdentity, uri: str,
                    stamp: ConfigStamp, config_uuid: str | None, quiet: bool = False,
                    watchdog: str | None = None) -> None:
     """Record the domain ``dom`` (started from, or found matching, the config ``stamp``)."""
-    uuid = uuid_of(dom) or ident.uuid
+    uuid = dom.uuid_or_none() or ident.uuid
     try:
         record.save(ctx.record_path, record.new_record(ident, uuid, uri, stamp, config_uuid,
                                                        watchdog))

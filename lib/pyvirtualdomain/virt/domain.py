@@ -190,6 +190,13 @@ class Domain:
     def uuid(self) -> str:
         return str(self.virdomain.UUIDString()).lower()
 
+    def uuid_or_none(self) -> str | None:
+        """The UUID, or None when libvirt-python cannot give it (no daemon call either way)."""
+        try:
+            return self.uuid()
+        except Exception:  # noqa: BLE001 - callers fall back to the XML's uuid
+            return None
+
     def state(self, timeout_s: float) -> tuple[DomainState, int]:
         code, reason = self.hv.call(lambda: self.virdomain.state(0), timeout_s,
                                     "get domain state")

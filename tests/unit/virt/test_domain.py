@@ -22,3 +22,21 @@ def test_lookup_by_uuid_distinguishes_same_name(test_conn, write_config, state_d
     assert info.rc == OCFExit.ERR_GENERIC
     assert other.isActive()
     other.destroy()
+
+
+def test_uuid_or_none(test_conn):
+    """What the monitor compares with the record, without a daemon call or an import."""
+    from pyvirtualdomain.virt.domain import Domain
+
+    u = str(uuid.uuid4()).upper()
+    raw = test_conn.createXML(drv_xml("u10", u), 0)
+
+    class Broken:
+        def UUIDString(self):  # noqa: N802 - libvirt's name
+            raise RuntimeError("libvirt-python without a domain")
+
+    try:
+        assert Domain(None, raw).uuid_or_none() == u.lower()  # type: ignore[arg-type]
+        assert Domain(None, Broken()).uuid_or_none() is None  # type: ignore[arg-type]
+    finally:
+        raw.destroy()
