@@ -142,7 +142,7 @@ def _monitor_target(ctx: Context, target: Target, deadline: Deadline) -> None:
             from ..core.recording import rerecord_uuid
 
             rerecord_uuid(ctx, dom, target.ident)
-        _running_extras(ctx, dom, deadline)
+        _running_extras(ctx, dom, target, deadline)
     except DomainNotFound:
         raise _not_running(target, f"domain {name} is not running (not found on "
                                    f"{target.uri})") from None
@@ -169,12 +169,12 @@ def _monitor_target(ctx: Context, target: Target, deadline: Deadline) -> None:
         close(hv)
 
 
-def _running_extras(ctx: Context, dom: Domain, deadline: Deadline) -> None:
+def _running_extras(ctx: Context, dom: Domain, target: Target, deadline: Deadline) -> None:
     """What a monitor of a running domain does beyond its state: guest health (a watchdog
     that dumped the guest; at OCF_CHECK_LEVEL=20 the guest agent), the user's monitor
     scripts, then the utilization attributes (VirtualDomain parity)."""
     if not ctx.env.is_probe:
-        rec = record.load(ctx.record_path)
+        rec = target.record if target.record is not None else record.load(ctx.record_path)
         if rec is not None and rec.watchdog == "dump":
             from ..features.watchdog import check_watchdog_dump
 

@@ -11,7 +11,7 @@ from ..virt.connection import Hypervisor, open_hypervisor
 from ..virt.domxml import DomainIdentity, parse_identity, read_config
 from . import record as staterec
 from .context import QUERY_BOUND_S, Context, HypervisorChoice
-from .record import ConfigStamp
+from .record import ConfigStamp, DomainRecord
 
 
 class Target(NamedTuple):
@@ -31,6 +31,8 @@ class Target(NamedTuple):
     # own parameters (wrong everywhere) or from this node (LIBVIRT_DEFAULT_URI, libvirt.conf).
     uri_problem: str | None = None
     uri_explicit: bool = True
+    # The state record, when the identity came from it (read once per action).
+    record: DomainRecord | None = None
 
 
 def check_virt_type(ctx: Context, ident: DomainIdentity, path: str) -> None:
@@ -81,7 +83,7 @@ def identify(ctx: Context) -> tuple[list[Target], AgentError | None]:
         cfg = read_config(ctx.params.config)
         if record is not None and record.stamp == ConfigStamp(cfg.path, cfg.mtime_ns, cfg.size):
             return [Target(record.identity, record.uri, "record",
-                           uuid_from_config=record.config_uuid is not None)], None
+                           uuid_from_config=record.config_uuid is not None, record=record)], None
         ident = parse_identity(cfg.data, cfg.path)
     except AgentError as exc:
         problem = exc
@@ -123,7 +125,7 @@ def identify(ctx: Context) -> tuple[list[Target], AgentError | None]:
             ctx.log.warning(f"config now names domain {targets[0].ident.name}, but this "
                             f"agent started {record.name}: checking both")
         targets.append(Target(record.identity, record.uri, "record",
-                              uuid_from_config=record.config_uuid is not None))
+                              uuid_from_config=record.config_uuid is not None, record=record))
     return targets, problem
 
 
