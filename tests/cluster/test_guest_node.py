@@ -23,9 +23,8 @@ from tests.harness.cluster import (
     ClusterNode,
     ClusterStatus,
 )
-from tests.harness.common import pid_alive, wait_until
+from tests.harness.common import descendants, pid_alive, wait_until
 from tests.harness.domains import domain_facts
-from tests.harness.lxc import descendants
 
 pytestmark = pytest.mark.cluster
 

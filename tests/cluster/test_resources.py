@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import pytest
 
 from tests.harness.cluster import DOMAIN_PREFIX, GUEST_NODE, ClusterNode, ClusterStatus
-from tests.harness.common import pid_alive, wait_until
+from tests.harness.common import descendants, pid_alive, wait_until
 from tests.harness.domains import domain_facts, kill_qemu, qemu_pids
 from tests.harness.guest import (
     ACPID_MARKER,
@@ -29,7 +29,7 @@ from tests.harness.guest import (
     detect_virt_type,
     domain_xml,
 )
-from tests.harness.lxc import build_rootfs, descendants, new_container
+from tests.harness.lxc import build_rootfs, new_container
 
 pytestmark = pytest.mark.cluster
 

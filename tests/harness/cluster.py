@@ -69,6 +69,8 @@ from .common import (
     VENV_PYTHON,
     CallTimeout,
     HarnessError,
+    children,
+    descendants,
     pid_alive,
     read_cmdline,
     read_comm,
@@ -77,11 +79,10 @@ from .common import (
 )
 from .domains import import_libvirt, with_connection
 from .libvirtd import ensure_qemu_user
-from .lxc import LXC_EMULATOR, descendants
+from .lxc import LXC_EMULATOR
 from .nsnode import (
     UNIFIED_CGROUP,
     NsNode,
-    children,
     create_netns,
     delete_netns,
     hybrid_cgroups,

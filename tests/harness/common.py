@@ -123,6 +123,26 @@ def all_pids() -> list[int]:
     return [int(d) for d in os.listdir("/proc") if d.isdigit()]
 
 
+def children(pid: int) -> list[int]:
+    """A process's children (none if it is gone)."""
+    try:
+        with open(f"/proc/{pid}/task/{pid}/children", encoding="ascii") as f:
+            return [int(p) for p in f.read().split()]
+    except OSError:
+        return []
+
+
+def descendants(pid: int) -> list[int]:
+    """Every process below ``pid`` (children, their children, ...)."""
+    out: list[int] = []
+    todo = children(pid)
+    while todo:
+        p = todo.pop()
+        out.append(p)
+        todo.extend(children(p))
+    return out
+
+
 # Locks this process holds: path -> [descriptor, depth]. flock() on a second descriptor of
 # the same file would wait for this very process, so nested users share the first one.
 _HELD_LOCKS: dict[str, list[int]] = {}

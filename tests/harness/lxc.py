@@ -32,6 +32,7 @@ from .common import (
     REPO_ROOT,
     HarnessError,
     all_pids,
+    descendants,
     kill_all,
     pid_alive,
     read_cmdline,
@@ -237,24 +238,6 @@ def controller_pids(name: str) -> list[int]:
         if name in (_arg_after(argv, "--name"), _arg_after(argv, "-n")) and pid_alive(pid):
             found.append(pid)
     return found
-
-
-def children(pid: int) -> list[int]:
-    try:
-        with open(f"/proc/{pid}/task/{pid}/children", encoding="ascii") as f:
-            return [int(p) for p in f.read().split()]
-    except OSError:
-        return []
-
-
-def descendants(pid: int) -> list[int]:
-    out: list[int] = []
-    todo = children(pid)
-    while todo:
-        p = todo.pop()
-        out.append(p)
-        todo.extend(children(p))
-    return out
 
 
 def kill_container_processes(name: str, timeout_s: float = 10.0) -> list[int]:

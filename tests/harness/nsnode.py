@@ -18,6 +18,7 @@ from .common import (
     CallTimeout,
     HarnessError,
     all_pids,
+    descendants,
     pid_alive,
     read_cmdline,
     read_comm,
@@ -86,25 +87,7 @@ def mount_ns(pid: int) -> str | None:
         return None
 
 
-def children(pid: int) -> list[int]:
-    try:
-        with open(f"/proc/{pid}/task/{pid}/children", encoding="ascii") as f:
-            return [int(p) for p in f.read().split()]
-    except OSError:
-        return []
-
-
 # -- one node --------------------------------------------------------------------------------
-
-
-def descendants(pid: int) -> list[int]:
-    out: list[int] = []
-    todo = children(pid)
-    while todo:
-        p = todo.pop()
-        out.append(p)
-        todo.extend(children(p))
-    return out
 
 
 def create_netns(name: str) -> None:

@@ -15,8 +15,15 @@ from pathlib import Path
 import pytest
 
 from tests.harness import AgentResult, Libvirtd, domain_facts, domain_state, run_agent
-from tests.harness.common import REPO_ROOT, pid_alive, read_cmdline, wait_until
-from tests.harness.lxc import LXC_URI, Container, children, descendants, freeze, thaw_frozen
+from tests.harness.common import (
+    REPO_ROOT,
+    children,
+    descendants,
+    pid_alive,
+    read_cmdline,
+    wait_until,
+)
+from tests.harness.lxc import LXC_URI, Container, freeze, thaw_frozen
 
 from .conftest import MakeContainer
 
