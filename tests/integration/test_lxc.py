@@ -15,8 +15,11 @@ from pathlib import Path
 import pytest
 
 from tests.harness import AgentResult, Libvirtd, domain_facts, domain_state, run_agent
+from tests.harness.agent import agent_environment, run_agent_argv
 from tests.harness.common import (
+    AGENTS_DIR,
     REPO_ROOT,
+    VENV_PYTHON,
     children,
     descendants,
     pid_alive,
@@ -306,6 +309,39 @@ def test_a_container_whose_controller_died_while_libvirtd_was_down(
         for pid in survivors:
             if pid_alive(pid):
                 os.kill(pid, 9)
+
+
+def probe_on_another_host(c: Container, state_dir: Path) -> AgentResult:
+    """A probe as the node next door would run it, on a host that shares this kernel (as the
+    cluster tests' nodes do): its own network namespace, and a /run/libvirt of its own in
+    which no libvirtd listens. Both namespaces end with the agent's process."""
+    env = agent_environment("monitor", {"config": str(c.config)}, timeout_ms=OP_MS,
+                            interval_ms=0, instance=c.name, state_dir=state_dir, agent=AGENT)
+    argv = ["unshare", "--net", "--mount", "--propagation", "private", "sh", "-c",
+            'mount -t tmpfs pyvd-other-host /run/libvirt && exec "$@"', "sh",
+            str(VENV_PYTHON), str(AGENTS_DIR / AGENT), "monitor"]
+    return run_agent_argv(argv, env, action="monitor", agent=AGENT, limit_s=OP_MS / 1000 + 10,
+                          where=" on another host")
+
+
+def test_a_container_of_another_host_sharing_the_kernel_is_not_ours(
+        make_container: MakeContainer, tmp_path: Path) -> None:
+    """Found by the two-node cluster test (fresh-clone CI): the nodes share one kernel, and
+    the probe on the node that did not run guest2 found the container's processes by their
+    LIBVIRT_LXC_* environment (issue 13 #4) and said 1; Pacemaker took guest2 for active on
+    both nodes and recovered it (stopped, guest node fenced, started again). A container
+    whose init is the child of a libvirt_lxc controller in another network namespace is that
+    host's: the probe there says 7, here 0."""
+    c = make_container("graceful")
+    controller = start_ready(c, tmp_path)
+    other = probe_on_another_host(c, tmp_path / "other-host")
+    assert other.rc == 7, other
+    here = run(c, "monitor", tmp_path, interval_ms=0)
+    assert here.rc == 0, here
+    assert pid_alive(controller) and state(c) == "running"
+    stop = run(c, "stop", tmp_path)
+    assert stop.rc == 0, stop
+    assert_gone(c, controller, what="stop")
 
 
 QEMU_XML = """<domain type='qemu'>

@@ -3,7 +3,8 @@
 Used when libvirtd cannot be asked, or to check what it says. An emulator counts only if it
 runs in this host's network namespace, so that guests of another libvirt host sharing the
 kernel (test hosts in network namespaces) are never mistaken for ours; a container's own
-processes are known by its uuid.
+processes are known by its name and uuid, and are another host's when their libvirt_lxc
+controller runs in another network namespace.
 """
 
 from __future__ import annotations
@@ -101,8 +102,10 @@ def container_members(ident: DomainIdentity) -> list[Any]:
     import psutil
 
     own = _pidns("self")
+    own_net = _own_netns()
     spaces: set[str] = set()
-    for proc in psutil.process_iter(["pid"]):
+    elsewhere: set[str] = set()
+    for proc in psutil.process_iter(["pid", "ppid"]):
         try:
             env = proc.environ()
         except (psutil.Error, OSError):
@@ -113,11 +116,34 @@ def container_members(ident: DomainIdentity) -> list[Any]:
         if ident.uuid and uuid and uuid != ident.uuid:
             continue
         space = _pidns(proc.pid)
-        if space is not None and space != own:
-            spaces.add(space)
+        if space is None or space == own:
+            continue
+        spaces.add(space)
+        if own_net is not None and _controller_elsewhere(ident, proc.info.get("ppid"), own_net):
+            elsewhere.add(space)
+    # A container whose init is the child of its controller on another host (a host sharing
+    # this kernel) is that host's. One without a controller (it died) cannot be placed, and
+    # its container may have a network namespace of its own: it counts (never 7 for
+    # something that may run here).
+    spaces -= elsewhere
     if not spaces:
         return []
     return [p for p in psutil.process_iter(["pid"]) if _pidns(p.pid) in spaces]
+
+
+def _controller_elsewhere(ident: DomainIdentity, ppid: int | None, own_net: str) -> bool:
+    """Whether ``ppid`` is this container's libvirt_lxc controller, running in a network
+    namespace other than ours."""
+    import psutil
+
+    if not ppid:
+        return False
+    try:
+        parent = psutil.Process(ppid)
+        name, cmdline = parent.name(), parent.cmdline()
+    except (psutil.Error, OSError):
+        return False
+    return matches(ident, name, cmdline) and _netns(ppid) not in (own_net, None)
 
 
 def find_emulators(ident: DomainIdentity) -> list[Any]:
