@@ -94,15 +94,16 @@ def _pidns(pid: int | str) -> str | None:
         return None
 
 
-def container_members(ident: DomainIdentity) -> list[Any]:
+def container_members(ident: DomainIdentity, controllers_elsewhere: set[int]) -> list[Any]:
     """Every process of a libvirt-lxc container, found without its controller (which may have
     died, OOM or crash, leaving init and its children running, re-parented): the container's
     init carries LIBVIRT_LXC_NAME and LIBVIRT_LXC_UUID in its environment, and libvirt-lxc
-    always gives it a pid namespace of its own, which every process of the container shares."""
+    always gives it a pid namespace of its own, which every process of the container shares.
+    A container whose init is the child of one of ``controllers_elsewhere`` (this domain's
+    controllers on another host sharing the kernel) is that host's."""
     import psutil
 
     own = _pidns("self")
-    own_net = _own_netns()
     spaces: set[str] = set()
     elsewhere: set[str] = set()
     for proc in psutil.process_iter(["pid", "ppid"]):
@@ -119,31 +120,14 @@ def container_members(ident: DomainIdentity) -> list[Any]:
         if space is None or space == own:
             continue
         spaces.add(space)
-        if own_net is not None and _controller_elsewhere(ident, proc.info.get("ppid"), own_net):
+        if proc.info.get("ppid") in controllers_elsewhere:
             elsewhere.add(space)
-    # A container whose init is the child of its controller on another host (a host sharing
-    # this kernel) is that host's. One without a controller (it died) cannot be placed, and
-    # its container may have a network namespace of its own: it counts (never 7 for
-    # something that may run here).
+    # One without a controller (it died) cannot be placed, and its container may have a
+    # network namespace of its own: it counts (never 7 for something that may run here).
     spaces -= elsewhere
     if not spaces:
         return []
     return [p for p in psutil.process_iter(["pid"]) if _pidns(p.pid) in spaces]
-
-
-def _controller_elsewhere(ident: DomainIdentity, ppid: int | None, own_net: str) -> bool:
-    """Whether ``ppid`` is this container's libvirt_lxc controller, running in a network
-    namespace other than ours."""
-    import psutil
-
-    if not ppid:
-        return False
-    try:
-        parent = psutil.Process(ppid)
-        name, cmdline = parent.name(), parent.cmdline()
-    except (psutil.Error, OSError):
-        return False
-    return matches(ident, name, cmdline) and _netns(ppid) not in (own_net, None)
 
 
 def find_emulators(ident: DomainIdentity) -> list[Any]:
@@ -153,6 +137,7 @@ def find_emulators(ident: DomainIdentity) -> list[Any]:
 
     own = _own_netns()
     found = []
+    elsewhere: set[int] = set()  # this domain's emulators on another host sharing the kernel
     for proc in psutil.process_iter(["pid", "name", "cmdline"]):
         info = proc.info
         try:
@@ -161,11 +146,12 @@ def find_emulators(ident: DomainIdentity) -> list[Any]:
         except (TypeError, ValueError):
             continue
         if own is not None and _netns(info["pid"]) not in (own, None):
+            elsewhere.add(info["pid"])
             continue
         found.append(proc)
     if ident.virt_type == "lxc":
         known = {p.pid for p in found}
-        found += [p for p in container_members(ident) if p.pid not in known]
+        found += [p for p in container_members(ident, elsewhere) if p.pid not in known]
     return found
 
 
