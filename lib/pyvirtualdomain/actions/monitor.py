@@ -137,11 +137,13 @@ def _monitor_target(ctx: Context, target: Target, deadline: Deadline) -> None:
             record_running(ctx, dom, target.ident, target.uri, target.unrecorded,
                            config_uuid=target.ident.uuid if target.uuid_from_config else None,
                            quiet=True)
-        elif (target.source == "record" and not target.uuid_from_config
-              and target.ident.uuid != dom.uuid_or_none()):
-            from ..core.recording import rerecord_uuid
+        elif target.source == "record" and not target.uuid_from_config:
+            running_uuid = dom.uuid_or_none()
+            if (target.record is not None and running_uuid is not None
+                    and running_uuid != target.ident.uuid):
+                from ..core.recording import rerecord_uuid
 
-            rerecord_uuid(ctx, dom, target.ident)
+                rerecord_uuid(ctx, target.record, running_uuid)
         _running_extras(ctx, dom, target, deadline)
     except DomainNotFound:
         raise _not_running(target, f"domain {name} is not running (not found on "

@@ -7,18 +7,14 @@ from ..virt.domain import Domain
 from ..virt.domxml import DomainIdentity
 from . import record
 from .context import Context
-from .record import ConfigStamp
+from .record import ConfigStamp, DomainRecord
 
 
-def rerecord_uuid(ctx: Context, dom: Domain, recorded: DomainIdentity) -> None:
-    """The recorded domain was found by name under another UUID (re-created from the same
-    config, which names no uuid): record the one that runs."""
-    rec = record.load(ctx.record_path)
-    uuid = dom.uuid_or_none()
-    if rec is None or uuid is None:
-        return
-    ctx.log.warning(f"domain {recorded.name} runs with uuid {uuid}, not the recorded "
-                    f"{recorded.uuid} (re-created outside the cluster?): recording it")
+def rerecord_uuid(ctx: Context, rec: DomainRecord, uuid: str) -> None:
+    """The recorded domain ``rec`` was found by name running under another ``uuid``
+    (re-created from the same config, which names no uuid): record the one that runs."""
+    ctx.log.warning(f"domain {rec.name} runs with uuid {uuid}, not the recorded "
+                    f"{rec.uuid} (re-created outside the cluster?): recording it")
     try:
         record.save(ctx.record_path, rec._replace(uuid=uuid))
     except OSError as exc:
