@@ -66,8 +66,10 @@ def check_uri(ctx: Context, choice: HypervisorChoice) -> None:
         )
 
 
-
-
+def _recorded(record: DomainRecord) -> Target:
+    """The domain the state record names, on the hypervisor this agent started it through."""
+    return Target(record.identity, record.uri, "record",
+                  uuid_from_config=record.config_uuid is not None, record=record)
 
 
 def identify(ctx: Context) -> tuple[list[Target], AgentError | None]:
@@ -81,9 +83,9 @@ def identify(ctx: Context) -> tuple[list[Target], AgentError | None]:
     ident: DomainIdentity | None = None
     try:
         cfg = read_config(ctx.params.config)
-        if record is not None and record.stamp == ConfigStamp(cfg.path, cfg.mtime_ns, cfg.size):
-            return [Target(record.identity, record.uri, "record",
-                           uuid_from_config=record.config_uuid is not None, record=record)], None
+        stamp = ConfigStamp(cfg.path, cfg.mtime_ns, cfg.size)
+        if record is not None and record.stamp == stamp:
+            return [_recorded(record)], None
         ident = parse_identity(cfg.data, cfg.path)
     except AgentError as exc:
         problem = exc
@@ -110,8 +112,7 @@ def identify(ctx: Context) -> tuple[list[Target], AgentError | None]:
             record_covered = True
         # No record, or one for this same domain from before the config was edited: a
         # monitor that finds the domain running (re)records it.
-        unrecorded = ConfigStamp(cfg.path, cfg.mtime_ns, cfg.size) if record is None or same \
-            else None
+        unrecorded = stamp if record is None or same else None
         targets.append(Target(ident, uri, "config", unrecorded, pinned, problem_of_uri,
                               choice.explicit))
     if record is not None and not record_covered:
@@ -124,8 +125,7 @@ def identify(ctx: Context) -> tuple[list[Target], AgentError | None]:
         else:
             ctx.log.warning(f"config now names domain {targets[0].ident.name}, but this "
                             f"agent started {record.name}: checking both")
-        targets.append(Target(record.identity, record.uri, "record",
-                              uuid_from_config=record.config_uuid is not None, record=record))
+        targets.append(_recorded(record))
     return targets, problem
 
 
