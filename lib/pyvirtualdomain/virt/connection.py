@@ -45,48 +45,24 @@ MIN_CALL_S = 0.5
 LIVENESS_BOUND_S = 2.0
 
 
-def bounded(fn: Callable[[], T], timeout_s: float, what: str, libvirt: Any) -> T:
-    """Run ``fn`` for at most ``timeout_s``; map libvirt errors to facts. CallTimedOut when
-    it does not return in time (the call goes on in its thread, unjudged)."""
-    box: dict[str, Any] = {}
-    done = _thread.allocate_lock()
-    done.acquire()
-
-    def run() -> None:
-        try:
-            box["value"] = fn()
-        except BaseException as exc:  # noqa: BLE001 - handed to the caller below
-            box["error"] = exc
-        finally:
-            done.release()
-
-    _thread.start_new_thread(run, ())
-    if not done.acquire(True, max(0.0, timeout_s)):
-        raise CallTimedOut(f"{what}: libvirt did not answer within {timeout_s:.1f}s")
-    if "error" in box:
-        exc = box["error"]
-        if isinstance(exc, libvirt.libvirtError):
-            raise classify_libvirt_error(exc, libvirt) from None
-        raise exc
-    return box["value"]  # type: ignore[no-any-return]
-
-
 class PendingCall:
-    """A libvirt call left to run in its own thread, for a call that may legitimately take
-    long (a shutdown through the guest agent returns once the guest is off): the caller
-    polls other facts meanwhile and reads the outcome when it is done."""
+    """A libvirt call running in its own thread. ``bounded`` waits for it; a call that may
+    legitimately take long (a shutdown through the guest agent returns once the guest is
+    off) is left to run while the caller polls other facts and reads the outcome when it is
+    done."""
 
     def __init__(self, fn: Callable[[], Any], what: str, libvirt: Any) -> None:
         self.what = what
         self._libvirt = libvirt
+        self._value: Any = None
         self._error: BaseException | None = None
         self._done = _thread.allocate_lock()
         self._done.acquire()
 
         def run() -> None:
             try:
-                fn()
-            except BaseException as exc:  # noqa: BLE001 - read by outcome()
+                self._value = fn()
+            except BaseException as exc:  # noqa: BLE001 - handed over by result()
                 self._error = exc
             finally:
                 self._done.release()
@@ -105,17 +81,32 @@ class PendingCall:
             return True
         return False
 
-    def outcome(self) -> LibvirtFact | None:
-        """None when the call succeeded, else what it failed with (as a fact)."""
-        assert self.done(), "outcome of a call still running"
+    def result(self) -> Any:
+        """What the call returned; a libvirt error is raised as a fact."""
+        assert self.done(), "result of a call still running"
         exc = self._error
         if exc is None:
-            return None
+            return self._value
         if isinstance(exc, self._libvirt.libvirtError):
-            return classify_libvirt_error(exc, self._libvirt)
-        if isinstance(exc, LibvirtFact):
-            return exc
+            raise classify_libvirt_error(exc, self._libvirt) from None
         raise exc
+
+    def outcome(self) -> LibvirtFact | None:
+        """None when the call succeeded, else what it failed with (as a fact)."""
+        try:
+            self.result()
+        except LibvirtFact as fact:
+            return fact
+        return None
+
+
+def bounded(fn: Callable[[], T], timeout_s: float, what: str, libvirt: Any) -> T:
+    """Run ``fn`` for at most ``timeout_s``; map libvirt errors to facts. CallTimedOut when
+    it does not return in time (the call goes on in its thread, unjudged)."""
+    call = PendingCall(fn, what, libvirt)
+    if not call.wait(timeout_s):
+        raise CallTimedOut(f"{what}: libvirt did not answer within {timeout_s:.1f}s")
+    return call.result()  # type: ignore[no-any-return]
 
 
 class Hypervisor:
