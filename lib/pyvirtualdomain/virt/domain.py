@@ -239,10 +239,6 @@ class Domain:
 
     # -- operations ------------------------------------------------------------------------
 
-    def shutdown(self, modes: tuple[str, ...], timeout_s: float) -> None:
-        flags = self.hv.flags(*(SHUTDOWN_FLAG_NAMES[m] for m in modes))
-        self.hv.call(lambda: self.virdomain.shutdownFlags(flags), timeout_s, "shutdown")
-
     def request_shutdown(self, modes: tuple[str, ...]) -> PendingCall:
         """Ask the guest to shut down (``modes``: shutdown_mode names; none: the driver's
         default), without waiting: an ACPI request returns at once, one through the guest
