@@ -37,8 +37,4 @@ def load(action: str) -> Callable[[Context], None] | None:
     return None
 
 
-# Every action an agent implements; an agent offers those its metadata lists (cli.py).
-ACTIONS = ("start", "stop", "monitor", "status", "validate-all", "migrate_to", "migrate_from")
-
-
 

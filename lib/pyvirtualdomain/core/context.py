@@ -82,9 +82,6 @@ class Context:
             explicit = False
         return HypervisorChoice(uri, origin, explicit, uri_problem(uri))
 
-    def uri_for(self, ident: DomainIdentity) -> str:
-        return self.hypervisor_for(ident).uri
-
 
 def require_valid_params(ctx: Context) -> None:
     """validate-all, start and migrate_to refuse to go on with a wrong parameter value;

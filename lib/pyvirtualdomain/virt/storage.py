@@ -32,9 +32,3 @@ def filesystem_of(path: str) -> str | None:
     except OSError:
         return None
     return kind
-
-
-def on_shared_storage(path: str) -> bool | None:
-    """Whether ``path`` is on a filesystem other nodes can share; None if unknown."""
-    kind = filesystem_of(path)
-    return None if kind is None else kind in SHARED_FILESYSTEMS

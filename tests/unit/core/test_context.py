@@ -27,10 +27,10 @@ def test_deadline_is_the_op_timeout_less_the_margin(state_dir):
 def test_uri_the_parameter_first_then_libvirt_default(state_dir):
     ident = DomainIdentity("d", None, "lxc")
     ctx = make_ctx("monitor", {"config": "/x.xml", "hypervisor": "qemu:///system"}, state_dir)
-    assert ctx.uri_for(ident) == "qemu:///system"
+    assert ctx.hypervisor_for(ident).uri == "qemu:///system"
     ctx = make_ctx("monitor", {"config": "/x.xml"}, state_dir,
                    environ={"LIBVIRT_DEFAULT_URI": "test:///default"})
-    assert ctx.uri_for(ident) == "test:///default"
+    assert ctx.hypervisor_for(ident).uri == "test:///default"
 
 
 def test_parameter_problems_refuse_or_warn(state_dir):

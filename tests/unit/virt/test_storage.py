@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from pyvirtualdomain.virt.storage import filesystem_of, on_shared_storage
+from pyvirtualdomain.virt.storage import SHARED_FILESYSTEMS, filesystem_of
 
 
 def test_filesystem_of():
     assert filesystem_of("/proc/self") == "proc"
     assert filesystem_of("/sys/kernel") == "sysfs"
-    assert on_shared_storage("/proc") is False
+    assert filesystem_of("/proc") not in SHARED_FILESYSTEMS
