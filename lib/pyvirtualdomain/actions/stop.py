@@ -8,6 +8,7 @@ from typing import Callable
 
 from ..core import record
 from ..core.context import QUERY_BOUND_S, STATE_POLL_S, Context, warn_params
+from ..core.definitions import destroy_leftover
 from ..core.last_resort import (
     conclude_without_libvirt,
     confirm_gone,
@@ -67,11 +68,7 @@ def _confirmed_off(ctx: Context, hv: Hypervisor, dom: Domain, target: Target,
             return False
         if dom.is_persistent(bound):
             return not dom.is_active(bound)
-        ctx.log.info(f"removing the leftover shut-off transient domain {dom.name}")
-        try:
-            dom.destroy(bound)
-        except OperationInvalid:
-            pass  # "domain is not running": for a leftover, it is gone now
+        destroy_leftover(ctx, dom, bound)
         Domain.lookup(hv, target.ident, bound, name_fallback=not target.uuid_from_config)
     except DomainNotFound:
         return True

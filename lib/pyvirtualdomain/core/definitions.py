@@ -35,11 +35,20 @@ def remove_leftover(ctx: Context, dom: Domain, deadline: Deadline) -> bool:
     try:
         if dom.is_persistent(deadline.bound(QUERY_BOUND_S)):
             return False
-        ctx.log.info(f"removing the leftover shut-off transient domain {dom.name}")
-        dom.destroy(deadline.bound(QUERY_BOUND_S))
+        destroy_leftover(ctx, dom, deadline.bound(QUERY_BOUND_S))
     except (OperationInvalid, DomainNotFound):
         pass
     except LibvirtFact as f:
         ctx.log.warning(f"cannot remove the shut-off transient domain {dom.name}: {f.message}")
         return False
     return True
+
+
+def destroy_leftover(ctx: Context, dom: Domain, timeout_s: float) -> None:
+    """Destroy a transient domain libvirt still lists as shut off (see remove_leftover); its
+    answer that the domain is not running means it is gone now."""
+    ctx.log.info(f"removing the leftover shut-off transient domain {dom.name}")
+    try:
+        dom.destroy(timeout_s)
+    except OperationInvalid:
+        pass
