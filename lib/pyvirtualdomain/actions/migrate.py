@@ -32,7 +32,7 @@ from ..migration_options import (
     parse_migrate_options,
 )
 from ..tuples import NamedTuple
-from ..virt.connection import Hypervisor, open_hypervisor
+from ..virt.connection import Hypervisor, PendingCall, open_hypervisor
 from ..virt.domain import (
     EXECUTING_STATES,
     Domain,
@@ -41,7 +41,6 @@ from ..virt.domain import (
     postcopy_failed,
 )
 from ..virt.domxml import DomainIdentity
-from ..virt.migration import MigrationRun
 
 # How often the running migration's job statistics are read.
 MIGRATION_POLL_S = 1.0
@@ -117,7 +116,7 @@ class WatchEnd(NamedTuple):
     postcopy: bool  # the agent switched it to post-copy
 
 
-def _watch(ctx: Context, dom: Domain, run: MigrationRun, abort_at: Deadline) -> WatchEnd:
+def _watch(ctx: Context, dom: Domain, run: PendingCall, abort_at: Deadline) -> WatchEnd:
     """Log progress and steer until the migration ends or it is time to abort."""
     params = ctx.params
     downtime_pending = params.migration_downtime > 0
@@ -131,7 +130,7 @@ def _watch(ctx: Context, dom: Domain, run: MigrationRun, abort_at: Deadline) -> 
         try:
             j = dom.job_stats(abort_at.bound(QUERY_BOUND_S))
         except HypervisorTimeout:
-            return WatchEnd(run.done.is_set(), postcopy)
+            return WatchEnd(run.done(), postcopy)
         except LibvirtFact as f:
             ctx.log.debug(f"job statistics unavailable: {f.message}")
             continue
@@ -216,13 +215,12 @@ def migrate_to(ctx: Context) -> None:
         if p.start_resources:
             _start_resources_there(ctx, dom, dest, target_node, abort_at)
         to = None if options.p2p else dest
-        run = MigrationRun(lambda: dom.migrate(to, dest_uri, flag_names, mparams))
         if p.save_config_on_stop or p.sync_config_on_stop:
             from ..features.config_save import save_config
 
             save_config(ctx, dom, abort_at)
         t0 = deadline.now()
-        run.start()
+        run = dom.start_migration(to, dest_uri, flag_names, mparams)
         watched = _watch(ctx, dom, run, abort_at)
         if not watched.returned and watched.postcopy:
             # Past the switch-over a migration cannot be aborted (the target runs the guest):
@@ -239,11 +237,9 @@ def migrate_to(ctx: Context) -> None:
             run.wait(max(0.0, deadline.remaining() - 1.0))
         took = deadline.now() - t0
 
-        def recover() -> MigrationRun:
-            resume = MigrationRun(lambda: dom.migrate(
-                to, dest_uri, [*flag_names, "VIR_MIGRATE_POSTCOPY_RESUME"], mparams))
-            resume.start()
-            return resume
+        def recover() -> PendingCall:
+            return dom.start_migration(to, dest_uri, [*flag_names, "VIR_MIGRATE_POSTCOPY_RESUME"],
+                                       mparams)
 
         _outcome(ctx, hv, dest, run, ident, target_node, took, deadline, watched.postcopy,
                  recover)
@@ -257,21 +253,21 @@ def migrate_to(ctx: Context) -> None:
         close(hv)
 
 
-def _outcome(ctx: Context, hv: Hypervisor, dest: Hypervisor | None, run: MigrationRun,
+def _outcome(ctx: Context, hv: Hypervisor, dest: Hypervisor | None, run: PendingCall,
              ident: DomainIdentity, target_node: str, took: float, deadline: Deadline,
-             postcopy: bool, recover: Callable[[], MigrationRun]) -> None:
+             postcopy: bool, recover: Callable[[], PendingCall]) -> None:
     """Judge by where the guest runs now, not only by what the API call said."""
     bound = deadline.bound(QUERY_BOUND_S)
     here, there = _seen_on(hv, ident, bound), _seen_on(dest, ident, bound)
     postcopy = postcopy or here.postcopy or there.postcopy
-    if not run.done.is_set() and postcopy and there.state == DomainState.RUNNING.value:
+    if not run.done() and postcopy and there.state == DomainState.RUNNING.value:
         # Past the switch-over the target runs the guest and pulls the rest of its memory:
         # it is migrated, only not finished transferring.
         record.remove(ctx.record_path)
         ctx.log.warning(f"{ident.name} runs on {target_node} (post-copy still transferring "
                         f"memory after {took:.1f}s)")
         return
-    judgement = judge(run.done.is_set(), run.error is not None, here.active, there.active,
+    judgement = judge(run.done(), run.error is not None, here.active, there.active,
                       postcopy)
     why = str(run.error) if run.error is not None else "unknown error"
     what = f"migration of {ident.name} to {target_node}"
@@ -281,7 +277,7 @@ def _outcome(ctx: Context, hv: Hypervisor, dest: Hypervisor | None, run: Migrati
         resume.wait(max(0.0, deadline.remaining() - 1.0))
         bound = deadline.bound(QUERY_BOUND_S)
         here, there = _seen_on(hv, ident, bound), _seen_on(dest, ident, bound)
-        if resume.done.is_set() and resume.error is None and here.active is False \
+        if resume.done() and resume.error is None and here.active is False \
                 and there.active:
             judgement = judge(True, False, False, True, postcopy=True)
         elif resume.error is not None:

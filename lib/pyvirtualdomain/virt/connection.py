@@ -81,6 +81,11 @@ class PendingCall:
             return True
         return False
 
+    @property
+    def error(self) -> BaseException | None:
+        """What the call raised (None while it runs, or when it succeeded)."""
+        return self._error
+
     def result(self) -> Any:
         """What the call returned; a libvirt error is raised as a fact."""
         assert self.done(), "result of a call still running"

@@ -269,19 +269,24 @@ class Domain:
         self.hv.call(lambda: self.virdomain.migrateStartPostCopy(0), timeout_s,
                      "start post-copy")
 
-    def migrate(self, dest: Hypervisor | None, dest_uri: str, flag_names: Sequence[str],
-                params: Mapping[str, str | int]) -> None:
-        """Live-migrate; blocks until libvirt's migration call returns (run it in a
-        virt.migration.MigrationRun). ``flag_names`` are VIR_MIGRATE_* and ``params``' keys
+    def start_migration(self, dest: Hypervisor | None, dest_uri: str, flag_names: Sequence[str],
+                        params: Mapping[str, str | int]) -> PendingCall:
+        """Start a live migration in the background: libvirt's call returns only when the
+        migration ends, and the caller watches, steers or aborts the job meanwhile; its
+        ``error`` is a fact. ``flag_names`` are VIR_MIGRATE_* and ``params``' keys
         VIR_MIGRATE_PARAM_* constant names. With ``dest`` the client drives the migration
         (managed, migrate3); without, the source daemon does (peer to peer, to ``dest_uri``)."""
         libvirt = self.hv.libvirt
         flags = self.hv.flags(*flag_names)
         typed = {str(getattr(libvirt, name)): value for name, value in params.items()}
-        try:
-            if dest is None:
-                self.virdomain.migrateToURI3(dest_uri, typed, flags)
-            else:
-                self.virdomain.migrate3(dest.virconnect, typed, flags)
-        except libvirt.libvirtError as exc:
-            raise classify_libvirt_error(exc, libvirt) from None
+
+        def migrate() -> None:
+            try:
+                if dest is None:
+                    self.virdomain.migrateToURI3(dest_uri, typed, flags)
+                else:
+                    self.virdomain.migrate3(dest.virconnect, typed, flags)
+            except libvirt.libvirtError as exc:
+                raise classify_libvirt_error(exc, libvirt) from None
+
+        return self.hv.start_call(migrate, "migrate")

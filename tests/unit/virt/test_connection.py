@@ -12,7 +12,13 @@ import pytest
 
 from pyvirtualdomain import errors
 from pyvirtualdomain.deadline import Deadline
-from pyvirtualdomain.virt.connection import Hypervisor, bounded, import_libvirt, open_hypervisor
+from pyvirtualdomain.virt.connection import (
+    Hypervisor,
+    PendingCall,
+    bounded,
+    import_libvirt,
+    open_hypervisor,
+)
 
 
 def test_bounded_times_out_without_waiting_for_the_call():
@@ -23,6 +29,31 @@ def test_bounded_times_out_without_waiting_for_the_call():
         bounded(lambda: release.wait(10), 0.2, "hang", libvirt)
     assert time.monotonic() - t0 < 1.0
     release.set()
+
+
+def test_a_pending_call_runs_in_the_background_and_its_error_is_kept():
+    """What migrate_to relies on: the blocking migration call runs while the caller watches
+    the job, and the fact it failed with is kept."""
+    libvirt = import_libvirt()
+    release = threading.Event()
+
+    def call() -> None:
+        release.wait(5)
+        raise errors.OperationFailed("migration job: unexpectedly failed")
+
+    run = PendingCall(call, "migrate", libvirt)
+    assert not run.wait(0.05)  # still running: the caller can watch it
+    assert not run.done()
+    release.set()
+    assert run.wait(5)
+    assert isinstance(run.error, errors.OperationFailed)
+    assert isinstance(run.outcome(), errors.OperationFailed)
+
+
+def test_a_pending_call_that_succeeds_leaves_no_error_and_keeps_its_value():
+    run = PendingCall(lambda: 42, "answer", import_libvirt())
+    assert run.wait(5) and run.error is None
+    assert run.outcome() is None and run.result() == 42
 
 
 def test_a_zero_bound_does_not_call_a_healthy_daemon_hung():
