@@ -51,7 +51,14 @@ from xml.sax.saxutils import escape, quoteattr
 
 from pyvirtualdomain.fileio import atomic_write
 
-from .common import DEFAULT_CACHE_DIR, DEFAULT_URI, CallTimeout, HarnessError, wait_until
+from .common import (
+    CLEAN_PATH,
+    DEFAULT_CACHE_DIR,
+    DEFAULT_URI,
+    CallTimeout,
+    HarnessError,
+    wait_until,
+)
 from .domains import create_transient, remove_domain
 
 BUSYBOX = Path("/bin/busybox")
@@ -541,14 +548,14 @@ def build_initramfs(kernel_version: str) -> bytes:
 
 def shared_libraries(binary: Path) -> list[Path]:
     """The shared objects ``binary`` loads (ldd's absolute paths, the ELF interpreter too)."""
-    proc = subprocess.run(["ldd", str(binary)], capture_output=True, text=True, timeout=30,
-                          check=False)
+    proc = subprocess.run(["ldd", str(binary)], capture_output=True, text=True, timeout=60,
+                          check=False, env={"PATH": CLEAN_PATH, "LANG": "C"})
     if proc.returncode != 0:
         raise HarnessError(f"ldd {binary}: {proc.stderr.strip() or proc.stdout.strip()}")
     libs: list[Path] = []
     for line in proc.stdout.splitlines():
         if "not found" in line:
-            raise HarnessError(f"ldd {binary}: {line.strip()}")
+            raise HarnessError(f"{binary} needs a library the host lacks: {line.strip()}")
         for word in line.split():
             if word.startswith("/") and Path(word) not in libs:
                 libs.append(Path(word))

@@ -46,8 +46,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 from xml.sax.saxutils import escape, quoteattr
 
-from .common import CLEAN_PATH, REPO_ROOT, HarnessError
-from .guest import BUSYBOX, EMULATOR, Cpio, build_artifacts
+from .common import REPO_ROOT, HarnessError
+from .guest import BUSYBOX, EMULATOR, Cpio, build_artifacts, shared_libraries
 from .oracle import Oracle
 
 if TYPE_CHECKING:
@@ -213,22 +213,6 @@ def _module_data(moddir: Path, rel: str) -> bytes:
     return data
 
 
-def library_closure(binary: Path) -> list[Path]:
-    """Every shared object ``binary`` loads (ldd), the dynamic loader included."""
-    proc = subprocess.run(["ldd", str(binary)], capture_output=True, text=True, timeout=60,
-                          check=False, env={"PATH": CLEAN_PATH, "LANG": "C"})
-    if proc.returncode != 0:
-        raise HarnessError(f"ldd {binary}: {proc.stderr.strip()}")
-    libs: list[Path] = []
-    for line in proc.stdout.splitlines():
-        if "not found" in line:
-            raise HarnessError(f"{binary} needs a library the host lacks: {line.strip()}")
-        m = re.search(r"(/\S+) \(0x", line)
-        if m:
-            libs.append(Path(m.group(1)))
-    return libs
-
-
 def _guest_path(host_path: Path) -> str:
     """Where a host file goes in the guest: its name (the soname ldd gave) in its directory's
     real path below the merged /usr (the guest gets /lib -> usr/lib links as on Debian 12)."""
@@ -282,7 +266,7 @@ def build_image(remoted: Path, cache_dir: Path = GUESTNODE_CACHE_DIR) -> GuestNo
             mkdirs(path.rsplit("/", 1)[0])
             archive.symlink(path, "/usr/bin/busybox")
     archive.file("usr/sbin/pacemaker-remoted", remoted.read_bytes(), 0o755)
-    for lib in library_closure(remoted):
+    for lib in shared_libraries(remoted):
         gp = _guest_path(lib)
         mkdirs(gp.rsplit("/", 1)[0])
         if gp not in dirs:
