@@ -31,7 +31,7 @@ from tests.harness.lxc import (  # noqa: E402
     remove_cgroups,
 )
 
-from bench.measure import Series, measure  # noqa: E402
+from bench.measure import Series, cib_file, measure  # noqa: E402
 
 OURS = ROOT / "agents" / "PyLXCDomain"
 VD = Path("/usr/lib/ocf/resource.d/heartbeat/VirtualDomain")
@@ -64,13 +64,7 @@ def main() -> int:
             return 1
         # Both agents keep the resource's utilization attributes by default: give them the
         # same CIB file and the variable Pacemaker's executor sets, as in bench/run.py.
-        cib = work / "cib.xml"
-        cib_env = {"PATH": CLEAN_PATH, "CIB_file": str(cib)}
-        cib.write_text(subprocess.run(["cibadmin", "--empty"], capture_output=True, text=True,
-                                      check=True, env=cib_env).stdout)
-        subprocess.run(["cibadmin", "-C", "-o", "resources", "-X",
-                        f'<primitive id="{name}" class="ocf" provider="custom" '
-                        'type="PyLXCDomain"/>'], check=True, env=cib_env, capture_output=True)
+        cib = cib_file(work, name, "PyLXCDomain")
         rec = {"OCF_RESKEY_CRM_meta_interval": "10000", "CIB_file": str(cib),
                "OCF_RESKEY_crm_feature_set": "3.16.2"}
         vd_params = {"OCF_RESKEY_hypervisor": LXC_URI, "OCF_RESKEY_force_stop": "true"}

@@ -7,6 +7,9 @@ import statistics
 import subprocess
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
+
+from tests.harness.common import CLEAN_PATH
 
 
 @dataclass
@@ -37,3 +40,16 @@ def measure(argv: list[str], env: dict[str, str]) -> tuple[float, float, int]:
     wall = (time.perf_counter() - t0) * 1000
     proc.returncode = os.waitstatus_to_exitcode(status)
     return wall, (ru.ru_utime + ru.ru_stime) * 1000, proc.returncode
+
+
+def cib_file(work: Path, resource: str, agent: str) -> Path:
+    """An empty CIB file holding one primitive ``resource`` of ocf:custom:``agent``: both
+    agents keep the resource's utilization attributes there (CIB_file), as in a cluster."""
+    cib = work / "cib.xml"
+    env = {"PATH": CLEAN_PATH, "CIB_file": str(cib)}
+    cib.write_text(subprocess.run(["cibadmin", "--empty"], capture_output=True, text=True,
+                                  check=True, env=env).stdout)
+    subprocess.run(["cibadmin", "-C", "-o", "resources", "-X",
+                    f'<primitive id="{resource}" class="ocf" provider="custom" '
+                    f'type="{agent}"/>'], check=True, env=env, capture_output=True)
+    return cib

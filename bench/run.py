@@ -31,7 +31,7 @@ from tests.harness.guest import (  # noqa: E402
 )
 from tests.harness.libvirtd import Libvirtd  # noqa: E402
 
-from bench.measure import Series, measure  # noqa: E402
+from bench.measure import Series, cib_file, measure  # noqa: E402
 
 OURS = ROOT / "agents" / "PyVirtualDomain"
 VD = Path("/usr/lib/ocf/resource.d/heartbeat/VirtualDomain")
@@ -70,14 +70,7 @@ def main() -> int:
         wait_for_console(console, AGENT_MARKER, 30)
         # Utilization attributes need a CIB: give both agents the same CIB file, and the
         # variable Pacemaker's executor sets, so both do what they do in a cluster.
-        cib = work / "cib.xml"
-        cib_env = {"PATH": CLEAN_PATH, "CIB_file": str(cib)}
-        cib.write_text(subprocess.run(["cibadmin", "--empty"], capture_output=True, text=True,
-                                      check=True, env=cib_env).stdout)
-        subprocess.run(["cibadmin", "-C", "-o", "resources", "-X",
-                        f'<primitive id="{name}" class="ocf" provider="custom" '
-                        'type="PyVirtualDomain"/>'], check=True, env=cib_env,
-                       capture_output=True)
+        cib = cib_file(work, name, "PyVirtualDomain")
         rec = {**base, "OCF_RESKEY_CRM_meta_interval": "10000", "CIB_file": str(cib),
                "OCF_RESKEY_crm_feature_set": "3.16.2"}
         # What most migratable resources carry: the monitor must not pay for it.
