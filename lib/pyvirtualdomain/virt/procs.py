@@ -28,16 +28,10 @@ def available() -> bool:
     return True
 
 
-def _own_netns() -> str | None:
+def _namespace(kind: str, pid: int | str = "self") -> str | None:
+    """The identity of a process's namespace of ``kind`` ("net", "pid"); None if unknown."""
     try:
-        return os.readlink("/proc/self/ns/net")
-    except OSError:
-        return None
-
-
-def _netns(pid: int) -> str | None:
-    try:
-        return os.readlink(f"/proc/{pid}/ns/net")
+        return os.readlink(f"/proc/{pid}/ns/{kind}")
     except OSError:
         return None
 
@@ -87,13 +81,6 @@ def matches(ident: DomainIdentity, name: str, cmdline: list[str]) -> bool:
     return name_arg is not None and _qemu_guest_name(name_arg) == ident.name
 
 
-def _pidns(pid: int | str) -> str | None:
-    try:
-        return os.readlink(f"/proc/{pid}/ns/pid")
-    except OSError:
-        return None
-
-
 def container_members(ident: DomainIdentity, controllers_elsewhere: set[int]) -> list[Any]:
     """Every process of a libvirt-lxc container, found without its controller (which may have
     died, OOM or crash, leaving init and its children running, re-parented): the container's
@@ -103,7 +90,7 @@ def container_members(ident: DomainIdentity, controllers_elsewhere: set[int]) ->
     controllers on another host sharing the kernel) is that host's."""
     import psutil
 
-    own = _pidns("self")
+    own = _namespace("pid")
     spaces: set[str] = set()
     elsewhere: set[str] = set()
     for proc in psutil.process_iter(["pid", "ppid"]):
@@ -116,7 +103,7 @@ def container_members(ident: DomainIdentity, controllers_elsewhere: set[int]) ->
         uuid = env.get("LIBVIRT_LXC_UUID", "").lower()
         if ident.uuid and uuid and uuid != ident.uuid:
             continue
-        space = _pidns(proc.pid)
+        space = _namespace("pid", proc.pid)
         if space is None or space == own:
             continue
         spaces.add(space)
@@ -127,7 +114,7 @@ def container_members(ident: DomainIdentity, controllers_elsewhere: set[int]) ->
     spaces -= elsewhere
     if not spaces:
         return []
-    return [p for p in psutil.process_iter(["pid"]) if _pidns(p.pid) in spaces]
+    return [p for p in psutil.process_iter(["pid"]) if _namespace("pid", p.pid) in spaces]
 
 
 def find_emulators(ident: DomainIdentity) -> list[Any]:
@@ -135,7 +122,7 @@ def find_emulators(ident: DomainIdentity) -> list[Any]:
     libvirt_lxc controller and every process of the container."""
     import psutil
 
-    own = _own_netns()
+    own = _namespace("net")
     found = []
     elsewhere: set[int] = set()  # this domain's emulators on another host sharing the kernel
     for proc in psutil.process_iter(["pid", "name", "cmdline"]):
@@ -145,7 +132,7 @@ def find_emulators(ident: DomainIdentity) -> list[Any]:
                 continue
         except (TypeError, ValueError):
             continue
-        if own is not None and _netns(info["pid"]) not in (own, None):
+        if own is not None and _namespace("net", info["pid"]) not in (own, None):
             elsewhere.add(info["pid"])
             continue
         found.append(proc)
