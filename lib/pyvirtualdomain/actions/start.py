@@ -104,7 +104,7 @@ def _existing(ctx: Context, dom: Domain, deadline: Deadline) -> bool:
 
 def _watchdog_action(ctx: Context, data: bytes, path: str) -> str | None:
     """Recorded so that a monitor knows to look for the dump of a watchdog that fired."""
-    if ctx.profile.virt_types is not None and "lxc" in ctx.profile.virt_types:
+    if not ctx.profile.guest_devices:
         return None
     from ..virt.devices import guest_devices
 

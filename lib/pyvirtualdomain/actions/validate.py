@@ -62,7 +62,7 @@ def _check_guest_health(ctx: Context, data: bytes, path: str) -> None:
     """What guest health needs from the domain XML (qemu domains): a guest agent channel for
     the check at OCF_CHECK_LEVEL=20, a watchdog whose firing leaves a trace, and at level 10
     a lock manager when the disks are on shared storage."""
-    if ctx.profile.virt_types is not None and "lxc" in ctx.profile.virt_types:
+    if not ctx.profile.guest_devices:
         return
     devices = guest_devices(data, path)
     if ctx.env.check_level >= 20 and not devices.guest_agent:
