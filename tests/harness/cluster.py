@@ -537,10 +537,12 @@ class ClusterNode(NsNode):
         except OSError:
             return []
 
-    def write_guest_node_xml(self, domain: str = GUEST_DOMAIN,
-                             address: str = GUEST_ADDRESS) -> Path:
+    def write_guest_node_xml(self, domain: str = GUEST_DOMAIN, address: str = GUEST_ADDRESS,
+                             mac: str | None = None) -> Path:
         """The libvirt-lxc domain XML of a container running pacemaker-remoted at
-        ``address`` on the node's bridge; its path (the resource's config)."""
+        ``address`` on the node's bridge (``mac``: its fixed MAC address, as a guest that
+        moves between nodes needs; libvirt picks a new one per start otherwise); its path
+        (the resource's config)."""
         remoted = pacemaker_remoted()
         d = self.guest_dir(domain)
         d.mkdir(parents=True, exist_ok=True)
@@ -548,7 +550,7 @@ class ClusterNode(NsNode):
         init.write_text(GUEST_INIT)
         init.chmod(0o755)
         path = d / f"{domain}.xml"
-        path.write_text(container_guest_xml(domain, init, d, remoted, address))
+        path.write_text(container_guest_xml(domain, init, d, remoted, address, mac))
         return path
 
     def controller_pids(self, domain: str) -> list[int]:
@@ -819,7 +821,8 @@ def primitive_xml(rsc: str, agent: str, params: Mapping[str, str],
 
 
 def container_guest_xml(domain: str, init: Path, guest_dir: Path, remoted: Path,
-                        address: str) -> str:
+                        address: str, mac: str | None = None) -> str:
+    mac_xml = f"\n      <mac address={quoteattr(mac)}/>" if mac else ""
     return f"""<domain type='lxc'>
   <name>{escape(domain)}</name>
   <memory unit='MiB'>256</memory>
@@ -841,7 +844,7 @@ def container_guest_xml(domain: str, init: Path, guest_dir: Path, remoted: Path,
     <filesystem type='ram' accessmode='passthrough'>
       <source usage='65536' units='KiB'/><target dir='/dev/shm'/>
     </filesystem>
-    <interface type='bridge'>
+    <interface type='bridge'>{mac_xml}
       <source bridge={quoteattr(BRIDGE)}/>
       <ip address={quoteattr(address)} prefix='{PREFIX}'/>
       <target dev={quoteattr(('v' + domain)[-15:])}/>
