@@ -112,6 +112,10 @@ class InvalidDomainXML(LibvirtFact):
     """libvirt rejected the domain XML."""
 
 
+class NoMetadata(LibvirtFact):
+    """The domain carries no metadata element of the namespace asked for."""
+
+
 class OperationFailed(LibvirtFact):
     """Any other libvirt failure."""
 
@@ -135,6 +139,8 @@ def classify_libvirt_error(exc: Any, libvirt: Any) -> LibvirtFact:
     if code in _codes(libvirt, "VIR_ERR_CONF_SYNTAX") or domain in _codes(libvirt,
                                                                          "VIR_FROM_CONF"):
         return ClientMisconfigured(message, code)
+    if code in _codes(libvirt, "VIR_ERR_NO_DOMAIN_METADATA"):
+        return NoMetadata(message, code)
     if code in _codes(libvirt, "VIR_ERR_NO_DOMAIN"):
         return DomainNotFound(message, code)
     if code in _codes(libvirt, "VIR_ERR_OPERATION_INVALID"):

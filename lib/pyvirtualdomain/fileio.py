@@ -70,11 +70,19 @@ def atomic_write(path: str, data: bytes, *, mode: int | None = None,
         raise
 
 
-def replace_file(path: str, data: bytes) -> str:
+# Permission bits a file holding secrets never keeps: group and others.
+SHARED_BITS = 0o077
+
+
+def replace_file(path: str, data: bytes, *, private: bool = False) -> str:
     """Give a user's file new content without replacing the file: symlinks are followed to
     the real file, which is rewritten atomically beside itself (atomic_write) with its mode
-    and owner kept. Returns the path written. OSError when it cannot be done."""
+    and owner kept; ``private`` (the content holds secrets) drops the group's and others'
+    permissions. Returns the path written. OSError when it cannot be done."""
     real = os.path.realpath(path)
     st = os.stat(real)
-    atomic_write(real, data, mode=st.st_mode & 0o7777, owner=(st.st_uid, st.st_gid))
+    mode = st.st_mode & 0o7777
+    if private:
+        mode &= ~SHARED_BITS
+    atomic_write(real, data, mode=mode, owner=(st.st_uid, st.st_gid))
     return real

@@ -7,12 +7,11 @@ from __future__ import annotations
 import os
 from typing import Callable
 
-from ..core import record
 from ..core.context import QUERY_BOUND_S, Context, require_valid_params
 from ..core.outcomes import fact_to_error, libvirt_python_missing
 from ..core.record import ConfigStamp
-from ..core.recording import record_running
-from ..core.target import close, config_target, connect
+from ..core.recording import forget_record, record_running
+from ..core.target import Target, close, config_target, connect, identify
 from ..deadline import Deadline
 from ..errors import (
     AgentError,
@@ -34,9 +33,9 @@ from ..migration_options import (
 from ..tuples import NamedTuple
 from ..virt.connection import Hypervisor, PendingCall, open_hypervisor
 from ..virt.domain import (
-    EXECUTING_STATES,
     Domain,
     DomainState,
+    arrived,
     in_postcopy,
     postcopy_failed,
 )
@@ -46,6 +45,10 @@ from ..virt.domxml import DomainIdentity
 MIGRATION_POLL_S = 1.0
 # How often migrate_from looks for the arriving domain.
 ARRIVAL_POLL_S = 0.5
+# Without config and record, how long migrate_from looks for a domain carrying the
+# resource's owner tag: Pacemaker runs it once migrate_to returned, so a migrated domain is
+# there already (an incoming one, still paused by the migration, is found too).
+OWNER_ARRIVAL_S = 10.0
 PROGRESS_LOG_S = 5.0
 MIB = 1024 * 1024
 
@@ -260,13 +263,13 @@ def _outcome(ctx: Context, hv: Hypervisor, dest: Hypervisor | None, run: Pending
     bound = deadline.bound(QUERY_BOUND_S)
     here, there = _seen_on(hv, ident, bound), _seen_on(dest, ident, bound)
     postcopy = postcopy or here.postcopy or there.postcopy
-    if not run.done() and postcopy and there.state == DomainState.RUNNING.value:
-        # Past the switch-over the target runs the guest and pulls the rest of its memory:
-        # it is migrated, only not finished transferring.
-        record.remove(ctx.record_path)
-        ctx.log.warning(f"{ident.name} runs on {target_node} (post-copy still transferring "
-                        f"memory after {took:.1f}s)")
-        return
+    if not run.done() and postcopy:
+        # Past the switch-over the target runs the guest and pulls the rest of its memory from
+        # the source here: ending now would end the client that drives the migration, and a
+        # stop of the source would take memory the guest needs. Not a success yet.
+        raise AgentError(f"post-copy migration of {ident.name} to {target_node} still moving "
+                         f"memory after {took:.1f}s: the guest runs there; a stop here waits "
+                         "for the migration to end")
     judgement = judge(run.done(), run.error is not None, here.active, there.active,
                       postcopy)
     why = str(run.error) if run.error is not None else "unknown error"
@@ -287,7 +290,7 @@ def _outcome(ctx: Context, hv: Hypervisor, dest: Hypervisor | None, run: Pending
         if judgement.error_overruled:
             ctx.log.warning(f"migration call reported {why}, but {ident.name} now runs on "
                             f"{target_node} only")
-        record.remove(ctx.record_path)
+        forget_record(ctx)
         ctx.log.info(f"{ident.name} migrated to {target_node} in {took:.1f}s")
         return
     if verdict == Verdict.POSTCOPY_FAILED:
@@ -324,26 +327,40 @@ def _remove_incoming(ctx: Context, dest: Hypervisor | None, ident: DomainIdentit
         pass
 
 
+def _arriving_by_owner(ctx: Context, problem: AgentError, source: str,
+                       deadline: Deadline) -> Target:
+    """No readable config and no state record here: the arriving domain is the one that
+    carries the resource's owner tag (it travels with the migration)."""
+    from ..core.ownership import find_owned
+
+    give_up = deadline.before(max(0.0, deadline.remaining() - OWNER_ARRIVAL_S))
+    while True:
+        search = find_owned(ctx, deadline)
+        if search.targets:
+            return search.targets[0]
+        if give_up.expired() or deadline.remaining() <= ARRIVAL_POLL_S:
+            raise AgentError(f"{problem.reason}; no domain of this resource arrived from "
+                             f"{source} ({search.how})", problem.rc)
+        ctx.sleep(ARRIVAL_POLL_S)
+
+
 def migrate_from(ctx: Context) -> None:
     source = ctx.env.meta.get("migrate_source", "").strip() or "the source"
-    target = config_target(ctx)
-    ident = target.ident
     deadline = ctx.deadline("migrate_from")
+    targets, problem = identify(ctx)
+    target = targets[0] if targets else _arriving_by_owner(ctx, problem or AgentError(
+        "no config"), source, deadline)
+    ident = target.ident
     hv: Hypervisor | None = None
     try:
         hv = connect(ctx, target.uri, deadline, retry_for_s=min(3.0, deadline.total / 10))
         last = "not here"
         while True:
             try:
-                dom, state, _ = Domain.lookup_state(hv, ident, deadline.bound(QUERY_BOUND_S))
-                if state in EXECUTING_STATES:
-                    record_running(ctx, dom, ident, target.uri, _config_stamp(ctx),
-                                   ident.uuid if target.uuid_from_config else None)
-                    if ctx.params.monitor_scripts.strip():
-                        from ..features.monitor_scripts import wait_monitor_scripts
-
-                        wait_monitor_scripts(ctx, ident.name, deadline)
-                    ctx.log.info(f"{ident.name} arrived from {source} and runs here")
+                dom, state, reason = Domain.lookup_state(hv, ident,
+                                                         deadline.bound(QUERY_BOUND_S))
+                if arrived(state, reason):
+                    _arrived(ctx, dom, target, problem, source, deadline)
                     return
                 last = state.value
             except DomainNotFound:
@@ -361,6 +378,25 @@ def migrate_from(ctx: Context) -> None:
         raise libvirt_python_missing() from None
     finally:
         close(hv)
+
+
+def _arrived(ctx: Context, dom: Domain, target: Target, problem: AgentError | None,
+             source: str, deadline: Deadline) -> None:
+    """The domain arrived (running, or paused as it was on the source): record it. Without a
+    readable config here the migration still fails (the node could not start the guest
+    again), but the record lets the stop Pacemaker runs next find it and stop it for real."""
+    ident = target.ident
+    stamp = target.unrecorded if target.unrecorded is not None else _config_stamp(ctx)
+    record_running(ctx, dom, ident, target.uri, stamp,
+                   ident.uuid if target.uuid_from_config else None, deadline)
+    if problem is not None:
+        raise AgentError(f"{problem.reason}; {ident.name} arrived from {source} and is "
+                         "recorded here, so that stop finds it", problem.rc)
+    if ctx.params.monitor_scripts.strip():
+        from ..features.monitor_scripts import wait_monitor_scripts
+
+        wait_monitor_scripts(ctx, ident.name, deadline)
+    ctx.log.info(f"{ident.name} arrived from {source} and runs here")
 
 
 def _config_stamp(ctx: Context) -> ConfigStamp:

@@ -90,9 +90,10 @@ def _monitor_without_libvirt(ctx: Context, target: Target, why: str,
 
     pids = emulator_pids(target.ident)
     if pids is None:
+        # Without psutil nothing here proves that the domain does not run: never 7.
         if ctx.env.is_probe:
-            raise NotRunning(f"probe: psutil is not installed to check the emulator of {name} "
-                             f"({why})")
+            raise AgentError(f"cannot tell whether {name} runs: psutil is not installed to "
+                             f"check its processes ({why})")
         raise NotInstalled(f"psutil is not installed to check the emulator of {name} ({why})")
     if pids:
         ctx.log.warning(f"{why}; emulator of {name} runs (pid {', '.join(map(str, pids))}): "
@@ -136,7 +137,7 @@ def _monitor_target(ctx: Context, target: Target, deadline: Deadline) -> None:
             # version): record it as start would have.
             record_running(ctx, dom, target.ident, target.uri, target.unrecorded,
                            config_uuid=target.ident.uuid if target.uuid_from_config else None,
-                           quiet=True)
+                           deadline=deadline, quiet=True)
         elif target.source == "record" and not target.uuid_from_config:
             running_uuid = dom.uuid_or_none()
             if (target.record is not None and running_uuid is not None
@@ -180,7 +181,7 @@ def _running_extras(ctx: Context, dom: Domain, target: Target, deadline: Deadlin
         if rec is not None and rec.watchdog == "dump":
             from ..features.watchdog import check_watchdog_dump
 
-            check_watchdog_dump(ctx, dom.name, rec.started_at)
+            check_watchdog_dump(ctx, dom.name, dom.id(), rec.started_at)
         if ctx.env.check_level >= 20:
             from ..features.guest_agent import check_guest_agent
 
@@ -203,19 +204,40 @@ def _outcome(ctx: Context, target: Target, deadline: Deadline) -> AgentError | N
     return None
 
 
+def _owned_targets(ctx: Context, problem: AgentError, deadline: Deadline) -> list[Target]:
+    """No readable config and no state record: the domains carrying the resource's owner tag
+    are its (a guest migrated in while the config was not mounted here, or whose record could
+    not be written). A probe says 7 only when the search proves that none runs here."""
+    from ..core.ownership import find_owned
+
+    search = find_owned(ctx, deadline)
+    if search.targets:
+        names = ", ".join(t.ident.name for t in search.targets)
+        ctx.log.warning(f"{problem.reason}; no state record, but {names} carries this "
+                        f"resource's owner tag ({search.how})")
+        return list(search.targets)
+    if not ctx.env.is_probe:
+        raise problem
+    if not search.absent_proven:
+        raise AgentError(f"cannot tell whether this resource runs here: {problem.reason}, no "
+                         f"state record, and {search.how}")
+    raise NotRunning(f"not running here: {problem.reason}, and no domain carries this "
+                     f"resource's owner tag ({search.how})")
+
+
 def monitor(ctx: Context) -> None:
     warn_params(ctx)
     targets, problem = identify(ctx)
+    deadline = ctx.deadline("monitor")
     if not targets:
         assert problem is not None
-        if ctx.env.is_probe:
-            raise NotRunning(f"{problem.reason} (probe: not running here)")
-        raise problem
-    deadline = ctx.deadline("monitor")
+        targets = _owned_targets(ctx, problem, deadline)
     outcomes = [_outcome(ctx, t, deadline) for t in targets]
     if outcomes[0] is None:
         return
     if any(o is None for o in outcomes[1:]):
+        if targets[0].source == "owner":
+            return  # a domain carrying the resource's owner tag runs here
         # The domain started from an older version of the config still runs.
         raise AgentError(f"domain {targets[-1].ident.name} started from an earlier config "
                          f"still runs; config now names {targets[0].ident.name}")

@@ -6,6 +6,7 @@ from ..core.context import QUERY_BOUND_S, STATE_POLL_S, Context, require_valid_p
 from ..core.definitions import persistent_hazard, remove_leftover
 from ..core.last_resort import kill_emulator
 from ..core.outcomes import fact_to_error, libvirt_python_missing
+from ..core.ownership import resource_owner
 from ..core.record import ConfigStamp
 from ..core.recording import record_running
 from ..core.start_config import read_start_config
@@ -29,7 +30,7 @@ from ..errors import (
 from ..uri import is_local_uri
 from ..virt.connection import Hypervisor
 from ..virt.domain import EXECUTING_STATES, SUSPENDED_STATES, Domain, DomainState
-from ..virt.domxml import with_uuid
+from ..virt.domxml import prepared_xml
 
 
 def _wait_running(ctx: Context, dom: Domain, deadline: Deadline) -> None:
@@ -113,23 +114,29 @@ def _watchdog_action(ctx: Context, data: bytes, path: str) -> str | None:
 
 def start(ctx: Context) -> None:
     require_valid_params(ctx)
-    cfg, ident, uri, xml = read_start_config(ctx)
+    cfg, ident, uri, _ = read_start_config(ctx)
     stamp = ConfigStamp(cfg.path, cfg.mtime_ns, cfg.size)
     p = ctx.params
     deadline = ctx.deadline("start")
+    watchdog = _watchdog_action(ctx, cfg.data, cfg.path)
     hv: Hypervisor | None = None
     try:
         hv = connect(ctx, uri, deadline, retry_for_s=min(5.0, deadline.total / 10))
+        pinned_uuid: str | None = None
         try:
             dom = Domain.lookup(hv, ident, deadline.bound(QUERY_BOUND_S))
         except DomainNotFound:
             pass
         else:
             if _existing(ctx, dom, deadline):
-                record_running(ctx, dom, ident, uri, stamp, ident.uuid)
+                record_running(ctx, dom, ident, uri, stamp, ident.uuid, deadline,
+                               watchdog=watchdog)
                 return
             if ident.uuid is None:
-                xml = with_uuid(cfg.data, cfg.path, dom.uuid())
+                pinned_uuid = dom.uuid()
+        # The owner tag travels with the domain (live migration included): a node without
+        # the config or the record still finds it (core/ownership.py).
+        xml = prepared_xml(cfg.data, cfg.path, uuid=pinned_uuid, owner=resource_owner(ctx))
         if p.start_resources:
             from ..features.start_resources import start_resources
 
@@ -153,8 +160,10 @@ def start(ctx: Context) -> None:
             ctx.log.info(f"starting domain {ident.name} from {cfg.path} on {uri}")
             dom = _create(ctx, hv, xml, cfg.path, deadline, Target(ident, uri, "config"))
         _wait_running(ctx, dom, deadline)
-        record_running(ctx, dom, ident, uri, stamp, ident.uuid,
-                       watchdog=_watchdog_action(ctx, cfg.data, cfg.path))
+        # A restored domain carries the tag it was saved with (if any): recorded untagged,
+        # it is tagged like any domain this agent adopts.
+        record_running(ctx, dom, ident, uri, stamp, ident.uuid, deadline, watchdog=watchdog,
+                       tagged=not restored)
         if p.monitor_scripts.strip():
             from ..features.monitor_scripts import wait_monitor_scripts
 

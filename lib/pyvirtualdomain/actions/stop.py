@@ -6,7 +6,6 @@ from __future__ import annotations
 
 from typing import Callable
 
-from ..core import record
 from ..core.context import QUERY_BOUND_S, STATE_POLL_S, Context, warn_params
 from ..core.definitions import destroy_leftover
 from ..core.last_resort import (
@@ -15,6 +14,7 @@ from ..core.last_resort import (
     emulator_pids,
     kill_emulator,
 )
+from ..core.recording import forget_record
 from ..core.target import Target, close, connect, identify
 from ..deadline import Deadline
 from ..errors import (
@@ -34,7 +34,7 @@ from ..errors import (
 from ..tuples import NamedTuple
 from ..uri import is_local_uri
 from ..virt.connection import Hypervisor, PendingCall
-from ..virt.domain import Domain, DomainState
+from ..virt.domain import PAUSED_POSTCOPY, Domain, DomainState
 
 # A shutdown request sent before the guest's OS listens (early boot) is lost: re-send it.
 SHUTDOWN_RESEND_S = 3.0
@@ -209,6 +209,45 @@ def _escalation(ctx: Context, deadline: Deadline) -> list[tuple[Step, Deadline]]
     return steps
 
 
+def _postcopy_source(dom: Domain, deadline: Deadline) -> bool:
+    """Whether the domain is the source of a post-copy migration past its switch-over and
+    still under way: the guest runs on the target, which pulls its missing memory from here."""
+    try:
+        state, reason = dom.state(deadline.bound(QUERY_BOUND_S))
+    except (CallTimedOut, DomainBusy):
+        return False
+    return state == DomainState.PAUSED and reason == PAUSED_POSTCOPY
+
+
+def _wait_for_postcopy(ctx: Context, hv: Hypervisor, dom: Domain, target: Target,
+                       deadline: Deadline) -> bool:
+    """Neither shut down nor destroy the source of a running post-copy migration: the guest on
+    the target needs the memory it still holds. Wait, inside the stop's budget, until the
+    migration ends. True when the domain left this host; False when the migration ended
+    otherwise (it failed: the stop goes on as for any domain that cannot run). At the
+    deadline: fail, without touching it."""
+    name = dom.name
+    ctx.log.warning(f"domain {name} is the source of a post-copy migration still moving "
+                    "memory: waiting for it to end (never destroyed meanwhile)")
+    while True:
+        try:
+            state, reason = dom.state(deadline.bound(QUERY_BOUND_S))
+        except DomainNotFound:
+            return True
+        except (CallTimedOut, DomainBusy):
+            state, reason = DomainState.PAUSED, PAUSED_POSTCOPY
+        if state == DomainState.SHUTOFF:
+            return _confirmed_off(ctx, hv, dom, target, deadline)
+        if not (state == DomainState.PAUSED and reason == PAUSED_POSTCOPY):
+            ctx.log.warning(f"the post-copy migration of {name} ended with the domain "
+                            f"{state.value} here: stopping it")
+            return False
+        if deadline.remaining() <= STATE_POLL_S:
+            raise AgentError(f"cannot stop {name}: it is the source of a post-copy migration "
+                             "still moving memory to the guest on the target; not destroyed")
+        ctx.sleep(STATE_POLL_S)
+
+
 def _stop_target(ctx: Context, target: Target, deadline: Deadline) -> None:
     name = target.ident.name
     problem = target.uri_problem
@@ -269,6 +308,9 @@ def _stop_through_libvirt(ctx: Context, hv: Hypervisor, target: Target,
     if _confirmed_off(ctx, hv, dom, target, deadline):
         confirm_gone(ctx, target, f"domain {name} is shut off", deadline)
         return
+    if _postcopy_source(dom, deadline) and _wait_for_postcopy(ctx, hv, dom, target, deadline):
+        confirm_gone(ctx, target, f"domain {name} migrated away (post-copy)", deadline)
+        return
     p = ctx.params
     if p.save_config_on_stop or p.sync_config_on_stop:
         from ..features.config_save import save_config
@@ -288,16 +330,35 @@ def _stop_through_libvirt(ctx: Context, hv: Hypervisor, target: Target,
                      "and does not report it off")
 
 
+def _owned_targets(ctx: Context, problem: AgentError, deadline: Deadline) -> list[Target]:
+    """No readable config and no state record: neither proves that nothing of the resource
+    runs here (the guest may have migrated in while the config was not mounted here, or its
+    record could not be written). The domains carrying the resource's owner tag are its."""
+    from ..core.ownership import find_owned
+
+    search = find_owned(ctx, deadline)
+    if search.targets:
+        names = ", ".join(t.ident.name for t in search.targets)
+        ctx.log.warning(f"{problem.reason}; no state record, but {names} carries this "
+                        f"resource's owner tag ({search.how}): stopping it")
+        return list(search.targets)
+    if not search.absent_proven:
+        raise AgentError(f"cannot tell whether a domain of this resource still runs here: "
+                         f"{problem.reason}, no state record, and {search.how}")
+    ctx.log.warning(f"{problem.reason}; no state record and no domain with this resource's "
+                    f"owner tag ({search.how}): nothing to stop")
+    return []
+
+
 def stop(ctx: Context) -> None:
     warn_params(ctx)
     targets, problem = identify(ctx)
+    deadline = ctx.deadline("stop")
     if not targets:
         assert problem is not None
-        # No readable config and no record of a start since boot (the record lives on tmpfs):
-        # this agent has not started the domain on this host, so nothing of ours runs here.
-        ctx.log.warning(f"{problem.reason}; no record of a start on this host: nothing to stop")
-        return
-    deadline = ctx.deadline("stop")
+        targets = _owned_targets(ctx, problem, deadline)
+        if not targets:
+            return
     failure: AgentError | None = None
     for target in targets:
         try:
@@ -306,7 +367,7 @@ def stop(ctx: Context) -> None:
             failure = exc
     if failure is not None:
         raise failure
-    record.remove(ctx.record_path)
+    forget_record(ctx)
     if ctx.env.under_pacemaker:
         from ..features import utilization
 

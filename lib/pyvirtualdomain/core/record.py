@@ -108,7 +108,10 @@ def load(path: str) -> DomainRecord | None:
             config_mtime_ns=int(_required(raw, "config_mtime_ns")),
             config_size=int(_required(raw, "config_size")),
             started_at=float(_required(raw, "started_at")),
-            config_uuid=raw.get("config_uuid"),
+            # A record from before the config's own uuid was recorded (no such key at all)
+            # is pinned to the uuid it names: an old record never lets a domain of the same
+            # name under another uuid pass for this one.
+            config_uuid=raw.get("config_uuid") if "config_uuid" in raw else raw.get("uuid"),
             watchdog=raw.get("watchdog"),
         )
     except (OSError, ValueError, KeyError, TypeError):
@@ -126,15 +129,22 @@ def save(path: str, record: DomainRecord) -> None:
 AGENT_MISSES_SUFFIX = ".agent-misses"
 
 
-def remove(path: str) -> None:
+def remove(path: str) -> list[str]:
+    """Remove the record and the files beside it; the problems, as messages (a record that
+    cannot be removed, HA_RSCTMP read-only, must not fail the stop that already stopped the
+    domain; a stale record only makes later actions look for a domain that is gone)."""
     paths = [path]
     if path.endswith(RECORD_SUFFIX):
         paths += [sibling(path, LEGACY_SUFFIX), sibling(path, AGENT_MISSES_SUFFIX)]
+    problems = []
     for p in paths:
         try:
             os.unlink(p)
         except FileNotFoundError:
             pass
+        except OSError as exc:
+            problems.append(f"cannot remove {p}: {exc.strerror}")
+    return problems
 
 
 def new_record(ident: DomainIdentity, uuid: str | None, uri: str, stamp: ConfigStamp,

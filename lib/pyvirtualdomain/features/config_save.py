@@ -11,6 +11,7 @@ from ..core.context import QUERY_BOUND_S, Context
 from ..deadline import Deadline
 from ..errors import LibvirtFact
 from ..virt.domain import Domain
+from ..virt.domxml import without_owner
 
 SUBPROCESS_BOUND_S = 10.0
 
@@ -24,10 +25,13 @@ def save_config(ctx: Context, dom: Domain, deadline: Deadline) -> None:
         return
     try:
         xml = dom.xml_desc(deadline.bound(QUERY_BOUND_S), inactive=True, secure=True)
+        # What libvirt shows only with the secure flag (VNC/SPICE passwords, ...): a file
+        # holding any of it is readable by its owner only.
+        secrets = xml != dom.xml_desc(deadline.bound(QUERY_BOUND_S), inactive=True)
     except LibvirtFact as fact:
         ctx.log.warning(f"config not saved: cannot read the domain's XML: {fact.message}")
         return
-    data = str(xml).encode()
+    data = without_owner(str(xml)).encode()
     path = p.config
     try:
         with open(path, "rb") as current:
@@ -39,12 +43,13 @@ def save_config(ctx: Context, dom: Domain, deadline: Deadline) -> None:
     from ..fileio import replace_file
 
     try:
-        written = replace_file(path, data)
+        written = replace_file(path, data, private=secrets)
     except OSError as exc:
         ctx.log.warning(f"config not saved to {path}: {exc.strerror}")
         return
     ctx.log.info(f"saved the domain's configuration to {path}"
-                 f"{f' (the file it links to: {written})' if written != path else ''}")
+                 f"{f' (the file it links to: {written})' if written != path else ''}"
+                 f"{'; it holds secrets: readable by its owner only' if secrets else ''}")
     if p.sync_config_on_stop:
         sync_config(ctx, deadline)
 

@@ -8,7 +8,8 @@ from __future__ import annotations
 from enum import Enum
 from typing import Any, Mapping, Sequence
 
-from ..errors import DomainNotFound, classify_libvirt_error
+from ..errors import DomainNotFound, NoMetadata, classify_libvirt_error
+from ..owner import OWNER_NS, OWNER_PREFIX, Owner, owner_element, parse_owner_element
 from .connection import Hypervisor, PendingCall
 from .domxml import DomainIdentity
 
@@ -44,9 +45,11 @@ PAUSED_REASONS = {0: "for an unknown reason", 1: "by a user", 2: "for a migratio
                   6: "by its watchdog", 7: "from a snapshot", 8: "while shutting down",
                   9: "for a snapshot", 10: "after the guest crashed", 11: "while starting up",
                   12: "for post-copy", 13: "after a failed post-copy", 14: "after an API error"}
+PAUSED_MIGRATION = 2
 PAUSED_IOERROR = 5
 PAUSED_WATCHDOG = 6
 PAUSED_CRASHED = 10
+PAUSED_STARTING_UP = 11
 
 # libvirt's state reasons (virDomainRunningReason / virDomainPausedReason) for post-copy.
 RUNNING_POSTCOPY = 10
@@ -63,6 +66,16 @@ def in_postcopy(state: DomainState, reason: int) -> bool:
     if state == DomainState.PAUSED:
         return reason in (PAUSED_POSTCOPY, PAUSED_POSTCOPY_FAILED)
     return False
+
+
+def arrived(state: DomainState, reason: int) -> bool:
+    """Whether a domain on the target of a migration has arrived: it runs, or it is paused
+    for another reason than the incoming migration itself (it was paused on the source, or
+    migrated with --suspend: libvirt then calls it paused by the user)."""
+    if state in EXECUTING_STATES:
+        return not postcopy_failed(state, reason)
+    return state == DomainState.PAUSED and reason not in (
+        PAUSED_MIGRATION, PAUSED_STARTING_UP, PAUSED_POSTCOPY, PAUSED_POSTCOPY_FAILED)
 
 
 def postcopy_failed(state: DomainState, reason: int) -> bool:
@@ -177,6 +190,14 @@ class Domain:
         return dom, state, reason
 
     @classmethod
+    def running(cls, hv: Hypervisor, timeout_s: float) -> list[Domain]:
+        """Every active domain on ``hv`` (running, paused, ...)."""
+        conn = hv.virconnect
+        flags = hv.flags("VIR_CONNECT_LIST_DOMAINS_ACTIVE")
+        found = hv.call(lambda: conn.listAllDomains(flags), timeout_s, "list domains")
+        return [cls(hv, d) for d in found or ()]
+
+    @classmethod
     def create_transient(cls, hv: Hypervisor, xml: str, timeout_s: float) -> Domain:
         conn = hv.virconnect
         return cls(hv, hv.call(lambda: conn.createXML(xml, 0), timeout_s, "create domain"))
@@ -196,6 +217,30 @@ class Domain:
             return self.uuid()
         except Exception:  # noqa: BLE001 - callers fall back to the XML's uuid
             return None
+
+    def id(self) -> int:
+        """libvirt's id of the running domain (-1 when inactive); no daemon call."""
+        return int(self.virdomain.ID())
+
+    def owner(self, timeout_s: float) -> Owner | None:
+        """The owner tag in the running domain's metadata; None when it has none."""
+        flags = self.hv.flags("VIR_DOMAIN_AFFECT_LIVE")
+        kind = self.hv.flags("VIR_DOMAIN_METADATA_ELEMENT")
+        try:
+            text = self.hv.call(lambda: self.virdomain.metadata(kind, OWNER_NS, flags),
+                                timeout_s, "read metadata")
+        except NoMetadata:
+            return None
+        return parse_owner_element(str(text))
+
+    def set_owner(self, owner: Owner, timeout_s: float) -> None:
+        """Write the owner tag into the running domain's metadata (it travels with a live
+        migration; the persistent definition, if any, is not touched)."""
+        flags = self.hv.flags("VIR_DOMAIN_AFFECT_LIVE")
+        kind = self.hv.flags("VIR_DOMAIN_METADATA_ELEMENT")
+        xml = owner_element(owner)
+        self.hv.call(lambda: self.virdomain.setMetadata(kind, xml, OWNER_PREFIX, OWNER_NS,
+                                                        flags), timeout_s, "write metadata")
 
     def state(self, timeout_s: float) -> tuple[DomainState, int]:
         code, reason = self.hv.call(lambda: self.virdomain.state(0), timeout_s,

@@ -1,11 +1,14 @@
-"""Reading the user's domain XML file: bytes in, facts out. Never writes the file."""
+"""Reading the user's domain XML file: bytes in, facts out. Never writes the file (start hands
+libvirt an edited copy in memory: prepared_xml)."""
 
 from __future__ import annotations
 
 import errno
 import os
+from typing import Any
 
 from ..errors import ConfigError, NotInstalled, PermissionProblem
+from ..owner import OWNER_ELEMENT, OWNER_NS, OWNER_PREFIX, Owner, owner_from_attributes
 from ..tuples import NamedTuple
 
 MAX_CONFIG_BYTES = 16 * 1024 * 1024
@@ -103,18 +106,98 @@ def load_domain(path: str) -> tuple[ConfigFile, DomainIdentity]:
     return cfg, parse_identity(cfg.data, path)
 
 
-def with_uuid(data: bytes, path: str, uuid: str) -> str:
-    """The XML text with a <uuid> added (for an XML that has none, to match a domain of the
-    same name that libvirt already knows). Only the in-memory copy changes."""
+def prepared_xml(data: bytes, path: str, *, uuid: str | None = None,
+                 owner: Owner | None = None) -> str:
+    """The XML text start hands libvirt: the config with a <uuid> added (for a config that
+    has none, to match a domain of the same name that libvirt already knows) and the owner
+    tag in its <metadata> (replacing an owner tag a dumped XML may carry). Only the in-memory
+    copy changes; comments, other namespaces and metadata of other applications are kept."""
     from lxml import etree
 
     root = parse_xml(data, path)
-    el = etree.Element("uuid")
-    el.text = uuid
     name = root.find("name")
-    if name is not None:
-        name.addnext(el)
-        el.tail = name.tail
-    else:  # pragma: no cover - parse_identity guarantees a <name>
-        root.insert(0, el)
+    if uuid is not None:
+        el = etree.Element("uuid")
+        el.text = uuid
+        if name is not None:
+            name.addnext(el)
+            el.tail = name.tail
+        else:  # pragma: no cover - parse_identity guarantees a <name>
+            root.insert(0, el)
+    if owner is not None:
+        metadata = root.find("metadata")
+        if metadata is None:
+            metadata = etree.Element("metadata")
+            anchor = root.find("uuid") if root.find("uuid") is not None else name
+            if anchor is not None:
+                anchor.addnext(metadata)
+                metadata.tail = anchor.tail
+            else:  # pragma: no cover - parse_identity guarantees a <name>
+                root.insert(0, metadata)
+        for old in metadata.findall(f"{{{OWNER_NS}}}{OWNER_ELEMENT}"):
+            metadata.remove(old)
+        tag = etree.SubElement(metadata, f"{{{OWNER_NS}}}{OWNER_ELEMENT}",
+                               nsmap={OWNER_PREFIX: OWNER_NS})
+        for key, value in owner.attributes().items():
+            tag.set(key, value)
+        _indent_last(metadata)
     return str(etree.tostring(root, encoding="unicode"))
+
+
+def without_owner(xml: str) -> str:
+    """A domain XML (libvirt's, of a domain this agent started) without the owner tag, for
+    the user's config file: the tag is the running domain's, start writes it anew. libvirt's
+    text is kept as it is (only the tag's line, and a <metadata> left empty, go)."""
+    if OWNER_NS not in xml:
+        return xml
+    import re
+
+    tag = re.compile(r'\n?[ \t]*<(\w+):' + OWNER_ELEMENT + r'\s+xmlns:\1="' + re.escape(OWNER_NS)
+                     + r'"[^>]*/>')
+    text, found = tag.subn("", xml)
+    if found:
+        return re.sub(r"\n?[ \t]*<metadata>\s*</metadata>", "", text)
+    from lxml import etree  # not libvirt's usual layout: edit the tree instead
+
+    root = parse_xml(xml.encode(), "the domain's definition")
+    for metadata in root.findall("metadata"):
+        for el in metadata.findall(f"{{{OWNER_NS}}}{OWNER_ELEMENT}"):
+            metadata.remove(el)
+        if len(metadata) == 0 and not (metadata.text or "").strip():
+            root.remove(metadata)
+    return str(etree.tostring(root, encoding="unicode"))
+
+
+def _indent_last(parent: Any) -> None:
+    """Give the element just appended to ``parent`` the indentation of its siblings."""
+    children = list(parent)
+    last = children[-1]
+    if len(children) > 1:
+        before = children[-2]
+        last.tail, before.tail = before.tail, parent.text
+    elif "\n" in (parent.tail or ""):
+        parent.text = parent.tail + "  "
+        last.tail = parent.tail
+
+
+def owner_of_status(data: bytes) -> tuple[DomainIdentity, Owner] | None:
+    """The domain and its owner tag in a status file libvirtd keeps for a running domain
+    (``<domstatus>`` around the live ``<domain>``); None when it carries no owner tag. Read
+    with the standard library: libvirtd's own file, and this runs where lxml may be missing."""
+    from xml.etree import ElementTree
+
+    try:
+        root = ElementTree.fromstring(data)
+    except ElementTree.ParseError:
+        return None
+    dom = root if root.tag == "domain" else root.find("domain")
+    if dom is None:
+        return None
+    tag = dom.find(f"metadata/{{{OWNER_NS}}}{OWNER_ELEMENT}")
+    owner = owner_from_attributes(tag.attrib) if tag is not None else None
+    name = (dom.findtext("name") or "").strip()
+    if owner is None or not name:
+        return None
+    uuid = (dom.findtext("uuid") or "").strip().lower() or None
+    emulator = (dom.findtext("devices/emulator") or "").strip() or None
+    return DomainIdentity(name, uuid, (dom.get("type") or "").strip(), emulator), owner

@@ -52,3 +52,54 @@ def test_migrate_from_finds_the_arrived_domain_and_records_it(test_conn, write_c
                                       meta={"migrate_source": "node1"}))
     assert r.rc == OCFExit.SUCCESS
     assert list(state_dir.glob("*.state"))
+
+
+def test_migrate_from_accepts_a_guest_that_arrives_paused(test_conn, write_config, state_dir):
+    """Issue 20 #3: a guest paused on the source (or migrated with --suspend) arrives paused,
+    which libvirt calls paused by the user: it arrived. migrate_from waited out its timeout
+    and the stop that followed destroyed a guest that had migrated fine."""
+    cfg = write_config(drv_xml("m6"))
+    test_conn.createXML(drv_xml("m6"), 0).suspend()
+    r = actions.migrate_from(make_ctx("migrate_from", vm_params(cfg), state_dir,
+                                      meta={"timeout": "3000", "migrate_source": "node1"}))
+    assert r.rc == OCFExit.SUCCESS, r
+    assert list(state_dir.glob("*.state"))
+
+
+def test_migrate_from_without_config_or_record_records_the_tagged_arrival(
+        test_conn, write_config, state_dir):
+    """Issue 20 #1a: the config is not mounted on the target. migrate_from answered 5 before
+    asking libvirt and recorded nothing; the stop that followed said "nothing to stop" while
+    the guest ran here. Now the arrival is found by its owner tag and recorded (still 5: this
+    node cannot start it again), and stop stops it."""
+    from pyvirtualdomain.owner import Owner, local_cluster_name
+    from pyvirtualdomain.virt.domxml import prepared_xml
+
+    tagged = prepared_xml(drv_xml("m7").encode(), "/x",
+                          owner=Owner("unit", "PyVirtualDomain", local_cluster_name()))
+    test_conn.createXML(tagged, 0)  # as the migration brought it, tag included
+    missing = state_dir.parent / "not-mounted" / "m7.xml"
+    r = actions.migrate_from(make_ctx("migrate_from", vm_params(missing), state_dir,
+                                      meta={"migrate_source": "node1"}))
+    assert r.rc == OCFExit.ERR_INSTALLED, r
+    assert "m7 arrived from node1 and is recorded here" in r.reason, r
+    assert list(state_dir.glob("*.state"))
+    assert actions.stop(make_ctx("stop", vm_params(missing), state_dir)).rc == 0
+    assert "m7" not in {d.name() for d in test_conn.listAllDomains() if d.isActive()}
+
+
+def test_migrate_from_without_config_and_nothing_arriving_answers_at_once(test_conn,
+                                                                          state_dir,
+                                                                          monkeypatch):
+    from pyvirtualdomain.actions import migrate
+
+    monkeypatch.setattr(migrate, "OWNER_ARRIVAL_S", 1.0)
+    missing = state_dir.parent / "not-mounted" / "m8.xml"
+    ctx = make_ctx("migrate_from", vm_params(missing), state_dir,
+                   meta={"timeout": "60000", "migrate_source": "node1"})
+    ctx.sleep = __import__("time").sleep
+    t0 = ctx.clock()
+    r = actions.migrate_from(ctx)
+    assert r.rc == OCFExit.ERR_INSTALLED, r
+    assert "no domain of this resource arrived from node1" in r.reason
+    assert ctx.clock() - t0 < 5, "waited for its whole timeout"

@@ -50,3 +50,28 @@ def test_a_json_record_from_an_earlier_version_is_read_and_removed(tmp_path):
     assert rec.emulator == "/usr/bin/qemu" and rec.config_mtime_ns == 5
     state.remove(path)
     assert not legacy.exists()
+
+
+def test_a_record_from_before_uuid_pinning_stays_pinned_to_its_uuid(tmp_path):
+    """Issue 20 #10: a record without the config_uuid field (written before the config's own
+    uuid was recorded) read as "the config names no uuid", so a monitor adopted a foreign
+    domain of the same name and recorded its uuid. An old record never widens that."""
+    path = tmp_path / "PyVirtualDomain-vm1.state"
+    path.write_text("name=vm1\nuuid=6f1c1a4a-4f3b-4a0b-8c1d-2e3f40516273\nvirt_type=kvm\n"
+                    "emulator=\nuri=qemu:///system\nconfig=/etc/vm1.xml\nconfig_mtime_ns=1\n"
+                    "config_size=2\nstarted_at=3.0\n")
+    rec = state.load(str(path))
+    assert rec is not None and rec.config_uuid == "6f1c1a4a-4f3b-4a0b-8c1d-2e3f40516273"
+    # a current record of a config without <uuid> keeps the name fallback
+    path.write_text(path.read_text() + "config_uuid=\n")
+    rec = state.load(str(path))
+    assert rec is not None and rec.config_uuid is None
+
+
+def test_removing_a_record_that_cannot_go_reports_instead_of_raising(tmp_path):
+    """Issue 20 #4: a record that cannot be removed (HA_RSCTMP read-only) failed the stop
+    that had already stopped the domain. Here the unlink fails (ENOTDIR): reported only."""
+    blocker = tmp_path / "not-a-dir"
+    blocker.write_text("")
+    problems = state.remove(str(blocker / "PyVirtualDomain-vm1.state"))
+    assert problems and problems[0].startswith("cannot remove"), problems

@@ -53,3 +53,41 @@ def test_monitor_keeps_the_record_of_another_domain_when_the_config_names_a_new_
     assert r.rc == OCFExit.ERR_GENERIC and "u11" in r.reason  # the old one still runs
     rec = state.load(str(path))
     assert rec is not None and rec.name == "u11"
+
+
+def test_what_start_learnt_survives_every_re_record(test_conn, write_config, state_dir):
+    """Issue 20 #5: the watchdog action (which the dump check needs) was lost, and started_at
+    (which the guest agent's miss count is tied to) reset, by a monitor re-recording after a
+    config edit and by a start finding the domain running. Both now survive."""
+    xml = drv_xml("u13").replace("</domain>", "<devices><watchdog model='i6300esb' "
+                                              "action='dump'/></devices></domain>")
+    cfg = write_config(xml)
+    assert actions.start(make_ctx("start", vm_params(cfg), state_dir)).rc == 0
+    (path,) = state_dir.glob("PyVirtualDomain-*.state")
+    first = state.load(str(path))
+    assert first is not None and first.watchdog == "dump"
+    os.utime(cfg, ns=(first.config_mtime_ns + 10**9,) * 2)
+    recurring = make_ctx("monitor", vm_params(cfg), state_dir, meta={"interval": "10000"})
+    assert actions.monitor(recurring).rc == OCFExit.SUCCESS
+    again = state.load(str(path))
+    assert again is not None and again.config_mtime_ns == first.config_mtime_ns + 10**9
+    assert (again.watchdog, again.started_at) == ("dump", first.started_at)
+    assert actions.start(make_ctx("start", vm_params(cfg), state_dir)).rc == 0  # running
+    third = state.load(str(path))
+    assert third is not None and (third.watchdog, third.started_at) == ("dump", first.started_at)
+
+
+def test_a_domain_recorded_without_its_config_gets_its_watchdog_from_libvirt(
+        test_conn, write_config, state_dir):
+    """A guest that arrived by migration (or was found by a probe) is recorded with the
+    watchdog action of its live definition."""
+    xml = drv_xml("u14").replace("</domain>", "<devices><watchdog model='i6300esb' "
+                                              "action='dump'/></devices></domain>")
+    cfg = write_config(xml)
+    test_conn.createXML(xml, 0)
+    r = actions.migrate_from(make_ctx("migrate_from", vm_params(cfg), state_dir,
+                                      meta={"migrate_source": "node1"}))
+    assert r.rc == OCFExit.SUCCESS, r
+    (path,) = state_dir.glob("PyVirtualDomain-*.state")
+    rec = state.load(str(path))
+    assert rec is not None and rec.watchdog == "dump"

@@ -8,7 +8,8 @@ import pytest
 
 from pyvirtualdomain.errors import ConfigError, NotInstalled, PermissionProblem
 from pyvirtualdomain.ocf import OCFExit
-from pyvirtualdomain.virt.domxml import load_domain, with_uuid
+from pyvirtualdomain.owner import Owner
+from pyvirtualdomain.virt.domxml import load_domain, owner_of_status, prepared_xml
 
 from ..conftest import GOLDEN, golden
 
@@ -78,7 +79,7 @@ def test_unreadable_config_is_permission_problem(write_config):
 
 def test_with_uuid_keeps_the_rest(write_config):
     raw = b"<domain type='test'>\n  <name>a</name>\n  <memory>1</memory>\n</domain>"
-    out = with_uuid(raw, "/x", "6f1c1a4a-4f3b-4a0b-8c1d-2e3f40516273")
+    out = prepared_xml(raw, "/x", uuid="6f1c1a4a-4f3b-4a0b-8c1d-2e3f40516273")
     assert "<uuid>6f1c1a4a-4f3b-4a0b-8c1d-2e3f40516273</uuid>" in out and "<memory>1" in out
 
 
@@ -86,5 +87,45 @@ def test_uuid_pinning_golden():
     """The XML start hands libvirt for a config without <uuid>: only the <uuid> element is
     new; comments, user namespaces, entities and text are kept."""
     data = (GOLDEN / "uuid_pinning.in.xml").read_bytes()
-    out = with_uuid(data, "/etc/vms/web1.xml", "6f1c1a4a-4f3b-4a0b-8c1d-2e3f40516273")
+    out = prepared_xml(data, "/etc/vms/web1.xml", uuid="6f1c1a4a-4f3b-4a0b-8c1d-2e3f40516273")
     assert out == golden("uuid_pinning.out.xml", out)
+
+
+OWNER = Owner("vm-web1", "PyVirtualDomain", "prod")
+
+
+def test_owner_tag_golden():
+    """The XML start hands libvirt: the owner tag joins the user's own metadata (another
+    application's element kept), everything else as in the file."""
+    data = (GOLDEN / "uuid_pinning.in.xml").read_bytes()
+    out = prepared_xml(data, "/etc/vms/web1.xml", owner=OWNER)
+    assert out == golden("owner_tag.out.xml", out)
+
+
+def test_owner_tag_replaces_a_dumped_one_and_adds_metadata_where_none_is():
+    """A config dumped from a running guest carries its owner tag: start replaces it (one
+    owner per domain). A config without <metadata> gets one after <name>/<uuid>."""
+    dumped = prepared_xml(b"<domain type='test'><name>a</name><uuid>"
+                          b"6f1c1a4a-4f3b-4a0b-8c1d-2e3f40516273</uuid></domain>", "/x",
+                          owner=Owner("old", "PyVirtualDomain"))
+    assert dumped.index("<uuid>") < dumped.index("<metadata>")
+    again = prepared_xml(dumped.encode(), "/x", owner=OWNER)
+    assert again.count("pyvd:owner") == 1 and 'instance="vm-web1"' in again, again
+    assert 'instance="old"' not in again
+
+
+def test_owner_of_a_status_file():
+    """libvirtd's status file wraps the live <domain> in <domstatus>: the tag and identity
+    are read from it; a file without the tag (another application's domain) gives None."""
+    live = prepared_xml(b"<domain type='kvm'><name>web1</name><uuid>"
+                        b"6F1C1A4A-4F3B-4A0B-8C1D-2E3F40516273</uuid><devices><emulator>"
+                        b"/usr/bin/qemu-system-x86_64</emulator></devices></domain>", "/x",
+                        owner=OWNER)
+    status = f"<domstatus state='running' pid='42'><monitor path='/x'/>{live}</domstatus>"
+    ident, owner = owner_of_status(status.encode())
+    assert owner == OWNER
+    assert (ident.name, ident.uuid, ident.virt_type, ident.emulator) == (
+        "web1", "6f1c1a4a-4f3b-4a0b-8c1d-2e3f40516273", "kvm", "/usr/bin/qemu-system-x86_64")
+    assert owner_of_status(b"<domstatus><domain type='kvm'><name>x</name></domain>"
+                           b"</domstatus>") is None
+    assert owner_of_status(b"not xml") is None
