@@ -64,11 +64,20 @@ class Args:
         self.help = False
 
 
+# The longest op timeout or interval accepted by hand (a day): Pacemaker's own are far less.
+MAX_SECONDS = 86400.0
+
+
 def _seconds_to_ms(option: str, value: str) -> str:
     try:
-        return str(int(float(value) * 1000))
+        seconds = float(value)
     except ValueError:
-        raise UsageError(f"{option} takes a number of seconds, not {value!r}") from None
+        seconds = -1.0
+    # float() also takes "inf", "nan" and "1e999": none of them is a duration
+    if not 0 <= seconds <= MAX_SECONDS:
+        raise UsageError(f"{option} takes a number of seconds from 0 to {MAX_SECONDS:.0f}, "
+                         f"not {value!r}")
+    return str(int(seconds * 1000))
 
 
 def parse_args(argv: Sequence[str]) -> Args:

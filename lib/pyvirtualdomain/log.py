@@ -49,8 +49,13 @@ class Log:
             return
         line = f"{self.tag}[{os.getpid()}]: {level.upper()}: {message}"
         if self.trace is not None:
-            self.trace.write(f"{time.strftime('%T')} {line}\n")
-            self.trace.flush()
+            try:
+                self.trace.write(f"{time.strftime('%T')} {line}\n")
+                self.trace.flush()
+            except OSError:
+                # A trace that cannot be written (its file system full) must not fail the
+                # action: the rest of the action goes untraced.
+                self.trace = None
         if LEVELS[level] < self.threshold:
             return
         self.lines.append(line)
@@ -114,7 +119,8 @@ def open_trace(destination: str | int, environ: Mapping[str, str]) -> TextIO | N
         else:
             os.makedirs(os.path.dirname(destination), exist_ok=True)
             stream = open(destination, "a", encoding="utf-8")  # kept open for the action
+        stream.write("".join(f"{k}={v}\n" for k, v in sorted(environ.items())))
+        stream.flush()
     except OSError:
         return None
-    stream.write("".join(f"{k}={v}\n" for k, v in sorted(environ.items())))
     return stream

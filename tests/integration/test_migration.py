@@ -13,6 +13,8 @@ import re
 import secrets
 import shutil
 import signal
+import subprocess
+import time
 from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
@@ -31,7 +33,7 @@ from tests.harness import (
     qemu_pids,
     wait_for_console,
 )
-from tests.harness.agent import HANG_GRACE_S
+from tests.harness.agent import HANG_GRACE_S, exit_reason
 from tests.harness.common import CLEAN_PATH, wait_until
 from tests.harness.guest import VIRT_TYPE_ENV
 from tests.harness.twohosts import (
@@ -40,6 +42,8 @@ from tests.harness.twohosts import (
     TwoHosts,
     dirty_initramfs,
 )
+
+from .test_faults import Run, record
 
 pytestmark = pytest.mark.integration
 
@@ -645,3 +649,176 @@ def test_a_postcopy_migration_whose_target_dies_is_reported_honestly(make_vm: Ma
     stop = vm.run("A", "stop", timeout_ms=30000)
     assert stop.rc == 0, stop
     assert vm.hosts.domain_state("A", vm.name) is None
+
+
+# -- the safety rule's second pass (issue 20) ----------------------------------------------
+#
+# VirtualDomain is run on the same paths where it can take them, inside the same host
+# namespaces, and recorded (never asserted) for the fault table (docs/faults.md).
+
+VIRTUAL_DOMAIN = Path("/usr/lib/ocf/resource.d/heartbeat/VirtualDomain")
+
+
+def run_vd_on(vm: MigVm, host: str, action: str, *, timeout_ms: int,
+              params: Mapping[str, str] | None = None, interval_ms: int | None = None) -> Run:
+    """ocf:heartbeat:VirtualDomain inside host X's namespaces, as the executor there would run
+    it (killed at its op timeout + 2 s)."""
+    env = {"PATH": CLEAN_PATH, "LANG": "C", "OCF_ROOT": "/usr/lib/ocf",
+           "OCF_RESOURCE_INSTANCE": f"vd-{vm.name}",
+           "HA_RSCTMP": str(vm.workdir / f"vd-rsctmp-{host}"),
+           "OCF_RESKEY_CRM_meta_timeout": str(timeout_ms),
+           "OCF_RESKEY_CRM_meta_migrate_source": NODE[host if action != "migrate_from"
+                                                      else OTHER[host]],
+           "OCF_RESKEY_CRM_meta_migrate_target": NODE[OTHER[host] if action != "migrate_from"
+                                                      else host]}
+    Path(env["HA_RSCTMP"]).mkdir(exist_ok=True)
+    for key, value in {**vm.params, **(params or {})}.items():
+        env[f"OCF_RESKEY_{key}"] = value
+    if interval_ms is not None:
+        env["OCF_RESKEY_CRM_meta_interval"] = str(interval_ms)
+    started = time.monotonic()
+    proc = subprocess.Popen(vm.hosts.nsenter_argv(host) + [str(VIRTUAL_DOMAIN), action],
+                            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, env=env, cwd="/", start_new_session=True)
+    rc: int | None
+    try:
+        _, err = proc.communicate(timeout=timeout_ms / 1000 + 2)
+        rc = proc.returncode
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        _, err = proc.communicate()
+        rc = None
+    stderr = err.decode(errors="replace")
+    return Run("VirtualDomain", action, rc, time.monotonic() - started, exit_reason(stderr),
+               stderr)
+
+
+def _where(vm: MigVm) -> str:
+    return f"afterwards: hostA {vm.states()['A'] or 'absent'}, hostB " \
+           f"{vm.states()['B'] or 'absent'}"
+
+
+def test_config_missing_on_the_target_never_loses_the_guest(make_vm: MakeVm,
+                                                            tmp_path: Path) -> None:
+    """Issue 20 #1a: the config sits on storage not mounted on hostB. Its probe said 7 (true),
+    so Pacemaker migrated the guest there; migrate_from answered 5 before asking libvirt and
+    recorded nothing; the stop that followed said "no record: nothing to stop", 0, with the
+    guest running on hostB, and Pacemaker started it elsewhere: two copies. Now migrate_from
+    finds the guest by its owner tag and records it (still 5), and stop really stops it."""
+    vm = make_vm()
+    vm.start_on("A")
+    unmounted = {"config": str(tmp_path / "not-mounted" / f"{vm.name}.xml")}
+    probe = vm.run("B", "monitor", timeout_ms=20000, interval_ms=0, params=unmounted)
+    assert probe.rc == 7, probe  # nothing of it on hostB yet: true
+    to = vm.migrate_to("A", params={"migration_transport": "tcp"})
+    assert to.rc == 0, to
+    fr = vm.migrate_from("B", params=unmounted)
+    record("config-missing-target", "migrate_from on the target without the config", fr,
+           _where(vm))
+    assert fr.rc == 5, fr
+    assert "arrived from hostA and is recorded here" in (fr.reason or ""), fr
+    probe = vm.run("B", "monitor", timeout_ms=20000, interval_ms=0, params=unmounted)
+    assert probe.rc == 0, probe
+    stop = vm.run("B", "stop", timeout_ms=60000, params=unmounted)
+    record("config-missing-target", "stop on the target without the config", stop, _where(vm))
+    assert stop.rc == 0, stop
+    assert vm.states() == {"A": None, "B": None}, vm.states()
+    assert vm.qemu_count() == 0
+    # With the record gone too (a reboot empties HA_RSCTMP), the tag still finds nothing:
+    assert vm.run("B", "stop", timeout_ms=30000, params=unmounted).rc == 0
+
+
+def test_compare_config_missing_on_the_target(make_vm: MakeVm, tmp_path: Path) -> None:
+    """VirtualDomain on the same path (measured): it migrates with virsh, then its
+    migrate_from and stop on the node without the config never ask libvirt."""
+    if not VIRTUAL_DOMAIN.is_file():
+        pytest.fail(f"{VIRTUAL_DOMAIN} is missing (resource-agents)")
+    vm = make_vm()
+    vm.start_on("A")
+    unmounted = {"config": str(tmp_path / "not-mounted" / f"{vm.name}.xml")}
+    vd_to = run_vd_on(vm, "A", "migrate_to", timeout_ms=60000,
+                      params={"migration_transport": "tcp"})
+    record("config-missing-target", "VirtualDomain: migrate_to", vd_to, _where(vm))
+    vd_from = run_vd_on(vm, "B", "migrate_from", timeout_ms=30000, params=unmounted)
+    record("config-missing-target", "VirtualDomain: migrate_from on the target without the "
+           "config", vd_from, _where(vm))
+    vd_stop = run_vd_on(vm, "B", "stop", timeout_ms=60000, params=unmounted)
+    record("config-missing-target", "VirtualDomain: stop on the target without the config",
+           vd_stop, _where(vm))
+
+
+def test_a_guest_paused_on_the_source_arrives_paused(make_vm: MakeVm) -> None:
+    """Issue 20 #3: a guest paused on the source migrates and arrives paused (libvirt: paused
+    by the user); migrate_from waited for it to run, answered 1 at its timeout, and the stop
+    that followed destroyed a guest that had migrated fine. The incoming copy of a migration
+    still in progress (paused for the migration) is not an arrival."""
+    vm = make_vm()
+    vm.start_on("A")
+    assert vm.hosts.virsh("A", "suspend", vm.name).returncode == 0
+    to = vm.migrate_to("A", params={"migration_transport": "tcp"})
+    assert to.rc == 0, to
+    assert _state_reason(vm, "B") == (3, 1), _state_reason(vm, "B")  # paused, by the user
+    fr = vm.migrate_from("B", timeout_ms=15000)
+    record("paused-arrival", "migrate_from of a guest paused on the source", fr, _where(vm))
+    assert fr.rc == 0, fr
+    assert vm.states() == {"A": None, "B": "paused"}
+    vd_from = run_vd_on(vm, "B", "migrate_from", timeout_ms=15000)
+    record("paused-arrival", "VirtualDomain: migrate_from of a guest paused on the source",
+           vd_from, _where(vm))
+    # Resumed, it runs on exactly as before the migration (the same boot).
+    before = vm.uptime("A")
+    assert vm.hosts.virsh("B", "resume", vm.name).returncode == 0
+    assert vm.ticks_after("B", before), vm.console("B")
+    assert_only_on(vm, "B")
+
+
+def test_an_incoming_migration_in_progress_is_not_an_arrival(make_vm: MakeVm) -> None:
+    """The other half of #3, on a real slow migration: while hostB holds the incoming copy
+    (paused for the migration), migrate_from does not call it arrived."""
+    vm = make_vm(dirty_mib=40)
+    vm.start_on("A", DIRTY_MARKER)
+    runner = Background(lambda: vm.migrate_to("A", params={"migration_transport": "tcp",
+                                                           "migration_speed": "1"},
+                                              timeout_ms=25000))
+    assert wait_until(lambda: _state_reason(vm, "B") == (3, 2), 15.0, 0.1), _state_reason(vm, "B")
+    fr = vm.migrate_from("B", timeout_ms=4000)
+    assert fr.rc == 1 and "did not arrive" in (fr.reason or ""), fr
+    to = runner.result(60.0)
+    assert to.rc == 1, to  # cannot converge at 1 MiB/s: aborted, the guest stays on hostA
+    assert_only_on(vm, "A")
+
+
+def test_a_postcopy_source_is_never_stopped_early(make_vm: MakeVm) -> None:
+    """Issue 20 #2: migrate_to answered 0 "post-copy still transferring" while the target
+    still pulled memory from the source (ending the client that drives the migration), and the
+    stop Pacemaker ran next found the source paused for post-copy, had its shutdown refused
+    and destroyed it after the graceful share: the guest on the target lost the memory it
+    still needed. Now migrate_to says 1 while memory still moves, a stop of the source waits
+    for the migration to end (non-zero, without touching it, when its budget is too short),
+    and the guest keeps running on hostB, never rebooted."""
+    vm = make_vm(dirty_mib=40)
+    vm.start_on("A", DIRTY_MARKER)
+    before = vm.uptime("A")
+    to = vm.migrate_to("A", timeout_ms=20000, params={
+        "migration_transport": "tcp", "migration_speed": "1",
+        "migrate_options": "--postcopy-bandwidth 3", "migration_deadline_action": "postcopy"})
+    record("postcopy-source", "migrate_to whose post-copy phase outlasts the timeout", to,
+           _where(vm))
+    assert to.rc == 1, to
+    assert "still moving memory" in (to.reason or ""), to
+    assert to.elapsed_s <= 20.0, to
+    assert _state_reason(vm, "A") == (3, 12), "the source must stay, paused for post-copy"
+    assert _state_reason(vm, "B") == (1, 10), "the guest runs on hostB in post-copy"
+    short = vm.run("A", "stop", timeout_ms=6000)
+    record("postcopy-source", "stop of the post-copy source, 6 s timeout", short, _where(vm))
+    assert short.rc == 1 and "post-copy" in (short.reason or ""), short
+    assert _state_reason(vm, "A") == (3, 12), "a stop must never destroy a post-copy source"
+    stop = vm.run("A", "stop", timeout_ms=120000)
+    record("postcopy-source", "stop of the post-copy source issued at once, 120 s timeout",
+           stop, _where(vm))
+    assert stop.rc == 0, stop
+    assert "waiting for it to end" in stop.stderr, stop
+    assert_only_on(vm, "B")
+    assert vm.hosts.domain_state("B", vm.name) == "running"
+    assert vm.ticks_after("B", before), f"guest rebooted or dead on hostB:\n{vm.console('B')}"
+    assert vm.run("B", "stop", timeout_ms=60000, params={"force_stop": "true"}).rc == 0

@@ -15,7 +15,14 @@ import time
 
 from ..core.context import QUERY_BOUND_S, Context
 from ..deadline import Deadline
-from ..errors import AgentError, ConfigError, LibvirtFact, NotInstalled
+from ..errors import (
+    AgentError,
+    CallTimedOut,
+    ConfigError,
+    HypervisorTimeout,
+    LibvirtFact,
+    NotInstalled,
+)
 from ..fileio import atomic_write, dump_fields
 from ..virt.connection import Hypervisor
 from ..virt.domain import Domain
@@ -91,13 +98,35 @@ def restore_snapshot(ctx: Context, hv: Hypervisor, ident: DomainIdentity,
                         "was saved")
         _set_aside(ctx, path, "superseded")
         return False
-    ctx.log.info(f"restoring {name} from {path}")
+    # Once restored, the image must never be restored again (the guest's disk moves on from
+    # here), whatever fails afterwards: it leaves its name before the restore, and is not
+    # restored at all when it cannot (a read-only directory).
+    restoring = f"{path}.restoring-{time.strftime('%Y%m%dT%H%M%S')}"
     try:
-        hv.restore_state(path, deadline.remaining())
+        os.rename(path, restoring)
+    except OSError as exc:
+        raise AgentError(f"cannot restore {name}: {path} cannot be renamed before the restore "
+                         f"({exc.strerror}), and an image that cannot be marked could be "
+                         "restored twice") from None
+    ctx.log.info(f"restoring {name} from {path} (renamed {restoring})")
+    try:
+        hv.restore_state(restoring, deadline.remaining())
+    except (CallTimedOut, HypervisorTimeout) as f:
+        # libvirt may still be restoring it: the image keeps its new name.
+        raise AgentError(f"restore of {name} from {restoring} did not finish in time: "
+                         f"{f.message}") from None
     except LibvirtFact as f:
+        try:
+            os.rename(restoring, path)  # libvirt refused it: not restored, keep it for later
+        except OSError:
+            pass
         raise AgentError(f"cannot restore {name} from {path}: {f.message} (move the file away "
                          "to start the domain afresh)") from None
-    os.unlink(path)
+    try:
+        os.unlink(restoring)
+    except OSError as exc:
+        ctx.log.warning(f"restored {name}; {restoring} cannot be removed ({exc.strerror}): "
+                        "under that name it is never restored again")
     return True
 
 

@@ -46,10 +46,16 @@ def _load_cache(path: str) -> Cache:
         return {}
 
 
-def _save_cache(path: str, cache: Cache) -> None:
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    atomic_write(path, dump_fields({k: "" if v is None else str(v) for k, v in cache.items()}),
-                 mode=0o644)
+def _save_cache(ctx: Context, path: str, cache: Cache) -> None:
+    """Remember what was written. Best effort: without the cache the next monitor only
+    writes the same values again (HA_RSCTMP full or read-only must not fail a monitor)."""
+    try:
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        atomic_write(path, dump_fields({k: "" if v is None else str(v)
+                                        for k, v in cache.items()}), mode=0o644)
+    except OSError as exc:
+        ctx.log.warning(f"cannot keep the utilization cache {path}: {exc.strerror} (the "
+                        "attributes are written again by the next monitor)")
 
 
 def _crm_resource(ctx: Context, args: list[str], timeout_s: float) -> tuple[int, str]:
@@ -118,7 +124,7 @@ def update(ctx: Context, dom: Domain, deadline: Deadline) -> None:
         else:
             ctx.log.warning(f"cannot delete utilization {attr}: {out}")
     if changed:
-        _save_cache(path, cache)
+        _save_cache(ctx, path, cache)
 
 
 def forget(ctx: Context) -> None:
@@ -128,3 +134,5 @@ def forget(ctx: Context) -> None:
             os.unlink(path)
         except FileNotFoundError:
             pass
+        except OSError as exc:
+            ctx.log.warning(f"cannot remove the utilization cache {path}: {exc.strerror}")

@@ -7,6 +7,7 @@ only trace a monitor can find. With action none nothing is left at all: validate
 from __future__ import annotations
 
 import os
+import re
 
 from ..core.context import Context
 from ..errors import AgentError
@@ -16,6 +17,7 @@ QEMU_CONF = "/etc/libvirt/qemu.conf"
 DEFAULT_AUTO_DUMP_PATH = "/var/lib/libvirt/qemu/dump"
 # libvirt names a dump <id>-<the first 20 characters of the name>-<time>.
 SHORT_NAME = 20
+DUMP_TIME = re.compile(r"\d{4}-\d{2}-\d{2}-\d{2}:\d{2}:\d{2}")
 
 
 def auto_dump_path(qemu_conf: str = QEMU_CONF) -> str:
@@ -33,19 +35,26 @@ def auto_dump_path(qemu_conf: str = QEMU_CONF) -> str:
     return value if isinstance(value, str) and value else DEFAULT_AUTO_DUMP_PATH
 
 
-def check_watchdog_dump(ctx: Context, name: str, started_at: float,
+def dump_file_prefix(domain_id: int, name: str) -> str:
+    """How libvirt's dump of the running domain ``domain_id`` named ``name`` begins."""
+    return f"{domain_id}-{name[:SHORT_NAME]}-"
+
+
+def check_watchdog_dump(ctx: Context, name: str, domain_id: int, started_at: float,
                         directory: str | None = None) -> None:
-    """Raise when libvirt dumped the domain (into ``directory``, by default its
-    auto_dump_path) for its watchdog since it was started."""
+    """Raise when libvirt dumped this domain (into ``directory``, by default its
+    auto_dump_path) for its watchdog since it was started. A dump is this domain's only when
+    it carries the running domain's id and short name exactly, followed by libvirt's time
+    stamp: another domain sharing the first characters of the name has another id."""
     directory = directory or auto_dump_path()
     try:
         entries = list(os.scandir(directory))
     except OSError:
         return
-    marker = f"-{name[:SHORT_NAME]}-"
+    prefix = dump_file_prefix(domain_id, name)
     for entry in entries:
-        head, sep, _ = entry.name.partition(marker)
-        if not sep or not head.isdigit():
+        if not entry.name.startswith(prefix) or not DUMP_TIME.fullmatch(
+                entry.name[len(prefix):]):
             continue
         try:
             if entry.stat().st_mtime > started_at:
