@@ -73,13 +73,14 @@ class _Tmpfs:
 
     def fill(self) -> None:
         """Write until the file system is full (ENOSPC)."""
-        with open(self.path / "ballast", "wb") as f:
-            try:
-                while True:
-                    f.write(b"\0" * 4096)
-                    f.flush()
-            except OSError:
-                pass
+        fd = os.open(self.path / "ballast", os.O_WRONLY | os.O_CREAT, 0o600)
+        try:
+            while True:
+                os.write(fd, b"\0" * 4096)
+        except OSError:
+            pass
+        finally:
+            os.close(fd)
         probe = self.path / "probe"
         with pytest.raises(OSError):
             probe.write_bytes(b"x" * 8192)
@@ -403,3 +404,17 @@ def test_save_config_on_stop_never_leaves_a_secret_readable_by_others(
     assert password in saved, "the password must survive (the next start needs it)"
     assert mode == 0o600, f"{mode:04o}"
     assert "pyvirtualdomain" not in saved, "the owner tag does not belong in the config"
+    # VirtualDomain on the same guest and file (measured): its save writes a new file.
+    g.config.chmod(0o644)
+    _started(g)
+
+    def vd_mode() -> str:
+        text = g.config.read_text()
+        return (f"saved file mode {stat.S_IMODE(g.config.stat().st_mode):04o}, password in "
+                f"it: {password in text}")
+
+    measure_vd("secret-in-saved-config", "VirtualDomain: stop with save_config_on_stop, VNC "
+               "password, file 0644", g, "stop", timeout_ms=STOP_MS,
+               params={"save_config_on_stop": "true"}, note=vd_mode)
+    if g.state() is not None:
+        assert g.run("stop", timeout_ms=STOP_MS, params={"force_stop": "true"}).rc == 0
