@@ -224,6 +224,10 @@ def _run_action(args: Args, environ: Mapping[str, str], agent: str, interactive:
     merged = dict(environ)
     for key, val in args.meta.items():
         merged[META_PREFIX + key] = val
+    if not merged.get("OCF_RESOURCE_INSTANCE"):
+        # By hand: every domain its own state record and owner tag, never one shared by all.
+        config = args.params.get("config") or merged.get("OCF_RESKEY_config", "")
+        merged["OCF_RESOURCE_INSTANCE"] = by_hand_instance(config) or agent
     env = OCFEnv.from_environ(args.action, merged, args.params, agent)
     show_log = (not interactive) or args.verbose > 0
     trace = None
@@ -255,6 +259,11 @@ def _run_action(args: Args, environ: Mapping[str, str], agent: str, interactive:
                   environ=merged)
     log.debug(f"{args.action}: op timeout {env.meta_timeout_ms} ms, interval "
               f"{env.meta_interval_ms} ms{' (probe)' if env.is_probe else ''}")
+    given = env.meta.get("timeout", "").strip()
+    if given and not (env.meta_timeout_ms or 0) > 0:
+        log.warning(f"OCF_RESKEY_CRM_meta_timeout={given!r} is not a number of milliseconds: "
+                    f"using the metadata's {schema.timeout_s(args.action):.0f} s for "
+                    f"{args.action}")
     try:
         run_fn(ctx)  # returns on success, raises AgentError for every other end
         rc, reason = RC_SUCCESS, ""
@@ -269,6 +278,22 @@ def _run_action(args: Args, environ: Mapping[str, str], agent: str, interactive:
         (log.info if rc == OCFExit.NOT_RUNNING else log.error)(reason)
     _report(rc, reason, interactive, err, environ)
     return rc
+
+
+def by_hand_instance(config: str) -> str:
+    """The resource instance of a run by hand (no OCF_RESOURCE_INSTANCE): the domain's name in
+    the config file, else the file's name; "" without a config."""
+    import re
+
+    try:
+        with open(config, "rb") as f:
+            data = f.read(1 << 16)
+    except OSError:
+        data = b""
+    m = re.search(rb"<domain\b[^>]*>.*?<name>\s*([^<\s][^<]*?)\s*</name>", data, re.S)
+    if m:
+        return m.group(1).decode("utf-8", "replace")
+    return os.path.splitext(os.path.basename(config))[0]
 
 
 def run(agent: str) -> None:

@@ -7,7 +7,10 @@ from typing import Mapping
 from .metadata import AgentSchema, ParameterSpec, parse_duration_s
 from .tuples import NamedTuple
 
-TRUE_WORDS = frozenset({"1", "true", "yes", "on", "y", "ja"})
+# What resource-agents' ocf_is_true takes as true, exactly (case included): VirtualDomain reads
+# every boolean so, and anything else as false. A resource keeps meaning what it meant there.
+TRUE_WORDS = frozenset({"yes", "true", "1", "YES", "TRUE", "True", "ja", "on", "ON"})
+# Values that plainly mean false (any case); others are false too, with a warning.
 FALSE_WORDS = frozenset({"0", "false", "no", "off", "n", "nein", ""})
 SHUTDOWN_MODES = ("acpi", "agent", "initctl", "signal", "paravirt")
 
@@ -63,29 +66,36 @@ class Params(NamedTuple):
     # Names the metadata does not know, as messages: validate-all refuses them; every other
     # action warns and goes on (a typo must not ban a running guest's resource cluster-wide).
     unknown: tuple[str, ...] = ()
+    # Values taken in a way that may surprise (a boolean that is neither true nor false as
+    # ocf_is_true reads it): every action warns.
+    notes: tuple[str, ...] = ()
     # Whether any migration parameter was given: their own checks (migration_options.py)
     # run only in the actions that refuse problems, so a monitor never loads that code.
     migration_settings: bool = False
 
-    def all_problems(self, guest_node: str | None = None) -> tuple[str, ...]:
-        """``problems`` and those of the migration settings (``guest_node``: the resource's
-        meta remote-node, which rules out some)."""
+    def migration_problems(self, guest_node: str | None = None,
+                           hypervisor_version: int | None = None) -> tuple[str, ...]:
+        """Problems of the migration settings (``guest_node``: the resource's meta
+        remote-node, which rules out some): they matter to migrate_to only."""
         if not self.migration_settings:
-            return self.problems
+            return ()
         from .migration_options import check_parameters
 
-        return self.problems + tuple(check_parameters(self, guest_node))
+        return tuple(check_parameters(self, guest_node, hypervisor_version))
+
+
+def _boolean(spec: ParameterSpec, raw: str, notes: list[str]) -> bool:
+    text = raw.strip()
+    if text in TRUE_WORDS:
+        return True
+    if text.lower() not in FALSE_WORDS:
+        notes.append(f"parameter {spec.name}={raw!r} is taken as false (true is one of "
+                     "yes, true, 1, on, ja as resource-agents reads them)")
+    return False
 
 
 def _convert(spec: ParameterSpec, raw: str) -> Value:
     text = raw.strip()
-    if spec.type == "boolean":
-        low = text.lower()
-        if low in TRUE_WORDS:
-            return True
-        if low in FALSE_WORDS:
-            return False
-        raise ValueError(f"parameter {spec.name}={raw!r} is not a boolean (use true or false)")
     if spec.type == "integer":
         try:
             return int(text)
@@ -97,6 +107,15 @@ def _convert(spec: ParameterSpec, raw: str) -> Value:
         except ValueError:
             raise ValueError(f"parameter {spec.name}={raw!r} is not a time value") from None
     return raw
+
+
+def _unknown(name: str, schema: AgentSchema) -> str:
+    """The message for a parameter the metadata does not know, with the likely intended one."""
+    from difflib import get_close_matches  # only when a parameter is unknown
+
+    close = get_close_matches(name, list(schema.parameters), n=1, cutoff=0.75)
+    hint = f"; did you mean {close[0]}?" if close else ""
+    return f"unknown parameter {name} (not supported by {schema.name}){hint}"
 
 
 def _shutdown_modes(raw: str, allowed: tuple[str, ...]) -> tuple[str, ...]:
@@ -113,6 +132,7 @@ def _shutdown_modes(raw: str, allowed: tuple[str, ...]) -> tuple[str, ...]:
 def build_params(raw: Mapping[str, str], schema: AgentSchema,
                  shutdown_modes: tuple[str, ...] = SHUTDOWN_MODES) -> Params:
     problems: list[str] = []
+    notes: list[str] = []
     values: dict[str, Value] = {}
     for name, spec in schema.parameters.items():
         default = spec.default if spec.default is not None else ""
@@ -123,14 +143,16 @@ def build_params(raw: Mapping[str, str], schema: AgentSchema,
             problems.append(f"required parameter {name} is not set")
         if not text.strip() and spec.type != "string":
             continue  # unset number without a default: the Params field's default applies
+        if spec.type == "boolean":
+            values[name] = _boolean(spec, text, notes)
+            continue
         try:
             values[name] = _convert(spec, text)
         except ValueError as exc:
             problems.append(str(exc))
             if default.strip() or spec.type == "string":
                 values[name] = _convert(spec, default)
-    unknown = tuple(f"unknown parameter {name} (not supported by {schema.name})"
-                    for name in sorted(set(raw) - set(schema.parameters)))
+    unknown = tuple(_unknown(name, schema) for name in sorted(set(raw) - set(schema.parameters)))
 
     misses = values.get("guest_agent_misses")
     if isinstance(misses, int) and not isinstance(misses, bool) and misses < 1:
@@ -174,6 +196,7 @@ def build_params(raw: Mapping[str, str], schema: AgentSchema,
         else 3,
         problems=tuple(problems),
         unknown=unknown,
+        notes=tuple(notes),
         migration_settings=any(name in raw for name in MIGRATION_PARAMETERS
                                if name in schema.parameters),
     )

@@ -93,7 +93,7 @@ def test_parameters_as_options_and_env(tmp_path):
 
 
 @pytest.mark.parametrize("params,rc,needle", [
-    ({"force_stop": "maybe"}, 6, "not a boolean"),
+    ({"migrate_options": "--dname x"}, 6, "--dname is not accepted"),
     ({"shutdown_mode": "hibernate"}, 6, "unknown mode"),
     ({"bogus_param": "1"}, 6, "unknown parameter bogus_param"),
     ({"hypervisor": "garbage"}, 6, "not a libvirt URI"),
@@ -380,3 +380,20 @@ def test_exit_reason_prefix_and_log_files(tmp_path):
     assert "DEBUG:" not in logged
     debug = (tmp_path / "debug.log").read_text()
     assert "DEBUG:" in debug and "ERROR: config" in debug
+
+
+def test_by_hand_runs_get_an_instance_per_domain(tmp_path):
+    """Issue 21 #4: without OCF_RESOURCE_INSTANCE every run by hand shared one state file,
+    so `stop --config vm2.xml` after a monitor of vm1 stopped vm1. The instance is now the
+    domain's name from the config (else the file's name)."""
+    from pyvirtualdomain.cli import by_hand_instance
+
+    cfg = tmp_path / "a.xml"
+    cfg.write_text("<domain type='kvm'>\n  <name> web-01 </name>\n  <devices><name>x</name>"
+                   "</devices></domain>")
+    assert by_hand_instance(str(cfg)) == "web-01"
+    cfg.write_text("<not a domain")
+    assert by_hand_instance(str(cfg)) == "a"
+    assert by_hand_instance("") == ""
+    r = run(["monitor", "--config", str(tmp_path / "vm-77.xml")], {"HA_RSCTMP": str(tmp_path)})
+    assert any(line.startswith("PyVirtualDomain(vm-77)[") for line in r.stderr.splitlines())

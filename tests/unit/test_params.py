@@ -18,17 +18,39 @@ def test_params_defaults_and_types():
 
 
 @pytest.mark.parametrize("raw,needle", [
-    ({"config": "/a", "force_stop": "maybe"}, "not a boolean"),
     ({"config": "/a", "shutdown_mode": "acpi,reboot"}, "unknown mode reboot"),
     ({"config": "/a", "frobnicate": "/x"}, "unknown parameter frobnicate"),
     ({"config": "/a", "migration_speed": "fast"}, "not an integer"),
     ({"config": "/a", "migrate_options": "--frobnicate"}, "unknown option '--frobnicate'"),
-    ({"config": "/a", "migrate_options": "--timeout 5"}, "migration_deadline_action"),
+    ({"config": "/a", "migrate_options": "--timeout-postcopy"}, "need --timeout"),
     ({"config": "/a", "migration_deadline_action": "panic"}, "use one of abort"),
     ({}, "required parameter config"),
 ])
 def test_params_problems(raw, needle):
     p = build_params(raw, load_schema("PyVirtualDomain"))
-    found = p.all_problems() + p.unknown
+    found = p.problems + p.migration_problems() + p.unknown
     assert any(needle in problem for problem in found), found
     assert p.force_stop is False  # bad values fall back to the default
+
+
+@pytest.mark.parametrize("value,expected", [
+    ("yes", True), ("true", True), ("1", True), ("YES", True), ("TRUE", True), ("True", True),
+    ("ja", True), ("on", True), ("ON", True),
+    ("no", False), ("0", False), ("false", False), ("off", False), ("", False),
+    ("Yes", False), ("y", False), ("On", False), ("maybe", False), ("enable", False),
+])
+def test_booleans_read_as_ocf_is_true_reads_them(value, expected):
+    """Issue 21 #6: exactly what resource-agents' ocf_is_true (and so VirtualDomain) takes as
+    true is true; anything else false, with a note for values that are neither plainly true
+    nor plainly false, never a problem (which made start answer 6)."""
+    p = build_params({"config": "/a", "force_stop": value}, load_schema("PyVirtualDomain"))
+    assert p.force_stop is expected
+    assert not p.problems
+    assert bool(p.notes) == (value in ("Yes", "y", "On", "maybe", "enable"))
+
+
+def test_an_unknown_parameter_gets_a_suggestion():
+    p = build_params({"config": "/a", "migration_tranport": "ssh", "zzz": "1"},
+                     load_schema("PyVirtualDomain"))
+    assert any("did you mean migration_transport?" in u for u in p.unknown), p.unknown
+    assert not any("did you mean" in u for u in p.unknown if "zzz" in u)

@@ -7,7 +7,7 @@ from __future__ import annotations
 import os
 from typing import Callable
 
-from ..core.context import QUERY_BOUND_S, Context, require_valid_params
+from ..core.context import QUERY_BOUND_S, Context
 from ..core.outcomes import fact_to_error, libvirt_python_missing
 from ..core.record import ConfigStamp
 from ..core.recording import forget_record, record_running
@@ -17,7 +17,6 @@ from ..errors import (
     AgentError,
     ArgsError,
     CallTimedOut,
-    ConfigError,
     DomainBusy,
     DomainNotFound,
     HypervisorTimeout,
@@ -25,7 +24,8 @@ from ..errors import (
 )
 from ..migration_decisions import Verdict, judge, next_steer, steer_due
 from ..migration_options import (
-    MigrateOptionError,
+    MigrateOptions,
+    check_hypervisor,
     destination_uri,
     migration_uri,
     parse_migrate_options,
@@ -117,23 +117,64 @@ def _steer(ctx: Context, dom: Domain, step: int, bound: float) -> int:
 class WatchEnd(NamedTuple):
     returned: bool  # the migration call returned on its own
     postcopy: bool  # the agent switched it to post-copy
+    suspended: bool = False  # the agent paused the guest (migrate_options --timeout)
 
 
-def _watch(ctx: Context, dom: Domain, run: PendingCall, abort_at: Deadline) -> WatchEnd:
+class _Steering:
+    """What migrate_options asks for while the migration runs (virsh does these itself):
+    ``--timeout N`` pauses the guest (or with --timeout-postcopy switches to post-copy) after
+    N seconds; ``--postcopy-after-precopy`` switches once the first pass is done."""
+
+    def __init__(self, options: MigrateOptions, started: float) -> None:
+        self.options = options
+        self.timeout_at = None if options.timeout_s is None else started + options.timeout_s
+        self.suspended = False
+        self.postcopy = False
+
+    def apply(self, ctx: Context, dom: Domain, iteration: int, now: float,
+              bound: float) -> None:
+        o = self.options
+        if self.postcopy or self.suspended:
+            return
+        if o.postcopy_after_precopy and iteration >= 2:
+            ctx.log.info(f"first pass of {dom.name}'s migration done: switching to post-copy "
+                         "(--postcopy-after-precopy)")
+            dom.start_postcopy(bound)
+            self.postcopy = True
+        elif self.timeout_at is not None and now >= self.timeout_at:
+            if o.timeout_action == "postcopy":
+                ctx.log.warning(f"migration of {dom.name} still running after --timeout "
+                                f"{o.timeout_s}s: switching to post-copy")
+                dom.start_postcopy(bound)
+                self.postcopy = True
+            else:
+                ctx.log.warning(f"migration of {dom.name} still running after --timeout "
+                                f"{o.timeout_s}s: pausing the guest so that it completes")
+                dom.suspend(bound)
+                self.suspended = True
+
+
+def _watch(ctx: Context, dom: Domain, run: PendingCall, abort_at: Deadline,
+           options: MigrateOptions) -> WatchEnd:
     """Log progress and steer until the migration ends or it is time to abort."""
     params = ctx.params
     downtime_pending = params.migration_downtime > 0
     next_log = abort_at.now() + PROGRESS_LOG_S
     last_steer = abort_at.now()
+    steering = _Steering(options, abort_at.now())
     step = 0
     postcopy = False
+
+    def end(returned: bool) -> WatchEnd:
+        return WatchEnd(returned, postcopy or steering.postcopy, steering.suspended)
+
     while not run.wait(min(MIGRATION_POLL_S, abort_at.remaining())):
         if abort_at.expired():
-            return WatchEnd(False, postcopy)
+            return end(False)
         try:
             j = dom.job_stats(abort_at.bound(QUERY_BOUND_S))
         except HypervisorTimeout:
-            return WatchEnd(run.done(), postcopy)
+            return end(run.done())
         except LibvirtFact as f:
             ctx.log.debug(f"job statistics unavailable: {f.message}")
             continue
@@ -153,6 +194,12 @@ def _watch(ctx: Context, dom: Domain, run: PendingCall, abort_at: Deadline) -> W
                 f"{j.total_bytes / MIB:.0f} MiB sent, {j.remaining_bytes / MIB:.0f} MiB left, "
                 f"{j.bytes_per_s / MIB:.1f} MiB/s, iteration {j.iteration}")
             next_log = now + PROGRESS_LOG_S
+        try:
+            steering.apply(ctx, dom, j.iteration, now, abort_at.bound(QUERY_BOUND_S))
+        except LibvirtFact as f:
+            ctx.log.warning(f"cannot apply migrate_options to the running migration: "
+                            f"{f.message}")
+            steering.timeout_at = None
         if steer_due(j.bytes_per_s, j.remaining_bytes, abort_at.remaining(), now - last_steer):
             try:
                 step = _steer(ctx, dom, step, abort_at.bound(QUERY_BOUND_S))
@@ -160,28 +207,53 @@ def _watch(ctx: Context, dom: Domain, run: PendingCall, abort_at: Deadline) -> W
             except LibvirtFact as f:
                 ctx.log.warning(f"cannot steer the migration: {f.message}")
             last_steer = now
-    return WatchEnd(True, postcopy)
+    return end(True)
+
+
+def _refuse_migration(ctx: Context, target_node: str) -> None:
+    """A value that matters only to migration fails the migration (1: Pacemaker then stops
+    and starts the guest instead), never with 6, which would stop the resource everywhere."""
+    problems = ctx.params.problems + ctx.params.migration_problems(ctx.env.remote_node)
+    for warning in ctx.params.notes + tuple(f"{u}: ignored" for u in ctx.params.unknown):
+        ctx.log.warning(warning)
+    if problems:
+        raise AgentError(f"cannot migrate to {target_node}: {'; '.join(problems)}")
+
+
+def _read_xml_files(options: MigrateOptions) -> dict[str, str]:
+    """--xml / --persistent-xml: the files' content, read here as virsh reads them."""
+    out = {}
+    for param, path in options.xml_files.items():
+        try:
+            with open(path, encoding="utf-8") as f:
+                out[param] = f.read()
+        except (OSError, UnicodeDecodeError) as exc:
+            raise AgentError(f"cannot migrate: migrate_options names {path}, which cannot be "
+                             f"read on this node ({getattr(exc, 'strerror', None) or exc})"
+                             ) from None
+    return out
 
 
 def migrate_to(ctx: Context) -> None:
-    require_valid_params(ctx)
     p = ctx.params
     target_node = ctx.env.meta.get("migrate_target", "").strip()
     if not target_node:
         raise ArgsError("migrate_to needs the target node (OCF_RESKEY_CRM_meta_migrate_target, "
                         "set by Pacemaker)")
+    _refuse_migration(ctx, target_node)
     target = config_target(ctx)
     ident = target.ident
-    try:
-        options = parse_migrate_options(p.migrate_options)
-    except MigrateOptionError as exc:
-        raise ConfigError(str(exc)) from None
+    options = parse_migrate_options(p.migrate_options)
+    if p.hypervisor and target.uri != p.hypervisor:
+        ctx.log.info(f"migrating through {target.uri}, where this agent recorded {ident.name} "
+                     "running")
     dest_uri = destination_uri(target.uri, target_node, remoteuri=p.remoteuri,
                                transport=p.migration_transport, user=p.migration_user,
                                network_suffix=p.migration_network_suffix)
     data_uri = migration_uri(target.uri, target_node, options, migrateuri=p.migrateuri,
                              network_suffix=p.migration_network_suffix,
-                             migrateport=p.migrateport)
+                             migrateport=p.migrateport, remoteuri=p.remoteuri,
+                             user=p.migration_user)
     deadline = ctx.deadline("migrate_to")
     abort_at = deadline.before(_abort_reserve(deadline.total))
     hv: Hypervisor | None = None
@@ -195,6 +267,10 @@ def migrate_to(ctx: Context) -> None:
                              f"to {target_node}") from None
         if state not in (DomainState.RUNNING, DomainState.BLOCKED, DomainState.PAUSED):
             raise AgentError(f"domain {ident.name} is {state.value} here: cannot migrate it")
+        version_problems = check_hypervisor(options, hv.hypervisor_version(
+            deadline.bound(QUERY_BOUND_S)))
+        if version_problems:
+            raise AgentError(f"cannot migrate to {target_node}: {'; '.join(version_problems)}")
         try:
             dest = open_hypervisor(dest_uri, abort_at, attempt_s=min(10.0, abort_at.total / 2))
         except LibvirtFact as f:
@@ -203,18 +279,21 @@ def migrate_to(ctx: Context) -> None:
                                  f"{f.message}") from None
             ctx.log.warning(f"cannot check the target {dest_uri}: {f.message}")
         flag_names = list(options.flag_names)
-        if "VIR_MIGRATE_OFFLINE" not in flag_names:
-            flag_names.append("VIR_MIGRATE_LIVE")
-        if p.migration_deadline_action == "postcopy":
+        flag_names.append("VIR_MIGRATE_LIVE")
+        if p.migration_deadline_action == "postcopy" and "VIR_MIGRATE_POSTCOPY" not in \
+                flag_names:
             flag_names.append("VIR_MIGRATE_POSTCOPY")
-        mparams: dict[str, str | int] = dict(options.param_values)
+        mparams: dict[str, str | int | list[str]] = dict(options.param_values)
+        mparams.update(_read_xml_files(options))
         if data_uri:
             mparams["VIR_MIGRATE_PARAM_URI"] = data_uri
         if p.migration_speed > 0:
             mparams.setdefault("VIR_MIGRATE_PARAM_BANDWIDTH", p.migration_speed)
         ctx.log.info(f"live-migrating {ident.name} to {target_node}: hypervisor {dest_uri}, "
                      f"data {data_uri or 'by libvirt default'}"
-                     f"{', peer-to-peer' if options.p2p else ''}")
+                     f"{', peer-to-peer' if options.p2p else ''}; options: "
+                     f"{options.describe()}"
+                     f"{f', speed {p.migration_speed} MiB/s' if p.migration_speed else ''}")
         if p.start_resources:
             _start_resources_there(ctx, dom, dest, target_node, abort_at)
         to = None if options.p2p else dest
@@ -224,7 +303,7 @@ def migrate_to(ctx: Context) -> None:
             save_config(ctx, dom, abort_at)
         t0 = deadline.now()
         run = dom.start_migration(to, dest_uri, flag_names, mparams)
-        watched = _watch(ctx, dom, run, abort_at)
+        watched = _watch(ctx, dom, run, abort_at, options)
         if not watched.returned and watched.postcopy:
             # Past the switch-over a migration cannot be aborted (the target runs the guest):
             # it can only finish.
@@ -238,6 +317,8 @@ def migrate_to(ctx: Context) -> None:
             except LibvirtFact as f:
                 ctx.log.warning(f"abort of the migration job failed: {f.message}")
             run.wait(max(0.0, deadline.remaining() - 1.0))
+        if watched.suspended:
+            _resume_after_timeout(ctx, hv, dest, ident, deadline)
         took = deadline.now() - t0
 
         def recover() -> PendingCall:
@@ -254,6 +335,22 @@ def migrate_to(ctx: Context) -> None:
     finally:
         close(dest)
         close(hv)
+
+
+def _resume_after_timeout(ctx: Context, hv: Hypervisor, dest: Hypervisor | None,
+                          ident: DomainIdentity, deadline: Deadline) -> None:
+    """The agent paused the guest (--timeout) so that its migration completes: it runs on
+    wherever it ended (the target after a success, the source after an abort)."""
+    for side in (dest, hv):
+        if side is None:
+            continue
+        try:
+            dom, state, _ = Domain.lookup_state(side, ident, deadline.bound(QUERY_BOUND_S))
+            if state == DomainState.PAUSED:
+                dom.resume(deadline.bound(QUERY_BOUND_S))
+                ctx.log.info(f"{ident.name} resumed on {side.uri} after the migration")
+        except LibvirtFact:
+            continue
 
 
 def _outcome(ctx: Context, hv: Hypervisor, dest: Hypervisor | None, run: PendingCall,
@@ -396,6 +493,10 @@ def _arrived(ctx: Context, dom: Domain, target: Target, problem: AgentError | No
         from ..features.monitor_scripts import wait_monitor_scripts
 
         wait_monitor_scripts(ctx, ident.name, deadline)
+    if ctx.params.save_config_on_stop or ctx.params.sync_config_on_stop:
+        from ..features.config_save import save_config
+
+        save_config(ctx, dom, deadline)
     ctx.log.info(f"{ident.name} arrived from {source} and runs here")
 
 

@@ -47,10 +47,10 @@ def validate_all(ctx: Context) -> None:
     if p.monitor_scripts.strip():
         from ..features.monitor_scripts import check_monitor_scripts
 
-        missing = check_monitor_scripts(p.monitor_scripts)
+        missing = check_monitor_scripts(p.monitor_scripts, ctx.environ.get("PATH"))
         if missing:
             raise NotInstalled("; ".join(missing))
-    _check_guest_health(ctx, cfg.data, cfg.path)
+    _check_guest_health(ctx, cfg.data, cfg.path, ident.virt_type)
     if ctx.env.check_level >= 10:
         deadline = ctx.deadline("validate-all")
         running = _check_hypervisor(ctx, ident, uri, deadline)
@@ -58,7 +58,7 @@ def validate_all(ctx: Context) -> None:
             _check_guest_node(ctx, ctx.env.remote_node, running, deadline)
 
 
-def _check_guest_health(ctx: Context, data: bytes, path: str) -> None:
+def _check_guest_health(ctx: Context, data: bytes, path: str, virt_type: str) -> None:
     """What guest health needs from the domain XML (qemu domains): a guest agent channel for
     the check at OCF_CHECK_LEVEL=20, a watchdog whose firing leaves a trace, and at level 10
     a lock manager when the disks are on shared storage."""
@@ -76,6 +76,25 @@ def _check_guest_health(ctx: Context, data: bytes, path: str) -> None:
         from ..features.disk_locking import check_disk_locking
 
         check_disk_locking(ctx, devices.disks)
+        _check_shutdown_modes(ctx, devices.guest_agent, virt_type)
+
+
+# Shutdown modes libvirt's qemu driver carries out (the others it refuses).
+QEMU_SHUTDOWN_MODES = ("acpi", "agent")
+
+
+def _check_shutdown_modes(ctx: Context, guest_agent: bool, virt_type: str) -> None:
+    """OCF_CHECK_LEVEL >= 10: a shutdown_mode that cannot work with this XML (the stop then
+    falls back to the hypervisor's default method)."""
+    for mode in ctx.params.shutdown_mode:
+        why = None
+        if mode == "agent" and not guest_agent:
+            why = f"the XML has no guest agent channel ({GUEST_AGENT_CHANNEL})"
+        elif virt_type in ("qemu", "kvm") and mode not in QEMU_SHUTDOWN_MODES:
+            why = "libvirt's qemu driver does not implement it"
+        if why:
+            ctx.log.warning(f"shutdown_mode {mode} cannot work: {why}; a stop falls back to "
+                            "the next mode, then the hypervisor's default method")
 
 
 def _check_hypervisor(ctx: Context, ident: DomainIdentity, uri: str,
@@ -85,6 +104,13 @@ def _check_hypervisor(ctx: Context, ident: DomainIdentity, uri: str,
     hv: Hypervisor | None = None
     try:
         hv = connect(ctx, uri, deadline, retry_for_s=0.0)
+        if ctx.params.migration_settings:
+            from ..migration_options import check_hypervisor, parse_migrate_options
+
+            problems = check_hypervisor(parse_migrate_options(ctx.params.migrate_options),
+                                        hv.hypervisor_version(deadline.bound(QUERY_BOUND_S)))
+            if problems:
+                raise ConfigError("; ".join(problems))
         try:
             dom, state, _ = Domain.lookup_state(hv, ident, deadline.bound(QUERY_BOUND_S))
         except DomainNotFound:

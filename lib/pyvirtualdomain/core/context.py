@@ -84,25 +84,46 @@ class Context:
 
 
 def require_valid_params(ctx: Context) -> None:
-    """validate-all, start and migrate_to refuse to go on with a wrong parameter value;
-    validate-all also with an unknown parameter, which the others only warn about."""
-    problems = ctx.params.all_problems(ctx.env.remote_node)
+    """validate-all and start refuse to go on with a wrong parameter value (validate-all also
+    with an unknown parameter, which the others only warn about). A problem of a value that
+    matters only to migration never stops a guest from starting: validate-all refuses it,
+    start warns (migrate_to fails on it: require_migration_params)."""
+    for note in ctx.params.notes:
+        ctx.log.warning(note)
+    problems = ctx.params.problems
     if ctx.env.action == "validate-all":
-        problems += ctx.params.unknown
+        problems += ctx.params.unknown + ctx.params.migration_problems(ctx.env.remote_node)
     else:
         for unknown in ctx.params.unknown:
             ctx.log.warning(f"{unknown}: ignored")
     if problems:
         raise ConfigError("; ".join(problems))
-    if ctx.params.migration_settings:
+    if ctx.env.action != "validate-all":
+        warn_migration_params(ctx)
+    elif ctx.params.migration_settings:
         from ..migration_options import migration_warnings
 
         for warning in migration_warnings(ctx.params):
             ctx.log.warning(warning)
 
 
+def warn_migration_params(ctx: Context) -> None:
+    """What is wrong or unwise in the migration settings, as warnings (start, probes)."""
+    if not ctx.params.migration_settings:
+        return
+    from ..migration_options import migration_warnings
+
+    for problem in ctx.params.migration_problems(ctx.env.remote_node):
+        ctx.log.warning(f"{problem}: a live migration of this resource will fail (Pacemaker "
+                        "then stops and starts it instead); validate-all refuses it")
+    for warning in migration_warnings(ctx.params):
+        ctx.log.warning(warning)
+
+
 def warn_params(ctx: Context) -> None:
     """stop and monitor go on with the defaults: a typo must not leave a guest unmanaged."""
+    for note in ctx.params.notes:
+        ctx.log.warning(note)
     for problem in ctx.params.problems:
         ctx.log.warning(f"{problem} (using the default)")
     for unknown in ctx.params.unknown:

@@ -26,6 +26,8 @@ from ..errors import (
     HypervisorTimeout,
     HypervisorUnavailable,
     LibvirtFact,
+    OperationFailed,
+    UnsupportedOperation,
     classify_libvirt_error,
 )
 
@@ -179,6 +181,15 @@ class Hypervisor:
         for name in names:
             value |= int(getattr(self.libvirt, name))
         return value
+
+    def hypervisor_version(self, timeout_s: float) -> int | None:
+        """The hypervisor's version (qemu's for the qemu driver) as libvirt numbers it:
+        major * 1,000,000 + minor * 1,000 + micro; None when the driver does not say."""
+        conn = self.virconnect
+        try:
+            return int(self.call(conn.getVersion, timeout_s, "hypervisor version")) or None
+        except (UnsupportedOperation, OperationFailed):
+            return None
 
     def restore_state(self, path: str, timeout_s: float) -> None:
         """Start a domain from a RAM state file written by Domain.save_state."""

@@ -299,6 +299,9 @@ class Domain:
     def resume(self, timeout_s: float) -> None:
         self.hv.call(self.virdomain.resume, timeout_s, "resume")
 
+    def suspend(self, timeout_s: float) -> None:
+        self.hv.call(self.virdomain.suspend, timeout_s, "suspend")
+
     def save_state(self, path: str, timeout_s: float) -> None:
         """Save the guest's RAM to ``path``; the domain stops."""
         self.hv.call(lambda: self.virdomain.save(path), timeout_s, "save state")
@@ -315,7 +318,7 @@ class Domain:
                      "start post-copy")
 
     def start_migration(self, dest: Hypervisor | None, dest_uri: str, flag_names: Sequence[str],
-                        params: Mapping[str, str | int]) -> PendingCall:
+                        params: Mapping[str, str | int | list[str]]) -> PendingCall:
         """Start a live migration in the background: libvirt's call returns only when the
         migration ends, and the caller watches, steers or aborts the job meanwhile; its
         ``error`` is a fact. ``flag_names`` are VIR_MIGRATE_* and ``params``' keys

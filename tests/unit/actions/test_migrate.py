@@ -4,6 +4,10 @@ tests/integration/test_migration.py)."""
 
 from __future__ import annotations
 
+import io
+
+import pytest
+
 from pyvirtualdomain.ocf import OCFExit
 
 from .. import inprocess as actions
@@ -25,11 +29,29 @@ def test_migrate_to_of_a_domain_not_running_here_fails_and_names_it(test_conn, w
     assert r.reason == "domain m2 is not running here: nothing to migrate to node2"
 
 
-def test_migrate_to_refuses_bad_migrate_options_everywhere(write_config, state_dir):
+@pytest.mark.parametrize("params", [
+    {"migrate_options": "--frobnicate"}, {"migrate_options": "--dname web2"},
+    {"migration_transport": "pigeon"}, {"migration_speed": "-1"},
+    {"migration_deadline_action": "panic"},
+])
+def test_a_migration_only_value_never_stops_a_guest_from_starting(test_conn, write_config,
+                                                                  state_dir, params):
+    """Issue 21 #1: values VirtualDomain reads only in migrate_to made start answer 6, so
+    Pacemaker stopped the resource everywhere. validate-all refuses them (6), start and a
+    probe warn and run the guest, migrate_to fails with 1 (Pacemaker then stops and starts
+    it instead)."""
     cfg = write_config(drv_xml("m3"))
-    r = actions.migrate_to(make_ctx("migrate_to", vm_params(cfg, migrate_options="--frobnicate"),
-                                    state_dir, meta={"migrate_target": "node2"}))
-    assert r.rc == OCFExit.ERR_CONFIGURED and "--frobnicate" in r.reason
+    assert actions.validate_all(make_ctx("validate-all", vm_params(cfg, **params),
+                                         state_dir)).rc == OCFExit.ERR_CONFIGURED
+    log = io.StringIO()
+    ctx = make_ctx("start", vm_params(cfg, **params), state_dir, stream=log)
+    assert actions.start(ctx).rc == OCFExit.SUCCESS
+    assert "a live migration of this resource will fail" in log.getvalue()
+    r = actions.migrate_to(make_ctx("migrate_to", vm_params(cfg, **params), state_dir,
+                                    meta={"migrate_target": "node2"}))
+    assert r.rc == OCFExit.ERR_GENERIC and r.reason.startswith("cannot migrate to node2"), r
+    assert actions.monitor(make_ctx("monitor", vm_params(cfg, **params), state_dir,
+                                    meta={"interval": "10000"})).rc == OCFExit.SUCCESS
 
 
 def test_migrate_from_gives_up_inside_its_timeout(test_conn, write_config, state_dir):

@@ -34,10 +34,16 @@ def test_uri_the_parameter_first_then_libvirt_default(state_dir):
 
 
 def test_parameter_problems_refuse_or_warn(state_dir):
-    ctx = make_ctx("start", {"config": "/x.xml", "force_stop": "maybe"}, state_dir)
-    with pytest.raises(ConfigError, match="force_stop"):
+    ctx = make_ctx("start", {"config": "/x.xml", "shutdown_mode": "hibernate"}, state_dir)
+    with pytest.raises(ConfigError, match="shutdown_mode"):
         require_valid_params(ctx)
     log = io.StringIO()
-    ctx = make_ctx("stop", {"config": "/x.xml", "force_stop": "maybe"}, state_dir, stream=log)
+    ctx = make_ctx("stop", {"config": "/x.xml", "shutdown_mode": "hibernate"}, state_dir,
+                   stream=log)
     warn_params(ctx)
-    assert "force_stop" in log.getvalue() and "using the default" in log.getvalue()
+    assert "shutdown_mode" in log.getvalue() and "using the default" in log.getvalue()
+    # a boolean that is neither true nor false is false, with a warning, never refused
+    log = io.StringIO()
+    ctx = make_ctx("start", {"config": "/x.xml", "force_stop": "maybe"}, state_dir, stream=log)
+    require_valid_params(ctx)
+    assert "force_stop='maybe' is taken as false" in log.getvalue()
