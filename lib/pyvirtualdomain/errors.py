@@ -108,6 +108,11 @@ class UnsupportedOperation(LibvirtFact):
     """The driver or guest does not support this (e.g. a shutdown mode)."""
 
 
+class InvalidArgument(UnsupportedOperation):
+    """libvirt's VIR_ERR_INVALID_ARG: what drivers raise for flags they do not support (a
+    shutdown mode), and for values in a domain XML they cannot take (<memory unit='XB'>)."""
+
+
 class InvalidDomainXML(LibvirtFact):
     """libvirt rejected the domain XML."""
 
@@ -169,9 +174,10 @@ def classify_libvirt_error(exc: Any, libvirt: Any) -> LibvirtFact:
         return DomainBusy(message, code)
     if code in _codes(libvirt, "VIR_ERR_AGENT_UNRESPONSIVE"):
         return GuestNotResponding(message, code)
+    if code in _codes(libvirt, "VIR_ERR_INVALID_ARG"):
+        return InvalidArgument(message, code)
     if code in _codes(
-        # INVALID_ARG is what drivers raise for flags they do not support (a shutdown mode).
-        libvirt, "VIR_ERR_NO_SUPPORT", "VIR_ERR_ARGUMENT_UNSUPPORTED", "VIR_ERR_INVALID_ARG",
+        libvirt, "VIR_ERR_NO_SUPPORT", "VIR_ERR_ARGUMENT_UNSUPPORTED",
         "VIR_ERR_OPERATION_UNSUPPORTED", "VIR_ERR_CONFIG_UNSUPPORTED",
     ):
         return UnsupportedOperation(message, code)

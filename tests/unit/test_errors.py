@@ -30,7 +30,7 @@ def _lv_error(code: int, domain: int, message: str = "boom", int1: int = -1):
     ("VIR_ERR_INTERNAL_ERROR", "VIR_FROM_DBUS", -1, errors.HypervisorDenied),
     ("VIR_ERR_AUTH_FAILED", "VIR_FROM_POLKIT", -1, errors.HypervisorDenied),
     ("VIR_ERR_AGENT_UNRESPONSIVE", "VIR_FROM_QEMU", -1, errors.GuestNotResponding),
-    ("VIR_ERR_INVALID_ARG", "VIR_FROM_TEST", -1, errors.UnsupportedOperation),
+    ("VIR_ERR_INVALID_ARG", "VIR_FROM_TEST", -1, errors.InvalidArgument),
     ("VIR_ERR_XML_ERROR", "VIR_FROM_DOMAIN", -1, errors.InvalidDomainXML),
     ("VIR_ERR_INTERNAL_ERROR", "VIR_FROM_QEMU", -1, errors.OperationFailed),
     # libvirt.conf unparsable: every connection fails in the client (issue 13 #10)

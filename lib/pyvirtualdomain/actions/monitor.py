@@ -190,6 +190,11 @@ def _running_extras(ctx: Context, dom: Domain, target: Target, deadline: Deadlin
         from ..features.monitor_scripts import run_monitor_scripts
 
         run_monitor_scripts(ctx, dom.name, deadline)
+    if (ctx.params.save_config_on_stop or ctx.params.sync_config_on_stop) \
+            and not ctx.env.is_probe and target.source != "owner":
+        from ..features.config_save import save_config_if_readable
+
+        save_config_if_readable(ctx, dom, deadline)
     if ctx.env.under_pacemaker and not ctx.env.is_probe:
         from ..features import utilization
 
@@ -238,6 +243,10 @@ def monitor(ctx: Context) -> None:
     if any(o is None for o in outcomes[1:]):
         if targets[0].source == "owner":
             return  # a domain carrying the resource's owner tag runs here
+        if targets[0].ident.name == targets[-1].ident.name:
+            raise AgentError(f"domain {targets[-1].ident.name} runs through {targets[-1].uri} "
+                             f"(recorded by this agent), not through the hypervisor "
+                             f"{targets[0].uri} the resource now names")
         # The domain started from an older version of the config still runs.
         raise AgentError(f"domain {targets[-1].ident.name} started from an earlier config "
                          f"still runs; config now names {targets[0].ident.name}")

@@ -20,6 +20,7 @@ from ..errors import (
     GuestNotResponding,
     HypervisorTimeout,
     HypervisorUnavailable,
+    InvalidArgument,
     InvalidDomainXML,
     LibvirtFact,
     NotInstalled,
@@ -53,7 +54,8 @@ def _create(ctx: Context, hv: Hypervisor, xml: str, path: str, deadline: Deadlin
     cleanup_s = min(3.0, deadline.total * 0.2)
     try:
         return Domain.create_transient(hv, xml, max(0.1, deadline.remaining() - cleanup_s))
-    except InvalidDomainXML as f:
+    except (InvalidDomainXML, InvalidArgument) as f:
+        # A value the XML gives that libvirt cannot take is wrong on every node.
         raise ConfigError(f"libvirt rejects config {path}: {f.message}") from None
     except UnsupportedOperation as f:
         raise NotInstalled(f"this host cannot run the domain in {path}: {f.message}") from None

@@ -23,6 +23,7 @@ from ..errors import (
     CallTimedOut,
     DomainBusy,
     DomainNotFound,
+    GuestNotResponding,
     HypervisorDenied,
     HypervisorTimeout,
     LibvirtFact,
@@ -102,10 +103,13 @@ def _graceful(ctx: Context, dom: Domain, target: Target, until: Deadline) -> boo
 
     Each of several shutdown modes is requested on its own: given initctl+signal together,
     libvirt-lxc 9.0 tries initctl only and, when the container has no /dev/initctl, sends
-    no signal either (and reports success)."""
+    no signal either (and reports success). A mode the guest cannot take (agent without a
+    guest agent) is dropped; when none is left, the hypervisor's default method is tried
+    before the domain is destroyed."""
     modes = ctx.params.shutdown_mode
     how = "+".join(modes) if modes else "the hypervisor's default method"
     requests: list[tuple[str, ...]] = [(m,) for m in modes] or [()]
+    tried_default = not modes
     pending: dict[tuple[str, ...], PendingCall] = {}
     last_sent: float | None = None
     before = frozenset(emulator_pids(target.ident) or ()) if is_local_uri(target.uri) \
@@ -128,10 +132,22 @@ def _graceful(ctx: Context, dom: Domain, target: Target, until: Deadline) -> boo
                 ctx.log.warning(f"domain {dom.name} refused to shut down ({fact.message}): "
                                 "destroying it")
                 return False
-            if isinstance(fact, UnsupportedOperation):
+            if isinstance(fact, UnsupportedOperation | GuestNotResponding) and request:
+                # The mode cannot work with this guest (no agent channel, or no agent
+                # answering it): the next method, not a destroy (VirtualDomain never applied
+                # shutdown_mode, so its resources were shut down by the default method).
                 requests.remove(request)
-                ctx.log.warning(f"graceful shutdown of {dom.name} ({'+'.join(request) or how}"
-                                f") not possible: {fact.message}")
+                ctx.log.warning(f"graceful shutdown of {dom.name} ({'+'.join(request)}) not "
+                                f"possible: {fact.message}")
+                if not requests and not tried_default:
+                    tried_default = True
+                    requests.append(())
+                    ctx.log.warning(f"falling back to the hypervisor's default shutdown method "
+                                    f"for {dom.name}")
+            elif isinstance(fact, UnsupportedOperation):
+                requests.remove(request)
+                ctx.log.warning(f"graceful shutdown of {dom.name} ({how}) not possible: "
+                                f"{fact.message}")
             elif isinstance(fact, HypervisorTimeout):
                 raise fact
             else:

@@ -1,6 +1,7 @@
 """Which domain a resource means, and on which hypervisor: from the config file, or from the
-record of what this agent started on this host when the config is unreadable or now names
-another domain. Also opening and closing the hypervisor for an action."""
+record of what this agent recorded running on this host (started, adopted, or arrived by
+migration) when the config is unreadable or now names another domain. Also opening and
+closing the hypervisor for an action."""
 
 from __future__ import annotations
 
@@ -84,7 +85,8 @@ def identify(ctx: Context) -> tuple[list[Target], AgentError | None]:
     try:
         cfg = read_config(ctx.params.config)
         stamp = ConfigStamp(cfg.path, cfg.mtime_ns, cfg.size)
-        if record is not None and record.stamp == stamp:
+        if record is not None and record.stamp == stamp and (
+                not ctx.params.hypervisor or ctx.params.hypervisor == record.uri):
             return [_recorded(record)], None
         ident = parse_identity(cfg.data, cfg.path)
     except AgentError as exc:
@@ -107,7 +109,7 @@ def identify(ctx: Context) -> tuple[list[Target], AgentError | None]:
             # whatever the URI computed now (libvirt.conf may have been broken since).
             if choice.problem:
                 ctx.log.warning(f"{choice.problem} ({choice.origin}): using {record.uri}, "
-                                f"through which this agent started {record.name}")
+                                f"where this agent recorded {record.name} running")
             uri, problem_of_uri = record.uri, None
             record_covered = True
         # No record, or one for this same domain from before the config was edited: a
@@ -116,15 +118,17 @@ def identify(ctx: Context) -> tuple[list[Target], AgentError | None]:
         targets.append(Target(ident, uri, "config", unrecorded, pinned, problem_of_uri,
                               choice.explicit))
     if record is not None and not record_covered:
+        # The record says where this agent found (started, adopted or received) the domain
+        # running; it never claims a start it did not make.
         if problem is not None:
             ctx.log.warning(f"{problem.reason}; using domain {record.name} "
-                            f"(uuid {record.uuid}) recorded when this agent started it")
+                            f"(uuid {record.uuid}) that this agent recorded running here")
         elif same:
-            ctx.log.warning(f"hypervisor is now {targets[0].uri}, but this agent started "
-                            f"{record.name} through {record.uri}: checking both")
+            ctx.log.warning(f"hypervisor is {targets[0].uri}, but this agent recorded "
+                            f"{record.name} running through {record.uri}: checking both")
         else:
             ctx.log.warning(f"config now names domain {targets[0].ident.name}, but this "
-                            f"agent started {record.name}: checking both")
+                            f"agent recorded {record.name} running here: checking both")
         targets.append(_recorded(record))
     return targets, problem
 

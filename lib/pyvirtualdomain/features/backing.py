@@ -15,11 +15,12 @@ from ..ocf import OCFExit
 
 
 def overlay_path(config: str) -> str:
-    """The copy-on-write image beside the config: /etc/vms/web1.xml -> /etc/vms/web1.qcow2
-    (VirtualDomain's rule, but cutting only the config's own extension)."""
-    directory, base = os.path.split(config)
-    stem = base[: -len(".xml")] if base.endswith(".xml") else base
-    return os.path.join(directory, f"{stem}.qcow2")
+    """The copy-on-write image, where VirtualDomain puts it: the config's path cut at its first
+    dot, plus .qcow2 (/etc/vms/web1.xml -> /etc/vms/web1.qcow2, but /srv/cluster.d/vm1.xml
+    -> /srv/cluster.qcow2). The domain XML names this file as its disk; a resource switched
+    from VirtualDomain keeps using the overlay it had."""
+    head, dot, _ = config.partition(".")
+    return f"{head if dot else config}.qcow2"
 
 
 def _tool(ctx: Context, name: str) -> str:

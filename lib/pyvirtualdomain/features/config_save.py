@@ -1,11 +1,12 @@
 """save_config_on_stop / sync_config_on_stop: the domain's live definition written back to
-the config file, and pushed to the other nodes with csync2."""
+the config file, and pushed to the other nodes with csync2: on stop, before a migration, after
+a migration arrived, and on a monitor that finds the definition changed (a disk hot-plugged
+with virsh attach-disk --config survives a fenced node), as VirtualDomain does. Written only
+when it differs from the file."""
 
 from __future__ import annotations
 
 import os
-import shutil
-import subprocess
 
 from ..core.context import QUERY_BOUND_S, Context
 from ..deadline import Deadline
@@ -25,9 +26,6 @@ def save_config(ctx: Context, dom: Domain, deadline: Deadline) -> None:
         return
     try:
         xml = dom.xml_desc(deadline.bound(QUERY_BOUND_S), inactive=True, secure=True)
-        # What libvirt shows only with the secure flag (VNC/SPICE passwords, ...): a file
-        # holding any of it is readable by its owner only.
-        secrets = xml != dom.xml_desc(deadline.bound(QUERY_BOUND_S), inactive=True)
     except LibvirtFact as fact:
         ctx.log.warning(f"config not saved: cannot read the domain's XML: {fact.message}")
         return
@@ -39,6 +37,13 @@ def save_config(ctx: Context, dom: Domain, deadline: Deadline) -> None:
                 return
     except OSError as exc:
         ctx.log.warning(f"config not saved: {path}: {exc.strerror}")
+        return
+    try:
+        # What libvirt shows only with the secure flag (VNC/SPICE passwords, ...): a file
+        # holding any of it is readable by its owner only.
+        secrets = xml != dom.xml_desc(deadline.bound(QUERY_BOUND_S), inactive=True)
+    except LibvirtFact as fact:
+        ctx.log.warning(f"config not saved: cannot read the domain's XML: {fact.message}")
         return
     from ..fileio import replace_file
 
@@ -54,12 +59,22 @@ def save_config(ctx: Context, dom: Domain, deadline: Deadline) -> None:
         sync_config(ctx, deadline)
 
 
+def save_config_if_readable(ctx: Context, dom: Domain, deadline: Deadline) -> None:
+    """A monitor's save: only while the config file is there to compare with (a config on
+    storage not mounted here is not written, and not complained about every monitor)."""
+    if os.access(ctx.params.config, os.R_OK):
+        save_config(ctx, dom, deadline)
+
+
 def sync_config(ctx: Context, deadline: Deadline) -> None:
     """``csync2 -x CONFIG``, as VirtualDomain runs it: only the domain's config file, not
     every file of every csync2 group (which a bare ``csync2 -x`` checks and pushes). Best
     effort: a peer that accepts the connection and then hangs keeps csync2 waiting forever,
     so it gets at most a quarter of what is left of ``deadline`` (the step that follows, the
     guest's shutdown or its migration, needs the rest), and never more than 10 s."""
+    import shutil
+    import subprocess
+
     csync2 = shutil.which("csync2", path=ctx.environ.get("PATH") or os.defpath)
     if csync2 is None:
         ctx.log.warning("sync_config_on_stop: csync2 is not installed; config not synced")

@@ -51,6 +51,15 @@ def wait_monitor_scripts(ctx: Context, name: str, deadline: Deadline) -> None:
         ctx.sleep(RETRY_PAUSE_S)
 
 
-def check_monitor_scripts(scripts: str) -> list[str]:
-    return [f"monitor script {s} is not an executable file on this node"
-            for s in scripts.split() if not (os.path.isfile(s) and os.access(s, os.X_OK))]
+def check_monitor_scripts(scripts: str, path: str | None = None) -> list[str]:
+    """The scripts that cannot run here: a name without a slash is looked up in ``path`` (the
+    agent's PATH), as the monitor runs it (VirtualDomain runs them through the shell)."""
+    import shutil
+
+    missing = []
+    for script in scripts.split():
+        found = shutil.which(script, path=path or os.defpath) if "/" not in script else (
+            script if os.path.isfile(script) and os.access(script, os.X_OK) else None)
+        if found is None:
+            missing.append(f"monitor script {script} is not an executable file on this node")
+    return missing

@@ -25,3 +25,15 @@ def test_start_twice_is_success_and_keeps_the_same_domain(test_conn, write_confi
     first = test_conn.lookupByName("u2").ID()
     assert actions.start(make_ctx("start", vm_params(cfg), state_dir)).rc == 0
     assert test_conn.lookupByName("u2").ID() == first
+
+
+def test_a_value_libvirt_cannot_take_in_the_xml_is_a_configuration_error(test_conn,
+                                                                          write_config,
+                                                                          state_dir):
+    """Issue 21 #8: <memory unit='XB'> made libvirt answer "invalid argument", which the agent
+    reported as 5 (this node cannot run it): it is wrong on every node, 6."""
+    cfg = write_config(drv_xml("s-xb").replace("<memory>8192</memory>",
+                                               "<memory unit='XB'>8</memory>"))
+    r = actions.start(make_ctx("start", vm_params(cfg), state_dir))
+    assert r.rc == OCFExit.ERR_CONFIGURED, r
+    assert "libvirt rejects config" in r.reason and "XB" in r.reason

@@ -26,7 +26,7 @@ def test_backingfile_overlay_created_and_stateless_recreates(test_conn, write_co
     subprocess.run(["qemu-img", "create", "-q", "-f", "raw", str(backing), "4M"], check=True)
     before = backing.read_bytes()
     cfg = write_config(drv_xml("p9"), name="web.v1.xml")
-    overlay = tmp_path / "web.v1.qcow2"
+    overlay = tmp_path / "web.qcow2"  # VirtualDomain's rule: cut at the first dot
     params = vm_params(cfg, backingfile=str(backing))
     assert actions.start(make_ctx("start", params, state_dir)).rc == 0
     info = subprocess.run(["qemu-img", "info", "--output=json", "-U", str(overlay)],
@@ -173,3 +173,14 @@ def test_a_temp_overlay_left_by_a_killed_start_is_removed_not_one_being_built(
     busy.write_bytes(b"half")
     assert actions.start(make_ctx("start", params, state_dir, environ=_env(tools))).rc == 0
     assert overlay.exists() and not stale.exists() and busy.exists()
+
+
+def test_the_overlay_is_where_virtualdomain_puts_it():
+    """Issue 21 #8: the agent cut only the config's extension; VirtualDomain cuts the path at
+    its first dot, and the domain XML of a switched resource names that file as its disk."""
+    from pyvirtualdomain.features.backing import overlay_path
+
+    assert overlay_path("/etc/vms/web1.xml") == "/etc/vms/web1.qcow2"
+    assert overlay_path("/srv/cluster.d/vm1.xml") == "/srv/cluster.qcow2"
+    assert overlay_path("/etc/vms/web1") == "/etc/vms/web1.qcow2"
+
