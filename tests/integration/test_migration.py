@@ -36,6 +36,7 @@ from tests.harness import (
 from tests.harness.agent import HANG_GRACE_S, exit_reason
 from tests.harness.common import CLEAN_PATH, wait_until
 from tests.harness.guest import VIRT_TYPE_ENV
+from tests.harness.sshd import SSH_PORT, HostSshd
 from tests.harness.twohosts import (
     DIRTY_MARKER,
     SharedHostLock,
@@ -822,3 +823,92 @@ def test_a_postcopy_source_is_never_stopped_early(make_vm: MakeVm) -> None:
     assert vm.hosts.domain_state("B", vm.name) == "running"
     assert vm.ticks_after("B", before), f"guest rebooted or dead on hostB:\n{vm.console('B')}"
     assert vm.run("B", "stop", timeout_ms=60000, params={"force_stop": "true"}).rc == 0
+
+
+# -- a true drop-in for VirtualDomain users (issue 21) ------------------------------------------
+
+
+DROPIN_VARIANTS: dict[str, tuple[dict[str, str], Mapping[str, str]]] = {
+    # #2: no migration_transport: VirtualDomain keeps the hypervisor URI's transport (the agent
+    # made qemu://hostB/system of it: TLS, which nothing here listens to)
+    "hypervisor-transport-kept": ({"hypervisor": "qemu+tcp:///system"}, NODE),
+    # #3: %n is the node with the migration network suffix; hostX.cluster.test resolves
+    # nowhere, hostX-mig.cluster.test does (the agent substituted the bare node name)
+    "percent-n-with-suffix": ({"migration_transport": "tcp", "migration_network_suffix": "-mig",
+                               "migrateuri": "tcp://%n:49173"}, FQDN),
+    # #1: a transport in capitals made start and migrate_to answer 6
+    "transport-in-capitals": ({"migration_transport": "TCP"}, NODE),
+    # #1: virsh options VirtualDomain passes through, carried out by the agent
+    "parallel-connections": ({"migration_transport": "tcp",
+                              "migrate_options": "--parallel --parallel-connections 2 -v"},
+                             NODE),
+}
+
+
+@pytest.mark.parametrize("variant", list(DROPIN_VARIANTS))
+def test_a_switched_resource_migrates_as_it_did(make_vm: MakeVm, variant: str) -> None:
+    """Issue 21 #1-#3: settings that migrate a VirtualDomain resource migrate it here too."""
+    params, nodes = DROPIN_VARIANTS[variant]
+    vm = make_vm()
+    vm.params.update({k: v for k, v in params.items() if k == "hypervisor"})
+    vm.start_on("A")
+    hop(vm, "A", params, nodes)
+    hop(vm, "B", params, nodes)
+
+
+def test_migrate_options_timeout_pauses_the_guest_so_that_it_completes(
+        make_vm: MakeVm) -> None:
+    """Issue 21 #1: `--timeout N` (virsh pauses the guest after N seconds so that the copy
+    catches up) made start answer 6; now the agent does what virsh does, and the guest runs on
+    on the target afterwards (resumed, the same boot)."""
+    vm = make_vm(dirty_mib=40)
+    vm.start_on("A", DIRTY_MARKER)
+    before = vm.uptime("A")
+    params = {"migration_transport": "tcp", "migration_speed": "10",
+              "migrate_options": "--timeout 4"}
+    to = vm.migrate_to("A", params=params, timeout_ms=90000)
+    assert to.rc == 0, to
+    assert "pausing the guest so that it completes" in to.stderr, to
+    fr = vm.migrate_from("B", params=params)
+    assert fr.rc == 0, fr
+    assert_only_on(vm, "B")
+    assert vm.ticks_after("B", before), vm.console("B")
+
+
+def test_the_config_is_saved_after_migrate_from(make_vm: MakeVm, tmp_path: Path) -> None:
+    """Issue 21 #7: VirtualDomain saves the definition after migrate_from; the agent did only
+    before migrate_to and on stop, so hostB's own copy of the config (node-local files) kept
+    what it had before."""
+    vm = make_vm()
+    vm.start_on("A")
+    stale = tmp_path / f"{vm.name}-hostB.xml"
+    stale.write_text(vm.config.read_text())
+    note = "set while running on hostA"
+    assert vm.hosts.virsh("A", "desc", vm.name, "--live", "--new-desc", note).returncode == 0
+    to = vm.migrate_to("A", params={"migration_transport": "tcp"})
+    assert to.rc == 0, to
+    fr = vm.migrate_from("B", params={"config": str(stale), "save_config_on_stop": "true"})
+    assert fr.rc == 0, fr
+    assert f"<description>{note}</description>" in stale.read_text()
+    assert "pyvirtualdomain" not in stale.read_text()
+
+
+@pytest.fixture
+def ssh_hosts(hosts: TwoHosts, tmp_path: Path) -> Iterator[HostSshd]:
+    if not shutil.which("sshd", path="/usr/sbin:/usr/bin"):
+        pytest.fail("sshd is not installed (make deps-system installs openssh-server)")
+    with HostSshd(hosts, tmp_path / "ssh") as sshd:
+        yield sshd
+
+
+def test_an_ssh_only_cluster_migrates_over_ssh(make_vm: MakeVm, ssh_hosts: HostSshd) -> None:
+    """Issue 21 #2: hypervisor=qemu+ssh://root@localhost:2222/system?keyfile=...: VirtualDomain
+    migrates to qemu+ssh://hostB:2222/system?keyfile=... (its sed keeps the transport, the port
+    and the query); the agent used qemu://hostB/system (TLS), which fails on a cluster that
+    allows only ssh. Each host runs an sshd in its own namespaces."""
+    vm = make_vm()
+    vm.params["hypervisor"] = ssh_hosts.uri("localhost")
+    vm.start_on("A")
+    to, _ = hop(vm, "A")
+    assert f"hypervisor qemu+ssh://hostB:{SSH_PORT}/system?keyfile=" in to.stderr, to
+    hop(vm, "B")

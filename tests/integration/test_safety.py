@@ -184,7 +184,8 @@ def _run_without_psutil(g: GuestResource, action: str, *, timeout_ms: int,
     agent = AGENTS_DIR / g.agent
     code = ("import sys; sys.modules['psutil'] = None; "
             f"sys.argv = [{str(agent)!r}, {action!r}]; "
-            f"exec(compile(open({str(agent)!r}).read(), {str(agent)!r}, 'exec'))")
+            f"exec(compile(open({str(agent)!r}).read(), {str(agent)!r}, 'exec'), "
+            f"{{'__file__': {str(agent)!r}, '__name__': '__main__'}})")
     return run_agent_argv([str(VENV_PYTHON), "-c", code], env, action=action, agent=g.agent,
                           limit_s=timeout_ms / 1000 + 15)
 
@@ -299,6 +300,7 @@ def test_the_watchdog_dump_check_survives_rerecords(make_guest: MakeGuest) -> No
         assert (now["watchdog"], now["started_at"]) == (first["watchdog"], first["started_at"])
         assert g.wait_console(WATCHDOG_STOPPED_MARKER, 60), g.console()
         assert wait_until(lambda: bool(_dumps(g.name[:20])), 60, 0.5), g.console()
+        assert wait_until(lambda: g.state() == "running", 30, 0.5), g.state()
         m = g.run("monitor", timeout_ms=MONITOR_MS, interval_ms=RECURRING_MS)
         assert m.rc == 1 and "watchdog fired (action dump)" in (m.reason or ""), m
         assert g.run("stop", timeout_ms=STOP_MS, params={"force_stop": "true"}).rc == 0
@@ -325,6 +327,8 @@ def test_a_dump_of_a_domain_sharing_the_first_20_characters_is_not_ours(
         _started(quiet)
         _started(firing, WATCHDOG_STOPPED_MARKER)
         assert wait_until(lambda: bool(_dumps(stem[:20])), 60, 0.5), firing.console()
+        # libvirt pauses the guest while it dumps it, then lets it run on (hung)
+        assert wait_until(lambda: firing.state() == "running", 30, 0.5), firing.state()
         mine = firing.run("monitor", timeout_ms=MONITOR_MS, interval_ms=RECURRING_MS)
         assert mine.rc == 1 and "watchdog fired" in (mine.reason or ""), mine
         other = quiet.run("monitor", timeout_ms=MONITOR_MS, interval_ms=RECURRING_MS)

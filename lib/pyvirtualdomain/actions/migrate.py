@@ -210,6 +210,12 @@ def _watch(ctx: Context, dom: Domain, run: PendingCall, abort_at: Deadline,
     return end(True)
 
 
+def _may_switch_to_postcopy(ctx: Context, options: MigrateOptions) -> bool:
+    """Whether this migration may enter post-copy (the agent switches it)."""
+    return (ctx.params.migration_deadline_action == "postcopy" or options.postcopy_after_precopy
+            or (options.timeout_s is not None and options.timeout_action == "postcopy"))
+
+
 def _refuse_migration(ctx: Context, target_node: str) -> None:
     """A value that matters only to migration fails the migration (1: Pacemaker then stops
     and starts the guest instead), never with 6, which would stop the resource everywhere."""
@@ -271,18 +277,26 @@ def migrate_to(ctx: Context) -> None:
             deadline.bound(QUERY_BOUND_S)))
         if version_problems:
             raise AgentError(f"cannot migrate to {target_node}: {'; '.join(version_problems)}")
-        try:
-            dest = open_hypervisor(dest_uri, abort_at, attempt_s=min(10.0, abort_at.total / 2))
-        except LibvirtFact as f:
-            if not options.p2p:
-                raise AgentError(f"cannot connect to {target_node}'s hypervisor {dest_uri}: "
-                                 f"{f.message}") from None
-            ctx.log.warning(f"cannot check the target {dest_uri}: {f.message}")
         flag_names = list(options.flag_names)
         flag_names.append("VIR_MIGRATE_LIVE")
         if p.migration_deadline_action == "postcopy" and "VIR_MIGRATE_POSTCOPY" not in \
                 flag_names:
             flag_names.append("VIR_MIGRATE_POSTCOPY")
+        p2p = options.p2p
+        if _may_switch_to_postcopy(ctx, options) and not p2p:
+            # A post-copy phase may outlast this action. Driven by this process (a managed
+            # migration), it would fail the moment the process exits (libvirt cannot finish
+            # it without its client: the source pauses, post-copy failed, and the guest's
+            # memory is split). Driven by the source's libvirtd (peer to peer) it finishes.
+            flag_names.append("VIR_MIGRATE_PEER2PEER")
+            p2p = True
+        try:
+            dest = open_hypervisor(dest_uri, abort_at, attempt_s=min(10.0, abort_at.total / 2))
+        except LibvirtFact as f:
+            if not p2p:
+                raise AgentError(f"cannot connect to {target_node}'s hypervisor {dest_uri}: "
+                                 f"{f.message}") from None
+            ctx.log.warning(f"cannot check the target {dest_uri}: {f.message}")
         mparams: dict[str, str | int | list[str]] = dict(options.param_values)
         mparams.update(_read_xml_files(options))
         if data_uri:
@@ -291,12 +305,12 @@ def migrate_to(ctx: Context) -> None:
             mparams.setdefault("VIR_MIGRATE_PARAM_BANDWIDTH", p.migration_speed)
         ctx.log.info(f"live-migrating {ident.name} to {target_node}: hypervisor {dest_uri}, "
                      f"data {data_uri or 'by libvirt default'}"
-                     f"{', peer-to-peer' if options.p2p else ''}; options: "
+                     f"{', peer-to-peer' if p2p else ''}; options: "
                      f"{options.describe()}"
                      f"{f', speed {p.migration_speed} MiB/s' if p.migration_speed else ''}")
         if p.start_resources:
             _start_resources_there(ctx, dom, dest, target_node, abort_at)
-        to = None if options.p2p else dest
+        to = None if p2p else dest
         if p.save_config_on_stop or p.sync_config_on_stop:
             from ..features.config_save import save_config
 
