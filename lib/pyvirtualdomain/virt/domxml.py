@@ -120,8 +120,7 @@ def prepared_xml(data: bytes, path: str, *, uuid: str | None = None,
         el = etree.Element("uuid")
         el.text = uuid
         if name is not None:
-            name.addnext(el)
-            el.tail = name.tail
+            _add_after(name, el)
         else:  # pragma: no cover - parse_identity guarantees a <name>
             root.insert(0, el)
     if owner is not None:
@@ -130,8 +129,7 @@ def prepared_xml(data: bytes, path: str, *, uuid: str | None = None,
             metadata = etree.Element("metadata")
             anchor = root.find("uuid") if root.find("uuid") is not None else name
             if anchor is not None:
-                anchor.addnext(metadata)
-                metadata.tail = anchor.tail
+                _add_after(anchor, metadata)
             else:  # pragma: no cover - parse_identity guarantees a <name>
                 root.insert(0, metadata)
         for old in metadata.findall(f"{{{OWNER_NS}}}{OWNER_ELEMENT}"):
@@ -166,6 +164,15 @@ def without_owner(xml: str) -> str:
         if len(metadata) == 0 and not (metadata.text or "").strip():
             root.remove(metadata)
     return str(etree.tostring(root, encoding="unicode"))
+
+
+def _add_after(anchor: Any, el: Any) -> None:
+    """Insert ``el`` after ``anchor`` with the same indentation. lxml before 5 moves the
+    anchor's tail to the added element in addnext(), 5 and later keeps it (Debian 12 has 4.9,
+    Debian 13 5.4): the same text on both."""
+    tail = anchor.tail
+    anchor.addnext(el)
+    anchor.tail = el.tail = tail
 
 
 def _indent_last(parent: Any) -> None:
