@@ -3,8 +3,11 @@
 The metadata stays the single source: every parameter (short and long description, type,
 default, required/unique) and every action with its suggested timeout and interval come from
 it, laid out as resource-agents lays out its ocf_heartbeat_*(7) pages, plus the examples and
-notes an administrator needs (pcs, a guest node, the host-shutdown ordering files). Standard
-library only: it runs at package build time, before any dependency is installed.
+notes an administrator needs (pcs, a guest node, the host-shutdown ordering files). The
+section on switching a running resource from VirtualDomain is the admin's guide's own text
+(docs/admin/switching.md, between its "man:begin" and "man:end" markers), converted here, so
+the two cannot drift apart. Standard library only: it runs at package build time, before any
+dependency is installed.
 
     python3 tools/gen_manpages.py --outdir build/man [--version V] [--date YYYY-MM-DD]
         [--unit-dir DIR] [metadata/PyVirtualDomain.xml ...]
@@ -30,6 +33,8 @@ OCF_DIR = "/usr/lib/ocf/resource.d/custom"
 DATA_DIR = "/usr/share/pyvirtualdomain"
 DROP_IN = "resource-agents-deps.target.d/50-pyvirtualdomain.conf"
 STATE_DIR = "/run/resource-agents"
+# The admin's guide page whose marked sections become sections of the man pages.
+GUIDE_SECTIONS = os.path.join(ROOT, "docs", "admin", "switching.md")
 
 # How each agent names what it manages, and an example config file for its examples.
 NOUNS = {"PyLXCDomain": "container"}
@@ -162,6 +167,88 @@ def example(cmd_lines: list[str]) -> list[str]:
     return out
 
 
+# -- sections written in the admin's guide ------------------------------------------------
+
+_SECTION_RE = re.compile(r"<!-- man:begin (?P<title>[^>]*?) -->\n(?P<body>.*?)<!-- man:end -->",
+                         re.S)
+
+
+def guide_sections(path: str = GUIDE_SECTIONS) -> list[tuple[str, str]]:
+    """The (title, Markdown text) of each section of the admin's guide marked for the man
+    pages; ValueError when there is none (the page would silently lose it)."""
+    with open(path, encoding="utf-8") as f:
+        text = f.read()
+    found = [(m.group("title").strip(), m.group("body")) for m in _SECTION_RE.finditer(text)]
+    if not found:
+        raise ValueError(f"{path}: no section between <!-- man:begin TITLE --> and "
+                         "<!-- man:end -->")
+    return found
+
+
+def for_agent(text: str, agent: str, rsc: str) -> str:
+    """The guide's text (written for PyVirtualDomain and resource vm1) for ``agent``, whose
+    examples name resource ``rsc``."""
+    return re.sub(r"\bvm1\b", rsc, text.replace("PyVirtualDomain", agent))
+
+
+_INLINE_RE = re.compile(r"`([^`]+)`|\*\*([^*]+)\*\*")
+_LINK_RE = re.compile(r"\[([^\]]+)\]\([^)]*\)")
+
+
+def inline(text: str) -> str:
+    """One line of Markdown text as roff: `code` and **bold** in bold, links as their text."""
+    text = _LINK_RE.sub(r"\1", text)
+    out, last = [], 0
+    for m in _INLINE_RE.finditer(text):
+        out.append(esc(text[last:m.start()]))
+        out.append("\\fB" + esc(m.group(1) or m.group(2)) + "\\fR")
+        last = m.end()
+    out.append(esc(text[last:]))
+    line = "".join(out)
+    return "\\&" + line if line.startswith((".", "'")) else line
+
+
+def markdown_roff(text: str) -> list[str]:
+    """The Markdown the guide's marked sections use, as roff: paragraphs, "- " bullets and
+    fenced code blocks (shown as they are written). Anything else (headings, tables, numbered
+    lists) raises ValueError: it would not render as written."""
+    out: list[str] = []
+    lines_in = text.strip("\n").split("\n")
+    i = 0
+    while i < len(lines_in):
+        line = lines_in[i]
+        if not line.strip():
+            i += 1
+            continue
+        if line.startswith("```"):
+            end = next((j for j in range(i + 1, len(lines_in))
+                        if lines_in[j].startswith("```")), None)
+            if end is None:
+                raise ValueError(f"unterminated code block: {line!r}")
+            out += [".PP", ".RS 4", ".nf"]
+            for code in lines_in[i + 1:end]:
+                code = esc(code)
+                out.append("\\&" + code if code.startswith((".", "'")) else code)
+            out += [".fi", ".RE"]
+            i = end + 1
+            continue
+        if re.match(r"\s*(#|\||\d+\.\s|[*+]\s|>)", line):
+            raise ValueError(f"Markdown not supported in a man page section: {line!r}")
+        block = []
+        while i < len(lines_in) and lines_in[i].strip() and \
+                not lines_in[i].startswith("```"):
+            block.append(lines_in[i])
+            i += 1
+        for item in re.split(r"\n(?=- )", "\n".join(block)):
+            words = [inline(w.strip()) for w in item.split("\n")]
+            if item.startswith("- "):
+                words[0] = inline(item.split("\n")[0][2:].strip())
+                out += [".IP \\(bu 2", *words]
+            else:
+                out += [".PP", *words]
+    return out
+
+
 # -- the page -------------------------------------------------------------------------------
 
 def param_facts(p: Parameter) -> str:
@@ -185,7 +272,10 @@ def action_facts(a: Action) -> str:
     return " ".join(facts)
 
 
-def render(agent: Agent, version: str, date: str, unit_dir: str) -> str:
+def render(agent: Agent, version: str, date: str, unit_dir: str,
+           sections: list[tuple[str, str]] | None = None) -> str:
+    """The page; ``sections``: (title, Markdown) from the admin's guide, placed after the
+    examples."""
     noun = NOUNS.get(agent.name, DEFAULT_NOUN)
     rsc, config = EXAMPLE_IDS.get(agent.name, DEFAULT_EXAMPLE)
     full = f"ocf:{PROVIDER}:{agent.name}"
@@ -276,6 +366,9 @@ def render(agent: Agent, version: str, date: str, unit_dir: str) -> str:
             f"{noun} resources off guest nodes (no libvirt runs there), for example with a "
             "location constraint of score \\-INFINITY."]
 
+    for title, body in sections or ():
+        out += [f".SH {esc(title.upper())}", *markdown_roff(for_agent(body, agent.name, rsc))]
+
     out += [".SH HOST SHUTDOWN ORDERING", ".PP",
             "On a systemd host the packages (and \\fBmake install\\fR) install the drop-in",
             f"{path(unit_dir + '/' + DROP_IN)}.",
@@ -335,11 +428,12 @@ def main(argv: list[str]) -> int:
     version = args.version or project_version()
     date = args.date or build_date()
     os.makedirs(args.outdir, exist_ok=True)
+    sections = guide_sections()
     for path in args.metadata:
         agent = read_agent(path)
         target = os.path.join(args.outdir, f"ocf_{PROVIDER}_{agent.name}.7")
         with open(target + ".tmp", "w", encoding="utf-8") as f:
-            f.write(render(agent, version, date, args.unit_dir.rstrip("/")))
+            f.write(render(agent, version, date, args.unit_dir.rstrip("/"), sections))
         os.replace(target + ".tmp", target)
     return 0
 
