@@ -118,7 +118,7 @@ ROWS = (
     Row("config is a symlink to shared storage", "stop with save_config_on_stop",
         "the link's target rewritten (mode, owner kept), the link kept", ("symlinked-config",),
         ("test_stop_proof.py::test_save_config_on_stop_writes_through_a_symlink",)),
-    Row("trace_ra=1 (crm_resource --trace)", "start, stop", "0, a trace file per action",
+    Row("trace_ra=1 (crm resource trace, pcs ... trace_ra=1)", "start, stop", "0, a trace file per action",
         ("trace-ra",), ("test_stop_proof.py::test_trace_ra_on_a_real_guest",)),
     Row("non-root user runs meta-data / monitor", "—",
         "meta-data works; monitor gives 4 with reason when it cannot connect", (),

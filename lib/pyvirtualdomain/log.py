@@ -3,7 +3,8 @@ resource-agents' ha_log does, syslog when HA_LOGFACILITY is set (not "none"), HA
 set, and HA_DEBUGLOG (every line, debug ones included when debugging). Every line names the
 agent and resource instance.
 
-With trace_ra (crm_resource --trace, pcs ... trace_ra=1) every line of the action, debug
+With trace_ra (crmsh's crm resource trace, pcs ... trace_ra=1; crm_resource --force-check
+sets OCF_TRACE_RA) every line of the action, debug
 included, also goes to a trace file where resource-agents puts its agents' traces."""
 
 from __future__ import annotations
@@ -12,11 +13,11 @@ import os
 import time
 from typing import Mapping, TextIO
 
+from .ocf import OCF_TRUE_WORDS
+
 LEVELS = {"debug": 10, "info": 20, "warning": 30, "error": 40}
 SYSLOG_FACILITIES = ("daemon", "user", "local0", "local1", "local2", "local3", "local4",
                      "local5", "local6", "local7", "syslog")
-# resource-agents' ocf_is_true
-TRUE_WORDS = frozenset({"yes", "true", "1", "on", "y"})
 DEFAULT_HA_VARLIB = "/var/lib/heartbeat"
 
 
@@ -94,8 +95,8 @@ def trace_destination(framework: Mapping[str, str], environ: Mapping[str, str], 
     path in trace_file (or OCF_TRACE_FILE), else
     ``<trace_dir or $HA_VARLIB/trace_ra>/<type>/<instance>.<action>.<YYYY-MM-DD.HH:MM:SS>``
     (not on a terminal). None when tracing is off."""
-    if (environ.get("OCF_TRACE_RA") or framework.get("trace_ra") or "").strip().lower() \
-            not in TRUE_WORDS:
+    if (environ.get("OCF_TRACE_RA") or framework.get("trace_ra") or "").strip() \
+            not in OCF_TRUE_WORDS:
         return None
     file = (environ.get("OCF_TRACE_FILE") or framework.get("trace_file") or "").strip()
     if file.isdigit() and 3 <= int(file) <= 9:

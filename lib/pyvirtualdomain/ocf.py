@@ -27,10 +27,13 @@ RESKEY_PREFIX = "OCF_RESKEY_"
 META_PREFIX = "OCF_RESKEY_CRM_meta_"
 # Set by Pacemaker for every action; not a parameter of the agent.
 PACEMAKER_INTERNAL_KEYS = frozenset({"crm_feature_set"})
-# Read by resource-agents' framework for any agent (crm_resource --trace, pcs ... trace_ra=1):
+# Read by resource-agents' framework for any agent (crm resource trace, pcs ... trace_ra=1):
 # not parameters of the agent either, and never "unknown".
 FRAMEWORK_KEYS = frozenset({"trace_ra", "trace_file", "trace_dir"})
 DEFAULT_STATE_DIR = "/run/resource-agents"
+# What resource-agents' ocf_is_true takes as true, exactly (case included); anything else is
+# false. Every boolean a resource-agents agent reads is read so.
+OCF_TRUE_WORDS = frozenset({"yes", "true", "1", "YES", "TRUE", "True", "ja", "on", "ON"})
 
 
 def _int_or_none(value: str | None) -> int | None:

@@ -5,11 +5,11 @@ from __future__ import annotations
 from typing import Mapping
 
 from .metadata import AgentSchema, ParameterSpec, parse_duration_s
+from .ocf import OCF_TRUE_WORDS
 from .tuples import NamedTuple
 
-# What resource-agents' ocf_is_true takes as true, exactly (case included): VirtualDomain reads
-# every boolean so, and anything else as false. A resource keeps meaning what it meant there.
-TRUE_WORDS = frozenset({"yes", "true", "1", "YES", "TRUE", "True", "ja", "on", "ON"})
+# VirtualDomain reads every boolean with ocf_is_true: a resource keeps meaning what it meant.
+TRUE_WORDS = OCF_TRUE_WORDS
 # Values that plainly mean false (any case); others are false too, with a warning.
 FALSE_WORDS = frozenset({"0", "false", "no", "off", "n", "nein", ""})
 SHUTDOWN_MODES = ("acpi", "agent", "initctl", "signal", "paravirt")
@@ -20,6 +20,17 @@ BOOLEAN_EXTRAS = ("autoset_utilization_cpu", "autoset_utilization_host_memory",
                   "unset_utilization_host_memory", "unset_utilization_hv_memory",
                   "save_config_on_stop", "sync_config_on_stop", "start_resources",
                   "stateless", "fail_on_io_error")
+# ocf:heartbeat:VirtualDomain's parameters. One an agent of ours lacks (PyLXCDomain has no
+# migration, snapshot, ...) is not "unknown" on a resource switched from VirtualDomain: it is
+# ignored, with a warning at start and validate-all only (never on every monitor).
+VIRTUALDOMAIN_PARAMETERS = frozenset({
+    "config", "hypervisor", "force_stop", "migration_transport", "migration_user",
+    "migration_downtime", "migration_speed", "migration_network_suffix", "migrateuri",
+    "migrate_options", "monitor_scripts", "autoset_utilization_cpu",
+    "autoset_utilization_host_memory", "autoset_utilization_hv_memory",
+    "unset_utilization_cpu", "unset_utilization_host_memory", "unset_utilization_hv_memory",
+    "migrateport", "remoteuri", "save_config_on_stop", "sync_config_on_stop", "snapshot",
+    "backingfile", "stateless", "copyindirs", "shutdown_mode", "start_resources"})
 MIGRATION_PARAMETERS = ("migration_transport", "migration_user", "migration_downtime",
                         "migration_speed", "migration_network_suffix", "migrateuri",
                         "migrate_options", "migrateport", "remoteuri",
@@ -66,6 +77,9 @@ class Params(NamedTuple):
     # Names the metadata does not know, as messages: validate-all refuses them; every other
     # action warns and goes on (a typo must not ban a running guest's resource cluster-wide).
     unknown: tuple[str, ...] = ()
+    # VirtualDomain's parameters this agent does not have, as messages (start and
+    # validate-all warn; a resource switched from VirtualDomain keeps working).
+    ignored: tuple[str, ...] = ()
     # Values taken in a way that may surprise (a boolean that is neither true nor false as
     # ocf_is_true reads it): every action warns.
     notes: tuple[str, ...] = ()
@@ -152,7 +166,10 @@ def build_params(raw: Mapping[str, str], schema: AgentSchema,
             problems.append(str(exc))
             if default.strip() or spec.type == "string":
                 values[name] = _convert(spec, default)
-    unknown = tuple(_unknown(name, schema) for name in sorted(set(raw) - set(schema.parameters)))
+    extra = set(raw) - set(schema.parameters)
+    unknown = tuple(_unknown(name, schema) for name in sorted(extra - VIRTUALDOMAIN_PARAMETERS))
+    ignored = tuple(f"parameter {name} of VirtualDomain does nothing in {schema.name}: ignored"
+                    for name in sorted(extra & VIRTUALDOMAIN_PARAMETERS))
 
     misses = values.get("guest_agent_misses")
     if isinstance(misses, int) and not isinstance(misses, bool) and misses < 1:
@@ -196,6 +213,7 @@ def build_params(raw: Mapping[str, str], schema: AgentSchema,
         else 3,
         problems=tuple(problems),
         unknown=unknown,
+        ignored=ignored,
         notes=tuple(notes),
         migration_settings=any(name in raw for name in MIGRATION_PARAMETERS
                                if name in schema.parameters),

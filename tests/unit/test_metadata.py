@@ -30,7 +30,8 @@ def test_metadata_valid_against_ra_api_dtd(agent):
 
 def test_metadata_lists_exactly_the_parameters_params_knows():
     schema = load_schema("PyVirtualDomain")
-    known = set(Params._fields) - {"problems", "unknown", "notes", "migration_settings"}
+    known = set(Params._fields) - {"problems", "unknown", "ignored", "notes",
+                                   "migration_settings"}
     assert set(schema.parameters) == known
     utilization = {f"{verb}_utilization_{attr}" for verb in ("autoset", "unset")
                    for attr in ("cpu", "host_memory", "hv_memory")}

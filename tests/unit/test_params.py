@@ -54,3 +54,14 @@ def test_an_unknown_parameter_gets_a_suggestion():
                      load_schema("PyVirtualDomain"))
     assert any("did you mean migration_transport?" in u for u in p.unknown), p.unknown
     assert not any("did you mean" in u for u in p.unknown if "zzz" in u)
+
+
+def test_virtualdomain_parameters_a_container_agent_lacks_are_ignored_not_unknown():
+    """A container resource switched from VirtualDomain to PyLXCDomain keeps VirtualDomain's
+    migration and snapshot parameters: ignored with a warning at start and validate-all, not
+    "unknown" (which every monitor warned about, and validate-all refused)."""
+    p = build_params({"config": "/a", "migration_transport": "ssh", "snapshot": "/s",
+                      "frobnicate": "1"}, load_schema("PyLXCDomain"))
+    assert [u.split()[2] for u in p.unknown] == ["frobnicate"]
+    assert len(p.ignored) == 2 and all("does nothing in PyLXCDomain" in i for i in p.ignored)
+    assert not p.problems

@@ -224,6 +224,11 @@ def _refuse_migration(ctx: Context, target_node: str) -> None:
         ctx.log.warning(warning)
     if problems:
         raise AgentError(f"cannot migrate to {target_node}: {'; '.join(problems)}")
+    if ctx.params.migration_settings:
+        from ..migration_options import migration_warnings
+
+        for warning in migration_warnings(ctx.params):
+            ctx.log.warning(warning)
 
 
 def _read_xml_files(options: MigrateOptions) -> dict[str, str]:
@@ -402,6 +407,10 @@ def _outcome(ctx: Context, hv: Hypervisor, dest: Hypervisor | None, run: Pending
             ctx.log.warning(f"migration call reported {why}, but {ident.name} now runs on "
                             f"{target_node} only")
         forget_record(ctx)
+        if ctx.env.under_pacemaker:
+            from ..features import utilization
+
+            utilization.forget(ctx)
         ctx.log.info(f"{ident.name} migrated to {target_node} in {took:.1f}s")
         return
     if verdict == Verdict.POSTCOPY_FAILED:

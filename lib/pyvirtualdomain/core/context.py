@@ -88,7 +88,7 @@ def require_valid_params(ctx: Context) -> None:
     with an unknown parameter, which the others only warn about). A problem of a value that
     matters only to migration never stops a guest from starting: validate-all refuses it,
     start warns (migrate_to fails on it: require_migration_params)."""
-    for note in ctx.params.notes:
+    for note in ctx.params.notes + ctx.params.ignored:
         ctx.log.warning(note)
     problems = ctx.params.problems
     if ctx.env.action == "validate-all":
