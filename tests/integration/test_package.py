@@ -39,7 +39,7 @@ AGENTS = ("PyVirtualDomain", "PyLXCDomain")
 OCF_DIR = Path("/usr/lib/ocf/resource.d/custom")
 SITE = Path("/usr/lib/python3/dist-packages")
 DATA_DIR = Path("/usr/share/pyvirtualdomain")
-DROP_IN = Path("/lib/systemd/system/resource-agents-deps.target.d/50-pyvirtualdomain.conf")
+DROP_IN = Path("/usr/lib/systemd/system/resource-agents-deps.target.d/50-pyvirtualdomain.conf")
 SYSTEM_PATH = "/usr/sbin:/usr/bin:/sbin:/bin"
 APT_ENV = {"PATH": SYSTEM_PATH, "LANG": "C", "DEBIAN_FRONTEND": "noninteractive"}
 RUNTIME_DEPENDS = ("python3-libvirt", "python3-lxml", "python3-psutil")
@@ -171,6 +171,8 @@ def test_files_in_debian_places(installed: Installed) -> None:
         assert page.returncode == 0 and page.stderr == "", page.stderr
         assert f"ocf_custom_{agent} - " in page.stdout
     assert SITE / "pyvirtualdomain" / "cli.py" in files
+    # Below /usr (merged /usr: Debian 13's lintian rejects /lib paths as aliased-location).
+    assert DROP_IN in files, sorted(str(f) for f in files if "systemd" in str(f))
     assert DROP_IN.read_text() == (REPO_ROOT / "systemd" / "50-pyvirtualdomain.conf").read_text()
     # Nothing outside the distribution's paths, nothing naming the checkout or a venv.
     for f in installed.files:
