@@ -113,8 +113,11 @@ def with_uuid(data: bytes, path: str, uuid: str) -> str:
     el.text = uuid
     name = root.find("name")
     if name is not None:
+        # lxml before 5 moves <name>'s tail to the added element in addnext(), 5 and later
+        # keeps it (Debian 12 has 4.9, 13 has 5.4): the same text on both.
+        tail = name.tail
         name.addnext(el)
-        el.tail = name.tail
+        name.tail = el.tail = tail
     else:  # pragma: no cover - parse_identity guarantees a <name>
         root.insert(0, el)
     return str(etree.tostring(root, encoding="unicode"))
