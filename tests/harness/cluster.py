@@ -783,19 +783,22 @@ class ClusterNode(NsNode):
                                    f"{self.dir / 'log-pacemaker' / 'corosync.log'}")
             time.sleep(0.1)
 
-    def start_pacemaker(self) -> None:
-        self.spawn("pacemakerd", ["pacemakerd"],
-                   {"PCMK_logfile": PACEMAKER_LOG, "PCMK_logfacility": "none"})
+    def start_pacemaker(self, delay_s: float = 0.0) -> None:
+        """pacemakerd, at once or ``delay_s`` later (its pidfile names the waiting shell,
+        which then becomes pacemakerd)."""
+        argv = ["pacemakerd"] if delay_s <= 0 else \
+            ["/bin/sh", "-c", f"sleep {delay_s:g}; exec pacemakerd"]
+        self.spawn("pacemakerd", argv, {"PCMK_logfile": PACEMAKER_LOG, "PCMK_logfacility": "none"})
 
-    def boot(self, timeout_s: float = 60.0) -> None:
-        """Power on: namespaces, libvirtd, corosync, pacemakerd (it does not wait for the
-        cluster; see Cluster.wait_dc)."""
+    def boot(self, timeout_s: float = 60.0, pacemaker_delay_s: float = 0.0) -> None:
+        """Power on: namespaces, libvirtd, corosync, pacemakerd (``pacemaker_delay_s`` later;
+        it does not wait for the cluster; see Cluster.wait_dc)."""
         end = time.monotonic() + timeout_s
         self.boot_libvirt()
         self.wait_libvirtd(end)
         self.start_corosync()
         self.wait_corosync(end)
-        self.start_pacemaker()
+        self.start_pacemaker(pacemaker_delay_s)
 
     def wait_dc(self, end: float) -> None:
         while True:
