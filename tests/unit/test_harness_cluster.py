@@ -131,6 +131,15 @@ def test_operation_results_read_rc_whatever_the_words(log: str) -> None:
     assert Result("migrate_to", "vm-guest1", "pcmk-2", rc=None).found_in(operation_results(log))
 
 
+def test_operation_result_with_exit_reason_as_pacemaker_3_0_logs_it() -> None:
+    line = ("Dec 03 23:25:44.503 pcmk-1 pacemaker-controld  [251] (log_executor_event) \tnotice: "
+            "Result of probe operation for vm-guest1 on pcmk-1: Not running (domain pyvd-cl-guest1 "
+            "is not running (not found on qemu:///system)) | graph action confirmed; call=10 "
+            "key=vm-guest1_monitor_0 rc=7\n")
+    (r,) = operation_results(line)
+    assert (r.operation, r.rsc, r.node, r.rc) == ("probe", "vm-guest1", "pcmk-1", 7)
+
+
 def test_operation_results_without_details_use_the_words() -> None:
     # A line cut before its " | ..." details still says what happened.
     for word, rc in (("ok", 0), ("OK", 0), ("Not running", 7), ("not running", 7)):
