@@ -25,14 +25,23 @@ DEB        := $(BUILD)/deb/pyvirtualdomain_$(VERSION)_all.deb
 RPM        := $(BUILD)/rpm/RPMS/noarch/pyvirtualdomain-$(VERSION)-1.noarch.rpm
 MAN_PAGES  := $(AGENTS:%=$(BUILD)/man/ocf_custom_%.7)
 
+# Debian packages `make deps` installs, the same names on Debian 12 and 13. The agents' own
+# dependencies (python3-libvirt, -lxml, -psutil) are the distribution's, in the venv too (see
+# deps-python). build-essential: dpkg-buildpackage checks for it; python3-zstandard: Debian
+# 13's kernel (the test guests') is zstd-compressed; debootstrap: make check-trixie.
 DEBIAN_PACKAGES := libvirt-daemon libvirt-daemon-driver-qemu libvirt-daemon-driver-lxc \
-	libvirt-clients libvirt-dev pkg-config gcc python3-dev python3-venv qemu-system-x86 \
+	libvirt-clients python3-venv qemu-system-x86 \
 	qemu-utils resource-agents pacemaker pacemaker-cli-utils corosync busybox-static cpio \
 	linux-image-amd64 libguestfs-tools csync2 qemu-guest-agent \
-	iproute2 libxml2-utils procps \
-	debhelper dh-python pybuild-plugin-pyproject python3-all python3-setuptools \
+	iproute2 libxml2-utils procps git debootstrap python3-zstandard \
+	build-essential debhelper dh-python pybuild-plugin-pyproject python3-all python3-setuptools \
 	python3-build python3-installer python3-wheel lintian rpm man-db groff-base systemd pcs \
-	python3-libvirt python3-lxml python3-psutil
+	python3-libvirt python3-lxml python3-psutil openssh-server openssh-client
+# Installed where the release has them (`apt-cache policy` names a candidate), skipped where
+# it does not. libvirt-daemon-driver-storage: Debian 13 moved libvirt's storage driver (the
+# pools of start_resources) out of libvirt-daemon into its own package, which
+# --no-install-recommends no longer pulls in.
+DEBIAN_PACKAGES_WHERE_AVAILABLE := libvirt-daemon-driver-storage
 
 .PHONY: deps deps-system deps-python install install-agents install-man install-systemd \
 	uninstall man dist deb rpm packages check lint typecheck \
@@ -41,21 +50,35 @@ DEBIAN_PACKAGES := libvirt-daemon libvirt-daemon-driver-qemu libvirt-daemon-driv
 deps: deps-system deps-python
 
 deps-system:
-	@missing=$$(for p in $(DEBIAN_PACKAGES); do \
-	    dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q '^install ok installed' || echo $$p; done); \
+	@installed() { dpkg-query -W -f='$${Status}\n' "$$1" 2>/dev/null | grep -q '^install ok installed'; }; \
+	known() { apt-cache policy "$$1" 2>/dev/null | grep -q '^  Candidate: [^(]'; }; \
+	missing=$$(for p in $(DEBIAN_PACKAGES); do installed $$p || echo $$p; done); \
+	optional=$$(for p in $(DEBIAN_PACKAGES_WHERE_AVAILABLE); do installed $$p || echo $$p; done); \
+	updated=; \
+	if [ -n "$$optional" ] && ! known libvirt-daemon; then \
+	    apt-get update -qq || exit 1; updated=1; fi; \
+	for p in $$optional; do if known $$p; then missing="$$missing $$p"; fi; done; \
+	missing=$$(echo $$missing); \
 	if [ -n "$$missing" ]; then \
 	    echo "installing Debian packages: $$missing"; \
+	    if [ -z "$$updated" ]; then apt-get update -qq || exit 1; fi; \
 	    policy=; if [ ! -e /usr/sbin/policy-rc.d ]; then \
 	        printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d && chmod 755 /usr/sbin/policy-rc.d \
 	        && policy=1; fi; \
-	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+	    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
 	        --no-install-recommends $$missing >/dev/null; rc=$$?; \
 	    if [ -n "$$policy" ]; then rm -f /usr/sbin/policy-rc.d; fi; \
 	    exit $$rc; \
 	fi
 
-$(VENV)/.deps-stamp: requirements.txt requirements-dev.txt setup.cfg pyproject.toml
-	test -x $(PY) || /usr/bin/python3 -m venv $(VENV)
+# The venv sees the distribution's python3-libvirt, python3-lxml and python3-psutil (system
+# site packages): the tests run the bindings the .deb depends on and users run, whatever
+# libvirt the release has (PyPI's libvirt-python must be built against the system libvirt,
+# and 9.0.0 does not build against Debian 13's 11.3). Only the development tools come from
+# PyPI. A venv made without system site packages (before this) is made again.
+$(VENV)/.deps-stamp: requirements-dev.txt setup.cfg pyproject.toml
+	if ! grep -qx 'include-system-site-packages = true' $(VENV)/pyvenv.cfg 2>/dev/null; then \
+	    /usr/bin/python3 -m venv --clear --system-site-packages $(VENV); fi
 	$(PY) -m pip install -q --disable-pip-version-check -r requirements-dev.txt
 	$(PY) -m pip install -q --disable-pip-version-check --no-deps -e .
 	touch $@
@@ -161,6 +184,51 @@ test: deps
 # What CI runs: lint, types, metadata against the DTD, the packages (lintian included), and
 # every test.
 check: deps lint typecheck metadata-check packages test
+
+# -- Debian 13 ("trixie") on this machine: make check-trixie ---------------------------------
+# A Debian 13 root made with debootstrap (build/trixie-root, once), entered with
+# tools/debroot.py in namespaces of its own; inside, the project's own `make deps` gives it
+# Debian 13's packages and a venv of its own (build/trixie-root-venv, bound over .venv inside),
+# and its builds go to build/trixie-root-build (bound over build/ inside). Set-up runs with the
+# machine's network (apt, pip, and the archive downloads some tests need: tests.harness
+# prefetch); everything else in a network namespace of its own. Parts that start libvirtd,
+# qemu or a cluster hold the machine's harness lock, taken outside the root (its /run is
+# private). README: Supported platforms.
+TRIXIE_ROOT  ?= $(BUILD)/trixie-root
+DEBROOT      := $(TOOLS_PYTHON) tools/debroot.py
+HARNESS_LOCK := /run/pyvd-test.lock
+# What runs against Debian 13's libvirt 11, qemu 10, Pacemaker 3.0, pcs 0.12 and Python 3.13
+# besides the unit tests, metadata, lint-free packages (lintian) and the RPM build. Left to
+# the Debian 12 pass only: what tests the harness or the agent's logic rather than what the
+# distribution gives (see README: Supported platforms).
+TRIXIE_TESTS ?= tests/integration/test_package.py tests/integration/test_systemd_ordering.py \
+	tests/integration/test_lifecycle.py tests/integration/test_migration.py \
+	tests/integration/test_faults.py tests/integration/test_lxc.py \
+	tests/integration/test_pacemaker_tools.py tests/cluster/test_two_node.py
+# In the root: a new root starts without it.
+TRIXIE_STAMP := $(TRIXIE_ROOT)/.pyvd-deps-stamp
+
+.PHONY: check-trixie trixie-root trixie-shell
+trixie-root: deps-system
+	$(DEBROOT) build $(TRIXIE_ROOT) --suite trixie
+
+# Keyed on the package list (this Makefile) and the venv's requirements.
+$(TRIXIE_STAMP): Makefile requirements-dev.txt setup.cfg pyproject.toml
+	$(DEBROOT) run $(TRIXIE_ROOT) --network host -- \
+	    sh -c 'make deps && .venv/bin/python -m tests.harness prefetch'
+	touch $@
+
+check-trixie: trixie-root $(TRIXIE_STAMP)
+	$(DEBROOT) run $(TRIXIE_ROOT) -- sh -c 'cat /etc/debian_version && \
+	    make metadata-check test-unit packages PYTEST_ARGS="$(PYTEST_ARGS)"'
+	flock $(HARNESS_LOCK) $(DEBROOT) run $(TRIXIE_ROOT) -- \
+	    .venv/bin/python -m pytest $(TRIXIE_TESTS) $(PYTEST_ARGS)
+
+# A shell in the Debian 13 root (own network namespace; `make trixie-shell NET=host` for the
+# machine's).
+NET ?= own
+trixie-shell: trixie-root $(TRIXIE_STAMP)
+	$(DEBROOT) run $(TRIXIE_ROOT) --network $(NET) -- bash
 
 demo: deps
 	$(PY) tools/demo.py

@@ -419,7 +419,7 @@ def main(argv: list[str]) -> int:
     ap.add_argument("--outdir", required=True)
     ap.add_argument("--version", default=None)
     ap.add_argument("--date", default=None, help="default: SOURCE_DATE_EPOCH, else today")
-    ap.add_argument("--unit-dir", default="/lib/systemd/system",
+    ap.add_argument("--unit-dir", default="/usr/lib/systemd/system",
                     help="where the ordering drop-in is installed (named in the page)")
     ap.add_argument("metadata", nargs="*",
                     default=[os.path.join(ROOT, "metadata", f"{a}.xml")

@@ -51,6 +51,7 @@ import grp
 import json
 import os
 import pwd
+import re
 import shutil
 import signal
 import subprocess
@@ -326,6 +327,88 @@ def parse_crm_mon_xml(text: str) -> ClusterStatus:
     return ClusterStatus(dc=dc, nodes=nodes, resources=resources, failures=failures)
 
 
+# -- Pacemaker's log and fencing history -------------------------------------------------------
+
+# OCF results as the controller names them in its log, lower-cased: Pacemaker 2.1 writes "ok",
+# "not running", 3.0 "OK", "Not running" (crm_mon's text too; its XML says what it always said).
+OCF_RESULTS = {"ok": 0, "error": 1, "invalid parameter": 2, "unimplemented feature": 3,
+               "insufficient privileges": 4, "not installed": 5, "not configured": 6,
+               "not running": 7, "promoted": 8, "failed promoted": 9, "failed master": 9,
+               "master": 8}
+_RESULT_LINE = re.compile(r"Result of (\S+) operation for (\S+) on (\S+): ([^|\n]*?)\s*"
+                          r"(?:\|([^\n]*))?$", re.M)
+
+
+@dataclass(frozen=True)
+class OperationResult:
+    """One "Result of OP operation for RSC on NODE: RESULT | details" line of the controller.
+    ``rc`` is the OCF exit code (from the ``rc=`` detail where the line has one, else from the
+    result's words), None when the operation did not complete (timed out, cancelled, ...)."""
+    operation: str
+    rsc: str
+    node: str
+    result: str
+    rc: int | None
+    start: int  # offsets of the line in the text it was read from
+    end: int
+
+
+def operation_results(log: str) -> list[OperationResult]:
+    out: list[OperationResult] = []
+    for m in _RESULT_LINE.finditer(log):
+        details = dict(re.findall(r"(\S+?)=(\S*)", m.group(5) or ""))
+        word = re.sub(r"\s*\(.*$", "", m.group(4)).strip().lower()  # "(exit reason)" after it
+        rc: int | None = OCF_RESULTS.get(word)
+        if details.get("rc", "").lstrip("-").isdigit() and rc is not None:
+            rc = int(details["rc"])
+        out.append(OperationResult(m.group(1), m.group(2), m.group(3), m.group(4).strip(), rc,
+                                   m.start(), m.end()))
+    return out
+
+
+@dataclass(frozen=True)
+class Result:
+    """A step of :func:`find_in_order`: an operation's result (``node`` None: any node;
+    ``rc`` None: any result)."""
+    operation: str
+    rsc: str
+    node: str | None = None
+    rc: int | None = 0
+
+    def matches(self, r: OperationResult) -> bool:
+        return (r.operation == self.operation and r.rsc == self.rsc
+                and self.node in (None, r.node) and self.rc in (None, r.rc))
+
+    def found_in(self, results: Sequence[OperationResult]) -> bool:
+        return any(self.matches(r) for r in results)
+
+
+def find_in_order(log: str, steps: Sequence[str | Result]) -> str | None:
+    """None when every step (a regular expression, or an operation's result) is found in
+    ``log``, each after the one before; else the first step that is not."""
+    results = operation_results(log)
+    pos = 0
+    for step in steps:
+        if isinstance(step, Result):
+            found = next((r for r in results if r.start >= pos and step.matches(r)), None)
+            end = found.end if found is not None else None
+        else:
+            m = re.compile(step).search(log, pos)
+            end = m.end() if m is not None else None
+        if end is None:
+            return f"{step} (after position {pos})"
+        pos = end
+    return None
+
+
+def parse_fence_history(xml_text: str) -> list[dict[str, str]]:
+    """``stonith_admin --history NODE --output-as=xml``: one dict per fencing action
+    (action, target, status, ...), the XML's attributes; the text output's words differ
+    between Pacemaker versions."""
+    root = ET.fromstring(xml_text)
+    return [dict(e.attrib) for e in root.iter("fence_event")]
+
+
 # pid 1 of the guest-node container. It shares the node's root filesystem; /run and /dev/shm
 # are the container's own tmpfs. pacemaker-remoted runs as a child, so killing it leaves the
 # container up (the cluster must notice and recover the guest itself).
@@ -442,6 +525,10 @@ class ClusterNode(NsNode):
                 text = f"(crm_mon failed: {exc})"
             raise HarnessError(f"not within {timeout_s:.0f}s: {what}\n{text}")
         return box[0]
+
+    def fence_history(self, target: str) -> list[dict[str, str]]:
+        proc = self.exec(["stonith_admin", "--history", target, "--output-as=xml"], 30.0, True)
+        return parse_fence_history(proc.stdout)
 
     def set_meta(self, rsc: str, name: str, value: str) -> None:
         self.crm_resource("--resource", rsc, "--meta", "--set-parameter", name,
@@ -696,19 +783,22 @@ class ClusterNode(NsNode):
                                    f"{self.dir / 'log-pacemaker' / 'corosync.log'}")
             time.sleep(0.1)
 
-    def start_pacemaker(self) -> None:
-        self.spawn("pacemakerd", ["pacemakerd"],
-                   {"PCMK_logfile": PACEMAKER_LOG, "PCMK_logfacility": "none"})
+    def start_pacemaker(self, delay_s: float = 0.0) -> None:
+        """pacemakerd, at once or ``delay_s`` later (its pidfile names the waiting shell,
+        which then becomes pacemakerd)."""
+        argv = ["pacemakerd"] if delay_s <= 0 else \
+            ["/bin/sh", "-c", f"sleep {delay_s:g}; exec pacemakerd"]
+        self.spawn("pacemakerd", argv, {"PCMK_logfile": PACEMAKER_LOG, "PCMK_logfacility": "none"})
 
-    def boot(self, timeout_s: float = 60.0) -> None:
-        """Power on: namespaces, libvirtd, corosync, pacemakerd (it does not wait for the
-        cluster; see Cluster.wait_dc)."""
+    def boot(self, timeout_s: float = 60.0, pacemaker_delay_s: float = 0.0) -> None:
+        """Power on: namespaces, libvirtd, corosync, pacemakerd (``pacemaker_delay_s`` later;
+        it does not wait for the cluster; see Cluster.wait_dc)."""
         end = time.monotonic() + timeout_s
         self.boot_libvirt()
         self.wait_libvirtd(end)
         self.start_corosync()
         self.wait_corosync(end)
-        self.start_pacemaker()
+        self.start_pacemaker(pacemaker_delay_s)
 
     def wait_dc(self, end: float) -> None:
         while True:

@@ -69,6 +69,8 @@ start from nothing).</longdesc>
 </resource-agent>
 """
 
+# Seconds between power-on and Pacemaker's start on a node this agent powered on.
+BOOT_PACEMAKER_DELAY_S = 3.0
 ACTIONS = ("on", "off", "reboot", "status", "list", "list-status", "monitor", "metadata",
            "validate-all")
 IN_ROOT = "--in-machine-namespaces"
@@ -173,7 +175,12 @@ def main(argv: list[str], stdin: TextIO | None = None) -> int:
                               f"{len(killed)} processes killed in {time.monotonic() - t0:.2f}s")
         if action in ("on", "reboot"):
             if node.pid("anchor") is None:
-                node.boot()
+                # A real node boots long after its fencing was reported. One whose Pacemaker
+                # is back within a second can join before the fencer has announced the
+                # fencing, and then stops for good on hearing of it ("We were allegedly just
+                # fenced"; seen with Pacemaker 3.0): Pacemaker starts once this agent has
+                # returned and its result has gone out.
+                node.boot(pacemaker_delay_s=BOOT_PACEMAKER_DELAY_S)
             _log(cluster_dir, f"action={action} target={target} powered on "
                               f"({time.monotonic() - t0:.2f}s)")
     except Exception as exc:  # noqa: BLE001 - reported to Pacemaker

@@ -361,8 +361,24 @@ def newest_kernel_version(boot: Path = Path("/boot")) -> str:
     return max(versions, key=_version_key)
 
 
+def zstd_decompress(data: bytes, what: str) -> bytes:
+    """The first zstd frame of ``data`` decompressed (bytes after the frame are ignored, as
+    in a kernel image). Debian 13 compresses its kernel (the test guests') with zstd; Python
+    3.13 has no zstd module of its own, Debian's python3-zstandard is the one used. A
+    malformed frame raises ValueError."""
+    try:
+        import zstandard  # type: ignore[import-not-found, unused-ignore]
+    except ImportError:
+        raise HarnessError(f"{what} is zstd-compressed and Python's zstandard module is missing "
+                           "(Debian package python3-zstandard: make deps-system)") from None
+    try:
+        return bytes(zstandard.ZstdDecompressor().decompressobj().decompress(data))
+    except zstandard.ZstdError as exc:
+        raise ValueError(f"{what}: {exc}") from None
+
+
 def extract_vmlinux(bzimage: bytes) -> bytes:
-    """The ELF vmlinux inside a compressed kernel image (xz, gzip, lzma, zstd if available)."""
+    """The ELF vmlinux inside a compressed kernel image (xz, gzip, zstd or lzma payload)."""
     magics = ((b"\xfd7zXZ\x00", "xz"), (b"\x1f\x8b\x08", "gz"), (b"\x28\xb5\x2f\xfd", "zstd"),
               (b"]\x00\x00\x00", "lzma"))
     for magic, kind in magics:
@@ -378,10 +394,10 @@ def extract_vmlinux(bzimage: bytes) -> bytes:
                 elif kind == "gz":
                     out = zlib.decompressobj(16 + zlib.MAX_WBITS).decompress(blob)
                 else:
-                    import zstandard  # type: ignore[import-not-found]
-
-                    out = zstandard.ZstdDecompressor().decompressobj().decompress(blob)
-            except (lzma.LZMAError, zlib.error, ImportError, ValueError, EOFError):
+                    # A missing zstandard module is an error, not "no payload here": the
+                    # image would otherwise be reported as holding no kernel at all.
+                    out = zstd_decompress(blob, "the kernel image")
+            except (lzma.LZMAError, zlib.error, ValueError, EOFError):
                 out = b""
             if out[:4] == b"\x7fELF":
                 return out
@@ -504,11 +520,7 @@ class ModuleIndex:
         if path.name.endswith(".ko.gz"):
             return gzip.decompress(data)
         if path.name.endswith(".ko.zst"):
-            try:
-                import zstandard
-            except ImportError:
-                raise HarnessError(f"{path} is zstd-compressed: pip install zstandard") from None
-            return bytes(zstandard.ZstdDecompressor().decompressobj().decompress(data))
+            return zstd_decompress(data, str(path))
         return data
 
 

@@ -47,7 +47,7 @@ from typing import TYPE_CHECKING
 from xml.sax.saxutils import escape, quoteattr
 
 from .common import REPO_ROOT, HarnessError
-from .guest import BUSYBOX, EMULATOR, Cpio, build_artifacts, shared_libraries
+from .guest import BUSYBOX, EMULATOR, Cpio, build_artifacts, shared_libraries, zstd_decompress
 from .oracle import Oracle
 
 if TYPE_CHECKING:
@@ -209,7 +209,7 @@ def _module_data(moddir: Path, rel: str) -> bytes:
     if rel.endswith(".gz"):
         return gzip.decompress(data)
     if rel.endswith(".zst"):
-        raise HarnessError(f"{rel}: zstd-compressed modules are not supported")
+        return zstd_decompress(data, str(moddir / rel))
     return data
 
 

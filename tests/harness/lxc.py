@@ -318,15 +318,16 @@ def thaw_frozen(name: str, timeout_s: float = 5.0) -> None:
 CGROUP_ROOT = Path("/sys/fs/cgroup")
 
 
-def remove_cgroups(name: str) -> list[Path]:
-    """Remove the empty cgroup v1 directories of container ``name`` that libvirt left behind
-    (it does when its destroy failed, or when the container died while libvirtd was down);
+def remove_cgroups(name: str, driver: str = "lxc") -> list[Path]:
+    """Remove the empty cgroup v1 directories of domain ``name`` that libvirt left behind
+    (it does when its destroy failed, or when the container died while libvirtd was down;
+    libvirt 11 also for a qemu guest killed while libvirtd was down: driver "qemu");
     the directories that remain (processes still in them)."""
     left: list[Path] = []
     if not CGROUP_ROOT.is_dir():
         return left
     for machine in CGROUP_ROOT.glob("*/machine"):
-        for d in machine.glob(f"*-{name}.libvirt-lxc"):
+        for d in machine.glob(f"*-{name}.libvirt-{driver}"):
             for cg in sorted((p for p in d.rglob("*") if p.is_dir()), reverse=True) + [d]:
                 try:
                     cg.rmdir()

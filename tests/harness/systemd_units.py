@@ -6,9 +6,16 @@ ordering cycle fails it) and, at debug log level, dumps each named unit as the m
 fragment, drop-ins, and every dependency (``After: X``, ``Wants: Y``). That dump is parsed
 here, so a test asks systemd, not a parser of ours, what a drop-in does.
 
-The libvirt units come from Debian's libvirt-daemon-system package of the installed libvirt
-version (``apt-get download``; cached under build/), unpacked, not installed: installing it
-would start daemons and rewrite /etc/libvirt under the tests' libvirtd.
+The libvirt units are Debian's, of the installed libvirt version, read without installing
+anything (installing libvirt-daemon-system would start daemons and rewrite /etc/libvirt under
+the tests' libvirtd): Debian 12 ships them all in libvirt-daemon-system; Debian 13 made that an
+empty package depending on the packages that now ship them (libvirtd in libvirt-daemon,
+virtlogd in libvirt-daemon-log, libvirt-guests and virt-guest-shutdown.target in
+libvirt-daemon-common, virtlockd in libvirt-daemon-lock, which libvirt-daemon recommends). So
+the units are collected from libvirt-daemon-system and the libvirt-daemon* packages of the
+same version it and libvirt-daemon depend on or recommend: from the system where such a
+package is installed, else from the package downloaded (``apt-get download``, cached under
+build/; ``python -m tests.harness prefetch`` fetches them ahead, for runs without a network).
 """
 
 from __future__ import annotations
@@ -122,29 +129,82 @@ def installed_version(package: str) -> str:
     return r.stdout
 
 
-def libvirt_unit_files(dest: Path, cache: Path = DEB_CACHE) -> Path:
-    """The systemd units of Debian's libvirt (libvirt-daemon-system of the same version as the
-    installed libvirt-daemon), unpacked below ``dest``; returns their directory."""
-    version = installed_version("libvirt-daemon")
-    cache.mkdir(parents=True, exist_ok=True)
-    pattern = f"{LIBVIRT_UNITS_PACKAGE}_*.deb"
+def _apt_show_field(package: str, version: str, fld: str) -> str:
+    r = _run(["apt-cache", "show", f"{package}={version}"], {"PATH": CLEAN_PATH, "LANG": "C"})
+    if r.returncode != 0:
+        raise HarnessError(f"apt-cache show {package}={version}: {r.stderr.strip()} (apt-get "
+                           "update?)")
+    # The first stanza (one per archive the version is in): "Field: value" + continuations.
+    m = re.search(rf"^{fld}: (.*(?:\n .*)*)", r.stdout.split("\n\n")[0], re.M)
+    return m.group(1).replace("\n", " ") if m else ""
+
+
+def libvirt_unit_packages(version: str) -> list[str]:
+    """libvirt-daemon-system and the libvirt-daemon* packages of ``version`` that it or
+    libvirt-daemon depend on or recommend (see the module docstring)."""
+    found = [LIBVIRT_UNITS_PACKAGE]
+    for parent in (LIBVIRT_UNITS_PACKAGE, "libvirt-daemon"):
+        for fld in ("Depends", "Recommends"):
+            for alt in _apt_show_field(parent, version, fld).split(","):
+                for choice in alt.split("|"):
+                    m = re.match(r"^\s*(libvirt-daemon[a-z0-9.+-]*)\s*\(=\s*([^)\s]+)\)", choice)
+                    if m and m.group(2) == version and m.group(1) not in found:
+                        found.append(m.group(1))
+    return found
+
+
+def _unit_files_of_installed(package: str) -> list[Path]:
+    r = _run(["dpkg", "-L", package], {"PATH": CLEAN_PATH, "LANG": "C"})
+    return [Path(f) for f in r.stdout.splitlines() if "/systemd/system/" in f
+            and Path(f).is_file()]
+
+
+def _downloaded(package: str, version: str, cache: Path) -> Path:
+    pattern = f"{package}_*.deb"
     debs = [d for d in cache.glob(pattern) if _deb_version(d) == version]
     if not debs:
         # apt-get download writes into its working directory.
-        r = _run(["apt-get", "download", f"{LIBVIRT_UNITS_PACKAGE}={version}"],
+        r = _run(["apt-get", "download", f"{package}={version}"],
                  {"PATH": CLEAN_PATH, "LANG": "C"}, 300, cwd=cache)
         debs = [d for d in cache.glob(pattern) if _deb_version(d) == version]
         if r.returncode != 0 or not debs:
-            raise HarnessError(f"apt-get download {LIBVIRT_UNITS_PACKAGE}={version} failed "
+            raise HarnessError(f"apt-get download {package}={version} failed "
                                f"(rc {r.returncode}): {r.stderr.strip()}")
-    root = dest / "libvirt-daemon-system"
-    r = _run(["dpkg-deb", "-x", str(debs[0]), str(root)], {"PATH": CLEAN_PATH})
-    if r.returncode != 0:
-        raise HarnessError(f"dpkg-deb -x {debs[0]}: {r.stderr.strip()}")
-    for candidate in ("lib/systemd/system", "usr/lib/systemd/system"):
-        if (root / candidate / "libvirtd.service").is_file():
-            return root / candidate
-    raise HarnessError(f"{debs[0].name} holds no libvirtd.service")
+    return debs[0]
+
+
+def libvirt_unit_files(dest: Path, cache: Path = DEB_CACHE) -> Path:
+    """The systemd units of Debian's libvirt of the installed version (see the module
+    docstring), copied into one unit directory below ``dest``; returns it."""
+    version = installed_version("libvirt-daemon")
+    cache.mkdir(parents=True, exist_ok=True)
+    units = dest / "libvirt-units"
+    units.mkdir(parents=True, exist_ok=True)
+    for package in libvirt_unit_packages(version):
+        if _installed_version_or_none(package) == version:
+            files = _unit_files_of_installed(package)
+        else:
+            deb = _downloaded(package, version, cache)
+            root = dest / "unpacked" / package
+            root.parent.mkdir(parents=True, exist_ok=True)
+            r = _run(["dpkg-deb", "-x", str(deb), str(root)], {"PATH": CLEAN_PATH})
+            if r.returncode != 0:
+                raise HarnessError(f"dpkg-deb -x {deb}: {r.stderr.strip()}")
+            files = [p for p in root.rglob("*") if "/systemd/system/" in str(p) and p.is_file()]
+        for f in files:
+            rel = str(f).split("/systemd/system/", 1)[1]
+            (units / rel).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(f, units / rel)
+    if not (units / "libvirtd.service").is_file():
+        raise HarnessError(f"no libvirtd.service in {libvirt_unit_packages(version)}")
+    return units
+
+
+def _installed_version_or_none(package: str) -> str | None:
+    r = _run(["dpkg-query", "-W", "-f=${Status} ${Version}", package], {"PATH": CLEAN_PATH})
+    words = r.stdout.split()
+    return words[-1] if r.returncode == 0 and words[:3] == ["install", "ok", "installed"] \
+        else None
 
 
 def _deb_version(deb: Path) -> str:

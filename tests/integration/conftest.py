@@ -125,12 +125,18 @@ def make_guest(request: pytest.FixtureRequest, tmp_path: Path, libvirtd: Libvirt
         libvirtd.ensure_running()
     except Exception as exc:  # noqa: BLE001 - still kill the guests below
         problems.append(f"libvirtd could not be restarted: {exc}")
+    from tests.harness.lxc import remove_cgroups
+
     for guest in created:
         done = remove_domain(guest.name)
         if any(d.startswith("libvirt failed") for d in done):
             problems.append(f"{guest.name}: {done}")
         if not guest.qemu_pids():
             _CREATED.discard(guest.name)
+            # libvirt 11 leaves the cgroups of a guest killed while libvirtd was down
+            left = remove_cgroups(guest.name, "qemu")
+            if left:
+                problems.append(f"{guest.name}: cgroups not empty: {left}")
     if problems:
         pytest.fail("teardown: " + "; ".join(problems))
 

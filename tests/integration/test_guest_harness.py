@@ -102,7 +102,11 @@ def test_module_order_comes_from_modules_dep(artifacts: GuestArtifacts) -> None:
     index = ModuleIndex.read(Path("/lib/modules") / artifacts.kernel_version)
     order = index.load_order("virtio_net")
     # The bug this replaced: virtio loaded before virtio_ring fails with "Unknown symbol".
-    assert order.index("virtio_ring") < order.index("virtio") < order.index("virtio_net")
+    # Built-in modules are left out (Debian 13's kernel builds virtio and virtio_ring in;
+    # Debian 12's has them as modules).
+    chain = [m for m in ("virtio_ring", "virtio", "virtio_net") if m not in index.builtin]
+    assert [m for m in order if m in chain] == chain, order
+    assert not index.builtin & set(order), order
     assert order.index("failover") < order.index("net_failover") < order.index("virtio_net")
     for name in order:
         for dep in index.deps[name]:

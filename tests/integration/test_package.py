@@ -39,7 +39,7 @@ AGENTS = ("PyVirtualDomain", "PyLXCDomain")
 OCF_DIR = Path("/usr/lib/ocf/resource.d/custom")
 SITE = Path("/usr/lib/python3/dist-packages")
 DATA_DIR = Path("/usr/share/pyvirtualdomain")
-DROP_IN = Path("/lib/systemd/system/resource-agents-deps.target.d/50-pyvirtualdomain.conf")
+DROP_IN = Path("/usr/lib/systemd/system/resource-agents-deps.target.d/50-pyvirtualdomain.conf")
 SYSTEM_PATH = "/usr/sbin:/usr/bin:/sbin:/bin"
 APT_ENV = {"PATH": SYSTEM_PATH, "LANG": "C", "DEBIAN_FRONTEND": "noninteractive"}
 RUNTIME_DEPENDS = ("python3-libvirt", "python3-lxml", "python3-psutil")
@@ -171,6 +171,8 @@ def test_files_in_debian_places(installed: Installed) -> None:
         assert page.returncode == 0 and page.stderr == "", page.stderr
         assert f"ocf_custom_{agent} - " in page.stdout
     assert SITE / "pyvirtualdomain" / "cli.py" in files
+    # Below /usr (merged /usr: Debian 13's lintian rejects /lib paths as aliased-location).
+    assert DROP_IN in files, sorted(str(f) for f in files if "systemd" in str(f))
     assert DROP_IN.read_text() == (REPO_ROOT / "systemd" / "50-pyvirtualdomain.conf").read_text()
     # Nothing outside the distribution's paths, nothing naming the checkout or a venv.
     for f in installed.files:
@@ -261,27 +263,71 @@ def _pcs(*args: str, timeout_s: float = 120.0) -> subprocess.CompletedProcess[st
     return _run(["pcs", *args], timeout_s=timeout_s)
 
 
+def _pcs_version() -> tuple[int, ...]:
+    r = _pcs("--version")
+    assert r.returncode == 0, r.stderr
+    return tuple(int(p) for p in re.findall(r"\d+", r.stdout)[:3])
+
+
+@dataclass
+class Described:
+    text: str  # the long description (flattened)
+    flags: str  # " (required) (unique)"
+    type: str | None = None  # pcs 0.12 prints type and default, 0.11 neither
+    default: str | None = None
+
+
+def _parse_describe(text: str, new_layout: bool) -> tuple[dict[str, Described], dict[str, str]]:
+    """``pcs resource describe``'s parameters and default operations' timeouts.
+
+    pcs 0.11 (Debian 12): ``  name (required): long description`` on one (wrapped) line, and
+    each operation's interval and timeout on lines of their own. pcs 0.12 (Debian 13): the
+    name and flags alone, then ``Description:``, ``Type:`` and ``Default:`` lines, and each
+    operation's ``interval=... timeout=...`` on one line."""
+    options = text.split("\nResource options:\n", 1)[1].split("\n\n", 1)[0]
+    described: dict[str, Described] = {}
+    for block in re.split(r"\n(?=  \S)", options):
+        if new_layout:
+            m = re.match(r"^  (\S+)((?: \((?:required|unique)\))*)\n"
+                         r"    Description: (.*?)(?:\n    Type: (\S+))?(?:\n    Default: (.*))?$",
+                         block, re.S)
+            assert m, block
+            described[m.group(1)] = Described(_flat(m.group(3)), m.group(2), m.group(4),
+                                              m.group(5))
+        else:
+            m = re.match(r"^  (\S+)((?: \((?:required|unique)\))*): (.*)$", block, re.S)
+            assert m, block
+            described[m.group(1)] = Described(_flat(m.group(3)), m.group(2))
+    ops_text = text.split("\nDefault operations:\n", 1)[1]
+    sep = " " if new_layout else "\n    "
+    ops = dict(re.findall(rf"^  (\S+):\n    interval=\S+{sep}timeout=(\S+)$", ops_text, re.M))
+    return described, ops
+
+
 @pytest.mark.parametrize("agent", AGENTS)
 def test_pcs_describe(installed: Installed, agent: str) -> None:
     root = _metadata(agent)
     r = _pcs("resource", "describe", f"ocf:custom:{agent}")
     assert r.returncode == 0 and r.stderr == "", r.stderr
-    # Debian 12's pcs (0.11.5) prints each parameter's name, flags and long description, then
-    # the default operations; every parameter and its text are there.
+    # Every parameter with its flags and long description (and, from pcs 0.12 on, its type
+    # and default), then the default operations.
     text = r.stdout
     assert text.startswith(f"ocf:custom:{agent} - {_flat(root.findtext('shortdesc', ''))}")
-    options = text.split("\nResource options:\n", 1)[1].split("\n\n", 1)[0]
-    described: dict[str, str] = {}
-    for line in re.split(r"\n(?=  \S)", options):
-        m = re.match(r"^  (\S+)((?: \((?:required|unique)\))*): (.*)$", line, re.S)
-        assert m, line
-        described[m.group(1)] = _flat(m.group(3))
+    new_layout = _pcs_version() >= (0, 12)
+    described, listed = _parse_describe(text, new_layout)
     params = root.findall("parameters/parameter")
     assert list(described) == [p.get("name") for p in params]
     for p in params:
-        assert described[p.get("name", "")] == _flat(p.findtext("longdesc", "")), p.get("name")
-    ops = text.split("\nDefault operations:\n", 1)[1]
-    listed = dict(re.findall(r"^  (\S+):\n    interval=\S+\n    timeout=(\S+)$", ops, re.M))
+        d = described[p.get("name", "")]
+        assert d.text == _flat(p.findtext("longdesc", "")), p.get("name")
+        flags = "".join(f" ({f})" for f in ("required", "unique") if p.get(f) == "1")
+        assert d.flags == flags, p.get("name")
+        if new_layout:
+            content = p.find("content")
+            assert content is not None
+            # an empty default is not printed
+            assert (d.type, d.default) == (content.get("type"), content.get("default") or None), \
+                p.get("name")
     expected = {a.get("name"): a.get("timeout") for a in root.findall("actions/action")
                 if a.get("name") not in ("meta-data", "validate-all", "status")}
     assert listed == expected
@@ -308,6 +354,13 @@ def test_pcs_describe(installed: Installed, agent: str) -> None:
         assert actions[a.get("name")].get("interval") == a.get("interval"), a.get("name")
 
 
+def _domain_config(path: Path, name: str) -> Path:
+    path.write_text(f"<domain type='qemu'><name>{name}</name><memory unit='MiB'>128</memory>"
+                    "<os><type arch='x86_64'>hvm</type></os><devices>"
+                    "<emulator>/usr/bin/qemu-system-x86_64</emulator></devices></domain>\n")
+    return path
+
+
 def test_pcs_creates_resource_and_guest_node_on_cib_file(installed: Installed,
                                                          tmp_path: Path) -> None:
     cib = tmp_path / "cib.xml"
@@ -316,15 +369,37 @@ def test_pcs_creates_resource_and_guest_node_on_cib_file(installed: Installed,
     cib.write_text(empty.stdout)
     f = ("-f", str(cib))
     assert _pcs(*f, "property", "set", "stonith-enabled=false").returncode == 0
+    # pcs 0.12 runs the agent's validate-all on `resource create` (0.11 does not): with
+    # configs that exist here it passes and pcs says nothing.
+    vm1 = _domain_config(tmp_path / "vm1.xml", "vm1")
     created = _pcs(*f, "resource", "create", "vm1", "ocf:custom:PyVirtualDomain",
-                   "config=/etc/pacemaker/vm1.xml", "migration_transport=ssh",
-                   "meta", "allow-migrate=true")
+                   f"config={vm1}", "migration_transport=ssh", "meta", "allow-migrate=true")
     assert created.returncode == 0 and created.stderr == "", created.stderr
     guest = _pcs(*f, "cluster", "node", "add-guest", "guest1", "vm1", "remote-addr=192.0.2.11")
     assert guest.returncode == 0, guest.stderr
-    ct = _pcs(*f, "resource", "create", "ct1", "ocf:custom:PyLXCDomain",
-              "config=/etc/pacemaker/ct1.xml")
+    ct1 = tmp_path / "ct1.xml"
+    ct1.write_text("<domain type='lxc'><name>ct1</name><memory unit='MiB'>64</memory>"
+                   "<os><type>exe</type><init>/bin/sh</init></os></domain>\n")
+    ct = _pcs(*f, "resource", "create", "ct1", "ocf:custom:PyLXCDomain", f"config={ct1}")
     assert ct.returncode == 0 and ct.stderr == "", ct.stderr
+
+    # A config that does not exist on the node where pcs runs: pcs 0.12 creates the resource
+    # with our validate-all's reason as a warning, and refuses it with --agent-validation.
+    missing = tmp_path / "absent.xml"
+    warned = _pcs(*f, "resource", "create", "vm9", "ocf:custom:PyVirtualDomain",
+                  f"config={missing}")
+    assert warned.returncode == 0, warned.stdout + warned.stderr
+    reason = f"ocf-exit-reason:config {missing} does not exist on this node"
+    if _pcs_version() >= (0, 12):
+        assert "Validation result from agent" in warned.stderr and reason in warned.stderr, \
+            warned.stderr
+    else:
+        assert warned.stderr == "", warned.stderr
+    assert _pcs(*f, "resource", "delete", "vm9").returncode == 0
+    if _pcs_version() >= (0, 12):
+        refused = _pcs(*f, "resource", "create", "vm8", "ocf:custom:PyVirtualDomain",
+                       f"config={missing}", "--agent-validation")
+        assert refused.returncode == 1 and reason in refused.stderr, refused.stderr
 
     root = ET.parse(cib).getroot()
     vm1 = root.find(".//primitive[@id='vm1']")

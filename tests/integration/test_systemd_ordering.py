@@ -37,7 +37,7 @@ VERIFIED = ("pacemaker.service", "resource-agents-deps.target", "libvirtd.servic
 @pytest.fixture(scope="module")
 def libvirt_units(tmp_path_factory: pytest.TempPathFactory) -> Path:
     for unit in ("pacemaker.service", "resource-agents-deps.target", "corosync.service"):
-        assert Path("/lib/systemd/system", unit).is_file(), \
+        assert Path("/usr/lib/systemd/system", unit).is_file(), \
             f"{unit} missing: make deps installs pacemaker, corosync and resource-agents"
     return libvirt_unit_files(tmp_path_factory.mktemp("libvirt-units"))
 

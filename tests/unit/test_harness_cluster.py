@@ -97,3 +97,80 @@ def test_fence_agent_exit_codes(stdin: str, rc: int) -> None:
     proc = subprocess.run([sys.executable, "-c", text], input=stdin, capture_output=True,
                           text=True, timeout=30, check=False)
     assert proc.returncode == rc, proc.stderr
+
+
+# -- Pacemaker's log lines and fencing history, as 2.1 (Debian 12) and 3.0 (Debian 13) write them
+
+from tests.harness.cluster import (  # noqa: E402
+    Result,
+    find_in_order,
+    operation_results,
+    parse_fence_history,
+)
+
+PREFIX = "Dec 03 22:00:00 pcmk-1 pacemaker-controld  [4242] (log_executor_event) \tnotice: "
+LOG_2_1 = "".join(PREFIX + line + "\n" for line in (
+    "Result of stop operation for vm-guest1 on pcmk-1: ok | graph action confirmed; call=40 "
+    "key=vm-guest1_stop_0 rc=0",
+    "Result of monitor operation for vm-guest1 on pcmk-1: not running | graph action "
+    "unconfirmed; call=41 key=vm-guest1_monitor_10000 rc=7",
+    "Result of start operation for vm-guest1 on pcmk-2: error (domain pyvd-x refused to start) "
+    "| graph action confirmed; call=42 key=vm-guest1_start_0 rc=1",
+    "Result of migrate_to operation for vm-guest1 on pcmk-2: Timed Out after 2m | graph action "
+    "confirmed; call=43 key=vm-guest1_migrate_to_0"))
+LOG_3_0 = LOG_2_1.replace(": ok |", ": OK |").replace(": not running |", ": Not running |")
+
+
+@pytest.mark.parametrize("log", [LOG_2_1, LOG_3_0], ids=["pacemaker-2.1", "pacemaker-3.0"])
+def test_operation_results_read_rc_whatever_the_words(log: str) -> None:
+    got = [(r.operation, r.rsc, r.node, r.rc) for r in operation_results(log)]
+    assert got == [("stop", "vm-guest1", "pcmk-1", 0), ("monitor", "vm-guest1", "pcmk-1", 7),
+                   ("start", "vm-guest1", "pcmk-2", 1), ("migrate_to", "vm-guest1", "pcmk-2", None)]
+    assert Result("monitor", "vm-guest1", "pcmk-1", rc=7).found_in(operation_results(log))
+    assert not Result("start", "vm-guest1", rc=0).found_in(operation_results(log))
+    assert Result("migrate_to", "vm-guest1", "pcmk-2", rc=None).found_in(operation_results(log))
+
+
+def test_operation_result_with_exit_reason_as_pacemaker_3_0_logs_it() -> None:
+    line = ("Dec 03 23:25:44.503 pcmk-1 pacemaker-controld  [251] (log_executor_event) \tnotice: "
+            "Result of probe operation for vm-guest1 on pcmk-1: Not running (domain pyvd-cl-guest1 "
+            "is not running (not found on qemu:///system)) | graph action confirmed; call=10 "
+            "key=vm-guest1_monitor_0 rc=7\n")
+    (r,) = operation_results(line)
+    assert (r.operation, r.rsc, r.node, r.rc) == ("probe", "vm-guest1", "pcmk-1", 7)
+
+
+def test_operation_results_without_details_use_the_words() -> None:
+    # A line cut before its " | ..." details still says what happened.
+    for word, rc in (("ok", 0), ("OK", 0), ("Not running", 7), ("not running", 7)):
+        (r,) = operation_results(f"Result of stop operation for a on n1: {word}\n")
+        assert r.rc == rc, word
+
+
+def test_find_in_order_mixes_patterns_and_results() -> None:
+    log = "Guest node guest1 will be fenced\n" + LOG_3_0
+    assert find_in_order(log, [r"Guest node guest1 will be fenced",
+                               Result("stop", "vm-guest1", "pcmk-1", rc=0),
+                               Result("monitor", "vm-guest1", rc=7)]) is None
+    # order matters: the stop came before the monitor
+    missing = find_in_order(log, [Result("monitor", "vm-guest1", rc=7),
+                                  Result("stop", "vm-guest1", rc=0)])
+    assert missing is not None and "stop" in missing
+    assert find_in_order(log, [Result("stop", "vm-guest1", "pcmk-2")]) is not None
+
+
+FENCE_HISTORY_XML = """<pacemaker-result api-version="2.30"
+    request="stonith_admin --history pcmk-1 --output-as=xml">
+  <fence_history>
+    <fence_event action="reboot" target="pcmk-1" client="pacemaker-controld.1234"
+        origin="pcmk-2" status="success" delegate="pcmk-2"
+        completed="2026-12-03 22:00:01 +00:00"/>
+  </fence_history>
+  <status code="0" message="OK"/>
+</pacemaker-result>
+"""
+
+
+def test_fence_history_from_xml() -> None:
+    (event,) = parse_fence_history(FENCE_HISTORY_XML)
+    assert (event["action"], event["target"], event["status"]) == ("reboot", "pcmk-1", "success")

@@ -20,7 +20,8 @@ TOOL_ENV = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "LC_ALL": "C.UTF-8"}
 
 def _generate(outdir: Path) -> dict[str, Path]:
     r = subprocess.run([sys.executable, str(ROOT / "tools" / "gen_manpages.py"), "--outdir",
-                        str(outdir), "--date", "2026-01-01", "--unit-dir", "/lib/systemd/system"],
+                        str(outdir), "--date", "2026-01-01",
+                        "--unit-dir", "/usr/lib/systemd/system"],
                        capture_output=True, text=True, timeout=60)
     assert r.returncode == 0, r.stderr
     return {a: outdir / f"ocf_custom_{a}.7" for a in AGENTS}
@@ -123,7 +124,7 @@ def test_examples(pages: dict[str, Path], agent: str) -> None:
     assert f"ocf:custom:{agent} \\" in text and "pcs resource create " in text
     assert "pcs cluster node add-guest guest1 " in text
     assert "meta remote-node=guest1 remote-addr=" in text
-    assert "/lib/systemd/system/resource-agents-deps.target.d/50-pyvirtualdomain.conf" in text
+    assert "/usr/lib/systemd/system/resource-agents-deps.target.d/50-pyvirtualdomain.conf" in text
     migrates = ET.parse(ROOT / "metadata" / f"{agent}.xml").getroot().find(
         "actions/action[@name='migrate_to']") is not None
     assert ("allow-migrate=true" in text) == migrates
