@@ -1,0 +1,324 @@
+"""Benchmark: live migration of a BUSY guest (tests/harness/busyguest.py) between two real
+libvirt hosts (tests/harness/twohosts.py), at dirty rates from 0 to beyond what the link
+carries, with every method under the same op timeout and the same bandwidth cap, in one run:
+
+- ``virsh``: `virsh migrate --live --bandwidth B` (libvirt's defaults), killed at the timeout;
+- ``VD``: ocf:heartbeat:VirtualDomain migrate_to (migration_speed=B), killed at the timeout as
+  Pacemaker's executor kills it, and ``VD+downtime`` (migration_downtime set);
+- ``ours-abort``, ``ours-downtime``, ``ours-postcopy``: PyVirtualDomain migrate_to with each
+  migration_deadline_action (and ``ours-default``: the agent's defaults).
+
+Each run starts a fresh guest on hostA, lets it dirty memory for a few seconds, migrates it,
+then reads both daemons and the guest's heartbeat: the outcome (migrated; aborted, still on the
+source; failed (under Pacemaker a failed migrate_to is followed by stop and start: a reboot);
+guest lost), the wall time, the guest-visible downtime (longest gap between two heartbeats, as
+the host received them), the rounds (libvirt's memory iterations) and the bytes moved (job
+statistics sampled on the source). Methods are interleaved: within a rate, the order rotates
+from round to round.
+
+Run as root under the harness lock:
+    .venv/bin/python bench/migrate_load.py [--rates 0,8,16,32,64] [--bandwidth 32]
+        [--timeout 60] [--rounds 1] [--out docs/benchmarks-migrate-load.md]
+    .venv/bin/python bench/migrate_load.py --quick    # one small case of each (CI checks)
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import secrets
+import signal
+import statistics
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from tests.harness.agent import exit_reason  # noqa: E402
+from tests.harness.busyguest import (  # noqa: E402
+    BUSY_MARKER,
+    SOCKET_DIR,
+    HeartbeatReader,
+    busy_domain_xml,
+)
+from tests.harness.common import CLEAN_PATH  # noqa: E402
+from tests.harness.guest import VIRT_TYPE_ENV, build_artifacts, wait_for_console  # noqa: E402
+from tests.harness.twohosts import NODE_NAMES, SharedHostLock, TwoHosts  # noqa: E402
+
+VIRTUAL_DOMAIN = Path("/usr/lib/ocf/resource.d/heartbeat/VirtualDomain")
+METHODS = ("virsh", "VD", "VD+downtime", "ours-abort", "ours-downtime", "ours-postcopy",
+           "ours-default")
+MIB = 1024 * 1024
+BOOT_S = 60.0
+WARMUP_S = 4.0
+
+
+@dataclass
+class Run:
+    method: str
+    rate: float
+    outcome: str  # migrated | aborted-kept | failed-kept | lost | two-copies
+    rc: int | None
+    wall_s: float
+    downtime_ms: float
+    rounds: int
+    moved_mib: float
+    reboot: bool
+    reason: str = ""
+
+
+@dataclass
+class JobSampler:
+    """Samples the source's job statistics while a migration runs (libvirt's own numbers)."""
+
+    hosts: TwoHosts
+    name: str
+    last: dict[str, Any] = field(default_factory=dict)
+    _stop: threading.Event = field(default_factory=threading.Event)
+
+    def start(self) -> JobSampler:
+        threading.Thread(target=self._run, daemon=True).start()
+        return self
+
+    def _run(self) -> None:
+        conn = self.hosts.open("A")
+        try:
+            while not self._stop.is_set():
+                try:
+                    stats = conn.lookupByName(self.name).jobStats(0)
+                    if stats.get("type", 0):
+                        self.last = dict(stats)
+                except Exception:  # noqa: BLE001 - gone: the migration ended
+                    pass
+                self._stop.wait(0.2)
+        finally:
+            conn.close()
+
+    def stop(self) -> tuple[int, float]:
+        self._stop.set()
+        return int(self.last.get("memory_iteration", 0)), \
+            int(self.last.get("data_processed", self.last.get("memory_processed", 0))) / MIB
+
+
+def _run_cmd(argv: list[str], env: dict[str, str], limit_s: float) -> tuple[int | None, str]:
+    """Run with a hard limit (killed with its process group there, as the executor kills an
+    agent at its op timeout)."""
+    proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, env=env, cwd="/", start_new_session=True)
+    try:
+        _, err = proc.communicate(timeout=limit_s)
+        return proc.returncode, err.decode(errors="replace")
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        _, err = proc.communicate()
+        return None, err.decode(errors="replace")
+
+
+class Bench:
+    def __init__(self, hosts: TwoHosts, bandwidth: int, timeout_s: float, wss_mib: int,
+                 memory_mib: int) -> None:
+        self.hosts = hosts
+        self.bandwidth = bandwidth
+        self.timeout_s = timeout_s
+        self.wss = wss_mib
+        self.memory = memory_mib
+        self.arts = build_artifacts()
+        self.virt_type = os.environ.get(VIRT_TYPE_ENV, "").strip() or "qemu"
+        self.work = Path(ROOT / "build" / "migrate-load")
+        self.work.mkdir(parents=True, exist_ok=True)
+        for key in ("A", "B"):
+            (hosts.host_dir(key) / "lib" / SOCKET_DIR.removeprefix("/var/lib/libvirt/")
+             ).mkdir(parents=True, exist_ok=True)
+
+    def sockets(self, name: str) -> dict[str, Path]:
+        rel = SOCKET_DIR.removeprefix("/var/lib/libvirt/")
+        return {k: self.hosts.host_dir(k) / "lib" / rel / f"{name}.sock" for k in ("A", "B")}
+
+    def new_guest(self, rate: float) -> tuple[str, Path, HeartbeatReader]:
+        name = f"pyvd-load-{secrets.token_hex(3)}"
+        config = self.work / f"{name}.xml"
+        log = Path("/var/log/libvirt/qemu") / f"{name}.console.log"
+        config.write_text(busy_domain_xml(name, self.arts, self.virt_type, log,
+                                          rate_mib_s=rate, wss_mib=self.wss,
+                                          memory_mib=self.memory))
+        reader = HeartbeatReader(self.sockets(name)).start()
+        r = self.agent("A", "start", name, config, {}, 60000)
+        if r.rc != 0:
+            raise RuntimeError(f"start of {name} failed: {r}")
+        console = self.hosts.host_dir("A") / "log" / "qemu" / f"{name}.console.log"
+        if not wait_for_console(console, BUSY_MARKER, BOOT_S):
+            raise RuntimeError(f"{name} did not start its busy program")
+        t0 = time.monotonic()
+        if not reader.wait_beats("A", t0, 20.0):
+            raise RuntimeError(f"no heartbeat from {name}")
+        time.sleep(WARMUP_S)
+        return name, config, reader
+
+    def agent(self, host: str, action: str, name: str, config: Path, params: dict[str, str],
+              timeout_ms: int) -> Any:
+        return self.hosts.run_agent(host, action, {"config": str(config),
+                                                   "hypervisor": "qemu:///system", **params},
+                                    timeout_ms=timeout_ms, instance=f"vm-{name}",
+                                    state_dir=self.work / f"rsctmp-{host}",
+                                    migrate_source=NODE_NAMES["A"],
+                                    migrate_target=NODE_NAMES["B"])
+
+    def migrate(self, method: str, name: str, config: Path) -> tuple[int | None, str, float]:
+        timeout_ms = int(self.timeout_s * 1000)
+        t0 = time.monotonic()
+        if method == "virsh":
+            rc, err = _run_cmd(self.hosts.nsenter_argv("A") + [
+                "virsh", "-c", "qemu:///system", "migrate", "--live", "--bandwidth",
+                str(self.bandwidth), name, self.hosts.tcp_uri("B")],
+                {"PATH": CLEAN_PATH, "LANG": "C"}, self.timeout_s)
+            return rc, err.strip().splitlines()[-1] if err.strip() else "", \
+                time.monotonic() - t0
+        if method.startswith("VD"):
+            env = {"PATH": CLEAN_PATH, "LANG": "C", "OCF_ROOT": "/usr/lib/ocf",
+                   "OCF_RESOURCE_INSTANCE": f"vd-{name}",
+                   "HA_RSCTMP": str(self.work / "vd-rsctmp"),
+                   "OCF_RESKEY_CRM_meta_timeout": str(timeout_ms),
+                   "OCF_RESKEY_CRM_meta_migrate_source": NODE_NAMES["A"],
+                   "OCF_RESKEY_CRM_meta_migrate_target": NODE_NAMES["B"],
+                   "OCF_RESKEY_config": str(config), "OCF_RESKEY_hypervisor": "qemu:///system",
+                   "OCF_RESKEY_migration_transport": "tcp",
+                   "OCF_RESKEY_migration_speed": str(self.bandwidth)}
+            if method == "VD+downtime":
+                env["OCF_RESKEY_migration_downtime"] = "1000"
+            Path(env["HA_RSCTMP"]).mkdir(exist_ok=True)
+            rc, err = _run_cmd(self.hosts.nsenter_argv("A") + [str(VIRTUAL_DOMAIN), "migrate_to"],
+                               env, self.timeout_s)
+            return rc, exit_reason(err) or "", time.monotonic() - t0
+        params = {"migration_transport": "tcp", "migration_speed": str(self.bandwidth)}
+        if method != "ours-default":
+            params["migration_deadline_action"] = method.removeprefix("ours-")
+        r = self.agent("A", "migrate_to", name, config, params, timeout_ms)
+        return r.rc, r.reason or "", time.monotonic() - t0
+
+    def one(self, method: str, rate: float) -> Run:
+        name, config, reader = self.new_guest(rate)
+        try:
+            boots = reader.boot_ids()
+            sampler = JobSampler(self.hosts, name).start()
+            t0 = reader.mark()
+            rc, reason, wall = self.migrate(method, name, config)
+            rounds, moved = sampler.stop()
+            time.sleep(1.0)
+            states = self.hosts.states(name)
+            on_a = states["A"] in ("running", "paused")
+            on_b = states["B"] in ("running", "paused")
+            # The guest must beat somewhere after the migration.
+            after = reader.mark()
+            beating = reader.wait_beats("B" if on_b and not on_a else "A", after, 15.0)
+            gap_ms = reader.longest_gap(t0) * 1000
+            reboot = len(reader.boot_ids()) > len(boots)
+            if on_a and on_b:
+                outcome = "two-copies"
+            elif on_b and beating and rc == 0:
+                outcome = "migrated"
+            elif on_b and beating:
+                outcome = "migrated (rc said failed)"
+            elif on_a and beating:
+                outcome = "aborted-kept" if method.startswith("ours") or rc is not None \
+                    else "timed-out-kept"
+            else:
+                outcome = "lost"
+            return Run(method, rate, outcome, rc, round(wall, 2), round(gap_ms),
+                       rounds, round(moved, 1), reboot, reason[:160])
+        finally:
+            reader.stop()
+            self.hosts.remove_domain(name)
+
+
+def render(runs: list[Run], args: argparse.Namespace, host: dict[str, str]) -> str:
+    lines = [f"Measured {host['when']} on {host['node']} ({host['cores']} cores), "
+             f"agent at {host['commit']}; busy guest {args.memory} MiB, working set "
+             f"{args.wss} MiB, link capped at {args.bandwidth} MiB/s for every method, "
+             f"op timeout {args.timeout:.0f} s, {args.rounds} round(s) per cell, methods "
+             "interleaved.", "",
+             "| dirty MiB/s | method | outcome | rc | wall s | downtime ms | rounds | "
+             "moved MiB | reboot |", "|---|---|---|---|---|---|---|---|---|"]
+    for r in runs:
+        lines.append(f"| {r.rate:g} | {r.method} | {r.outcome} | {r.rc} | {r.wall_s} | "
+                     f"{r.downtime_ms:.0f} | {r.rounds} | {r.moved_mib} | "
+                     f"{'yes' if r.reboot else 'no'} |")
+    lines += ["", "Ratios against VirtualDomain (median wall time and downtime where both "
+              "migrated):", ""]
+    for rate in sorted({r.rate for r in runs}):
+        vd = [r for r in runs if r.rate == rate and r.method == "VD" and
+              r.outcome.startswith("migrated")]
+        for method in METHODS:
+            if not method.startswith("ours"):
+                continue
+            ours = [r for r in runs if r.rate == rate and r.method == method and
+                    r.outcome.startswith("migrated")]
+            if vd and ours:
+                wall = statistics.median(o.wall_s for o in ours) / statistics.median(
+                    v.wall_s for v in vd)
+                down = statistics.median(o.downtime_ms for o in ours) / max(1.0, statistics.median(
+                    v.downtime_ms for v in vd))
+                lines.append(f"- {rate:g} MiB/s, {method}: wall {wall:.2f}x, downtime "
+                             f"{down:.2f}x VirtualDomain")
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str]) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--rates", default="0,8,16,32,64")
+    ap.add_argument("--bandwidth", type=int, default=32)
+    ap.add_argument("--timeout", type=float, default=60.0)
+    ap.add_argument("--rounds", type=int, default=1)
+    ap.add_argument("--wss", type=int, default=96)
+    ap.add_argument("--memory", type=int, default=256)
+    ap.add_argument("--methods", default=",".join(METHODS))
+    ap.add_argument("--quick", action="store_true",
+                    help="one small case of each method (CI: outcome and reboots, not time)")
+    ap.add_argument("--out", default=str(ROOT / "docs" / "benchmarks-migrate-load.md"))
+    args = ap.parse_args(argv)
+    if args.quick:
+        args.rates, args.timeout, args.wss, args.memory = "0,16", 30.0, 32, 128
+    rates = [float(x) for x in args.rates.split(",")]
+    methods = [m for m in args.methods.split(",") if m]
+    runs: list[Run] = []
+    with SharedHostLock(), TwoHosts() as hosts:
+        bench = Bench(hosts, args.bandwidth, args.timeout, args.wss, args.memory)
+        for rate in rates:
+            for rnd in range(args.rounds):
+                order = methods[rnd % len(methods):] + methods[:rnd % len(methods)]
+                for method in order:
+                    run = bench.one(method, rate)
+                    print(json.dumps(asdict(run)), flush=True)
+                    runs.append(run)
+    commit = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"],
+                            capture_output=True, text=True).stdout.strip()
+    host = {"when": time.strftime("%Y-%m-%d %H:%M"), "node": platform.node(),
+            "cores": str(os.cpu_count()), "commit": commit}
+    out_json = ROOT / "build" / "migrate-load.json"
+    out_json.write_text(json.dumps({"host": host, "args": vars(args),
+                                    "runs": [asdict(r) for r in runs]}, indent=1))
+    if not args.quick:
+        text = render(runs, args, host)
+        out = Path(args.out)
+        doc = out.read_text() if out.is_file() else "# Live migration under load\n\n"
+        begin, end = "<!-- measured:begin -->", "<!-- measured:end -->"
+        if begin in doc and end in doc:
+            head, rest = doc.split(begin, 1)
+            doc = head + begin + "\n" + text + end + rest.split(end, 1)[1]
+        else:
+            doc = doc.rstrip() + f"\n\n{begin}\n{text}{end}\n"
+        out.write_text(doc)
+        print(f"wrote {out}")
+    lost = [r for r in runs if r.outcome in ("lost", "two-copies") or r.reboot]
+    return 1 if lost else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
