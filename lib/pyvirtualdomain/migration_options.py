@@ -207,6 +207,11 @@ def parse_migrate_options(text: str) -> MigrateOptions:
     if "VIR_MIGRATE_OFFLINE" in flags:
         raise MigrateOptionError("migrate_options: --offline cannot move a running guest "
                                  "(VirtualDomain's virsh call fails on it too)")
+    methods = values.get("VIR_MIGRATE_PARAM_COMPRESSION", [])
+    if isinstance(methods, list) and {"zlib", "zstd"} & set(methods) \
+            and "VIR_MIGRATE_PARALLEL" not in flags:
+        raise MigrateOptionError("migrate_options: --comp-methods zlib and zstd need --parallel "
+                                 "(libvirt compresses only parallel migrations with them)")
     postcopy = "VIR_MIGRATE_POSTCOPY" in flags
     if timeout_action is not None and timeout is None:
         raise MigrateOptionError("migrate_options: --timeout-suspend and --timeout-postcopy "

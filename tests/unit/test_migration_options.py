@@ -99,6 +99,7 @@ def test_option_values_are_never_shell_interpreted():
     ("--timeout-postcopy --timeout 5", "need --postcopy"),
     ("--postcopy-after-precopy", "need --postcopy"),
     ("--timeout-suspend", "need --timeout"),
+    ("--comp-methods zstd", "need --parallel"),
     # issue 13 #7: options that make the agent lose track of the guest
     ("--dname web2", "--dname is not accepted: the guest would run on the target under "
                      "another name"),
