@@ -75,44 +75,108 @@ class OracleReport:
     def summary(self) -> str:
         runs = "; ".join(f"{r.boot_id[:8]} lines {r.first.line}-{r.last.line} counters "
                          f"{r.first.counter}-{r.last.counter}" for r in self.runs)
-        return f"{len(self.records)} records, runs: {runs or 'none'}"
+        n = len(self.records) or sum(r.count for r in self.runs)
+        return f"{n} records, runs: {runs or 'none'}"
+
+
+class OracleChecker:
+    """The checker, fed one line at a time (``check_lines`` feeds a list; the soak feeds a
+    file that grows for hours, reading only what is new). ``start_line``: the line number of
+    the first line fed; a boot whose records begin before it may begin at any counter, one
+    that begins inside must begin at 0. ``keep_records`` False keeps only the runs (a long
+    file's records would fill the memory)."""
+
+    def __init__(self, start_line: int = 0, keep_records: bool = True) -> None:
+        self.report = OracleReport()
+        self.next_line = start_line
+        self._start_line = start_line
+        self._keep = keep_records
+        self._finished: set[str] = set()
+
+    def feed(self, text: str) -> list[str]:
+        """Check the next line; the problems it shows (also added to the report)."""
+        i = self.next_line
+        self.next_line += 1
+        rep = self.report
+        found: list[str] = []
+        m = RECORD.fullmatch(text)
+        if m is None:
+            found.append(f"line {i}: not a whole record: {text[:120]!r}")
+            rep.problems.extend(found)
+            return found
+        rec = Record(i, m.group(1), int(m.group(2)), float(m.group(3)))
+        if self._keep:
+            rep.records.append(rec)
+        cur = rep.runs[-1] if rep.runs else None
+        if cur is not None and cur.boot_id == rec.boot_id:
+            if rec.counter != cur.last.counter + 1:
+                found.append(f"line {i}: boot {rec.boot_id[:8]}: counter {rec.counter} "
+                             f"after {cur.last.counter} (lost or repeated records)")
+            if rec.uptime < cur.last.uptime:
+                found.append(f"line {i}: boot {rec.boot_id[:8]}: uptime went back "
+                             f"({cur.last.uptime} -> {rec.uptime})")
+            cur.last = rec
+            cur.count += 1
+            rep.problems.extend(found)
+            return found
+        if rec.boot_id in self._finished:
+            found.append(
+                f"line {i}: boot {rec.boot_id[:8]} writes again after boot "
+                f"{cur.boot_id[:8] if cur else '?'} started: two copies of the guest ran at once")
+        elif rep.runs or self._start_line == 0:
+            if rec.counter != 0:
+                found.append(f"line {i}: boot {rec.boot_id[:8]} starts at counter "
+                             f"{rec.counter}, not 0 (records lost)")
+        if cur is not None:
+            self._finished.add(cur.boot_id)
+        rep.runs.append(Run(rec.boot_id, rec, rec))
+        rep.problems.extend(found)
+        return found
+
+    @property
+    def last(self) -> Record | None:
+        return self.report.runs[-1].last if self.report.runs else None
 
 
 def check_lines(lines: list[str], start_line: int = 0) -> OracleReport:
     """Check ``lines`` (the file from line ``start_line`` on). A boot whose records begin
     before ``start_line`` may begin at any counter; one that begins inside must begin at 0."""
-    rep = OracleReport()
-    finished: set[str] = set()
-    for i, text in enumerate(lines, start_line):
-        m = RECORD.fullmatch(text)
-        if m is None:
-            rep.problems.append(f"line {i}: not a whole record: {text[:120]!r}")
-            continue
-        rec = Record(i, m.group(1), int(m.group(2)), float(m.group(3)))
-        rep.records.append(rec)
-        cur = rep.runs[-1] if rep.runs else None
-        if cur is not None and cur.boot_id == rec.boot_id:
-            if rec.counter != cur.last.counter + 1:
-                rep.problems.append(f"line {i}: boot {rec.boot_id[:8]}: counter {rec.counter} "
-                                    f"after {cur.last.counter} (lost or repeated records)")
-            if rec.uptime < cur.last.uptime:
-                rep.problems.append(f"line {i}: boot {rec.boot_id[:8]}: uptime went back "
-                                    f"({cur.last.uptime} -> {rec.uptime})")
-            cur.last = rec
-            cur.count += 1
-            continue
-        if rec.boot_id in finished:
-            rep.problems.append(
-                f"line {i}: boot {rec.boot_id[:8]} writes again after boot "
-                f"{cur.boot_id[:8] if cur else '?'} started: two copies of the guest ran at once")
-        elif rep.runs or start_line == 0:
-            if rec.counter != 0:
-                rep.problems.append(f"line {i}: boot {rec.boot_id[:8]} starts at counter "
-                                    f"{rec.counter}, not 0 (records lost)")
-        if cur is not None:
-            finished.add(cur.boot_id)
-        rep.runs.append(Run(rec.boot_id, rec, rec))
-    return rep
+    checker = OracleChecker(start_line)
+    for text in lines:
+        checker.feed(text)
+    return checker.report
+
+
+class OracleTail:
+    """An oracle file read as it grows: each ``poll`` checks the whole lines appended since
+    the last one (a line being written stays for the next poll). The file is checked from
+    its beginning, so anything anywhere in it is seen once."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+        self.checker = OracleChecker(0, keep_records=False)
+        self._offset = 0
+        self._partial = b""
+
+    def poll(self) -> list[str]:
+        """The problems in the lines appended since the last poll."""
+        try:
+            with open(self.path, "rb") as f:
+                f.seek(self._offset)
+                data = f.read()
+        except FileNotFoundError:
+            return []
+        self._offset += len(data)
+        data = self._partial + data
+        *whole, self._partial = data.split(b"\n")
+        found: list[str] = []
+        for raw in whole:
+            found.extend(self.checker.feed(raw.decode("utf-8", "replace")))
+        return found
+
+    @property
+    def report(self) -> OracleReport:
+        return self.checker.report
 
 
 class Oracle:
