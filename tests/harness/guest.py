@@ -25,6 +25,13 @@ the default guest boots as fast as ever):
     HARNESS-AGENT-FAILED / HARNESS-WATCHDOG-FAILED / HARNESS-NET-FAILED ...
                                           that feature could not start (boot helpers raise)
     HARNESS-FILL started dev=vda          the guest writes /dev/vda until a write fails
+    HARNESS-ORACLE started port=<dev>     (oracle) the never-twice writer runs
+    HARNESS-ORACLE-FAILED ...             it could not start (boot helpers raise)
+
+With ``GuestOptions(oracle=PATH)`` the guest writes, every ~100 ms, one line
+``ORACLE <boot id> <counter> <uptime>`` in one write to the virtio-serial port
+``org.pyvd.oracle``, which the domain XML connects to the file PATH (appended by whichever qemu
+runs the guest): tests/harness/oracle.py checks that no two copies of the guest ever ran.
 """
 
 from __future__ import annotations
@@ -82,6 +89,9 @@ WATCHDOG_FAILED_MARKER = "HARNESS-WATCHDOG-FAILED"
 NET_MARKER = "HARNESS-NET eth0"
 NET_FAILED_MARKER = "HARNESS-NET-FAILED"
 FILL_MARKER = "HARNESS-FILL started"
+ORACLE_MARKER = "HARNESS-ORACLE started"
+ORACLE_FAILED_MARKER = "HARNESS-ORACLE-FAILED"
+ORACLE_CHANNEL = "org.pyvd.oracle"
 VIRT_TYPE_ENV = "PYVD_TEST_VIRT_TYPE"
 AGENT_CHANNEL = "org.qemu.guest_agent.0"
 WATCHDOG_ACTIONS = ("reset", "shutdown", "poweroff", "pause", "none", "dump", "inject-nmi")
@@ -104,7 +114,7 @@ mount -t sysfs sysfs /sys
 mount -t devtmpfs devtmpfs /dev 2>/dev/null || true
 mkdir -p /dev/pts && mount -t devpts devpts /dev/pts
 mode=graceful; ip=; tick=5; modules=; agent=0; agent_stop_after=; shutdown_delay=5
-slow_acpi=0; watchdog=0; watchdog_timeout=2; watchdog_stop_after=; fill=
+slow_acpi=0; watchdog=0; watchdog_timeout=2; watchdog_stop_after=; fill=; oracle=0
 for a in $(cat /proc/cmdline); do
   case "$a" in
     harness.mode=*) mode=${a#harness.mode=} ;;
@@ -119,6 +129,7 @@ for a in $(cat /proc/cmdline); do
     harness.watchdog_timeout=*) watchdog_timeout=${a#harness.watchdog_timeout=} ;;
     harness.watchdog_stop_after=*) watchdog_stop_after=${a#harness.watchdog_stop_after=} ;;
     harness.fill=*) fill=${a#harness.fill=} ;;
+    harness.oracle=*) oracle=${a#harness.oracle=} ;;
   esac
 done
 # /modules/<name>.order: the module and what it needs, dependencies first (from modules.dep).
@@ -167,6 +178,7 @@ watchdog=$watchdog
 watchdog_timeout=$watchdog_timeout
 watchdog_stop_after=$watchdog_stop_after
 fill=$fill
+oracle=$oracle
 EOF
 echo "HARNESS-INIT-MARKER mode=$mode uptime=$(cut -d' ' -f1 /proc/uptime) modules=$nloaded" \\
   > /dev/console
@@ -189,6 +201,7 @@ fi
 if [ "$agent" = 1 ]; then /etc/harness/agent.sh; fi
 if [ "$watchdog" = 1 ]; then /etc/harness/watchdog.sh; fi
 if [ -n "$fill" ]; then /etc/harness/fill.sh & fi
+if [ "$oracle" = 1 ]; then /etc/harness/oracle.sh; fi
 """
 
 TICK = """#!/bin/sh
@@ -304,6 +317,29 @@ echo "HARNESS-FILL ended rc=$rc $(tail -n 1 /tmp/fill.err)" > /dev/console
 """
 
 
+# The never-twice oracle (tests/harness/oracle.py): the port is found by its name in sysfs;
+# each record is one write (echo to the port), so two copies' lines interleave, never tear.
+ORACLE = """#!/bin/sh
+port=; i=0
+while [ $i -lt 200 ]; do
+  for p in /sys/class/virtio-ports/*; do
+    [ "$(cat "$p/name" 2>/dev/null)" = org.pyvd.oracle ] && port=/dev/${p##*/}
+  done
+  [ -n "$port" ] && [ -c "$port" ] && break
+  port=; i=$((i + 1)); sleep 0.05
+done
+if [ -z "$port" ]; then
+  echo "HARNESS-ORACLE-FAILED no org.pyvd.oracle port" > /dev/console; exit 0
+fi
+bootid=$(cat /proc/sys/kernel/random/boot_id)
+( exec 3> "$port"; n=0
+  while :; do
+    read up _ < /proc/uptime; echo "ORACLE $bootid $n $up" >&3; n=$((n+1)); usleep 100000
+  done ) </dev/null >/dev/null 2>&1 &
+echo "HARNESS-ORACLE started port=$port uptime=$(cut -d' ' -f1 /proc/uptime)" > /dev/console
+"""
+
+
 @dataclass(frozen=True)
 class GuestArtifacts:
     kernel: Path  # ELF vmlinux, booted through its PVH entry point
@@ -345,6 +381,8 @@ class GuestOptions:
     ip: str | None = None
     # More modules to load (must be in the initramfs: BASE_MODULES + EXTRA_MODULES).
     modules: tuple[str, ...] = ()
+    # The never-twice oracle's file (a virtio-serial channel appending to it; see ORACLE).
+    oracle: Path | None = None
 
 
 # -- kernel ----------------------------------------------------------------------------------
@@ -551,7 +589,7 @@ def build_initramfs(kernel_version: str) -> bytes:
     archive.file("sbin/shutdown", SBIN_SHUTDOWN.encode(), 0o755)
     for script, text in (("slow-stop.sh", SLOW_STOP), ("agent.sh", AGENT),
                          ("stop-agent.sh", STOP_AGENT), ("watchdog.sh", WATCHDOG),
-                         ("fill.sh", FILL)):
+                         ("fill.sh", FILL), ("oracle.sh", ORACLE)):
         archive.file(f"etc/harness/{script}", text.encode(), 0o755)
     archive.file("etc/passwd", b"root:x:0:0:root:/root:/bin/sh\n")
     archive.file("etc/group", b"root:x:0:\n")
@@ -677,6 +715,9 @@ def options_cmdline(options: GuestOptions) -> list[str]:
         raise ValueError("fill_disk needs a disk")
     if options.ip is not None:
         args.append(f"harness.ip={_check_name('ip', options.ip)}")
+    if options.oracle is not None:
+        args.append("harness.oracle=1")
+        modules.append(AGENT_MODULE)
     if modules:
         unique = list(dict.fromkeys(_check_name("module", m) for m in modules))
         args.append(f"harness.modules={','.join(unique)}")
@@ -699,6 +740,11 @@ def _options_devices(options: GuestOptions) -> str:
     if options.agent:
         devices.append(f"""    <channel type='unix'>
       <target type='virtio' name='{AGENT_CHANNEL}'/>
+    </channel>""")
+    if options.oracle is not None:
+        devices.append(f"""    <channel type='file'>
+      <source path={quoteattr(str(options.oracle))} append='on'/>
+      <target type='virtio' name='{ORACLE_CHANNEL}'/>
     </channel>""")
     if options.watchdog_action is not None:
         if options.watchdog_action not in WATCHDOG_ACTIONS:
@@ -768,7 +814,8 @@ def boot_failures(text: str) -> list[str]:
     """The console lines saying the guest's set-up failed (module, agent, watchdog, NIC)."""
     return [line.strip() for line in text.splitlines()
             if any(m in line for m in (MODULE_FAILED_MARKER, AGENT_FAILED_MARKER,
-                                       WATCHDOG_FAILED_MARKER, NET_FAILED_MARKER))]
+                                       WATCHDOG_FAILED_MARKER, NET_FAILED_MARKER,
+                                       ORACLE_FAILED_MARKER))]
 
 
 def wait_for_console(path: Path | str, marker: str, timeout_s: float) -> bool:
