@@ -146,9 +146,23 @@ class Layout:
     fencing: bool
     subnet: str  # "10.80.0": guests get addresses in it
     token_ms: int = 1000
+    # Files bound over paths inside every node at each boot (source outside, target inside):
+    # the soak's agent wrappers (tests/harness/agentwrap.py) over the installed agents.
+    file_binds: tuple[tuple[str, str], ...] = ()
+    # A tmpfs of this size (e.g. "16m") on the nodes' HA_RSCTMP (/run/resource-agents), so
+    # that filling it up fills a small file system of the node, not the machine's disk.
+    rsctmp_size: str | None = None
 
     def guest_address(self, host: int) -> str:
         return f"{self.subnet}.{host}"
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Layout:
+        """The layout ``dataclasses.asdict`` wrote to cluster.json (lists back to tuples)."""
+        data = dict(data)
+        nodes = tuple(NodeSpec(**n) for n in data.pop("nodes"))
+        binds = tuple((str(a), str(b)) for a, b in data.pop("file_binds", ()))
+        return cls(nodes=nodes, file_binds=binds, **data)
 
 
 ONE_NODE = Layout(nodes=(NodeSpec("pyvd-node1", 1, "pyvd-cluster", "10.79.0.1",
@@ -419,6 +433,15 @@ rpid=
 stop() { kill $rpid 2>/dev/null; echo "STOP signal" >> "$D/events"; exit 0; }
 trap stop TERM
 ip link set lo up
+# the never-twice oracle (tests/harness/oracle.py): one line per write to a file every
+# ~100 ms, a new random boot id per start; the writer dies with the container (it is in the
+# container's PID namespace, whose init this is)
+bootid=$(cat /proc/sys/kernel/random/uuid)
+( n=0
+  while :; do
+    read up _ < /proc/uptime; echo "ORACLE $bootid $n $up" >> "$D/oracle"; n=$((n+1))
+    sleep 0.1
+  done ) </dev/null >/dev/null 2>&1 &
 mkdir -p /run/pacemaker /run/resource-agents /run/crm /run/lock
 export PCMK_logfile=$D/pacemaker-remoted.log PCMK_logfacility=none
 "$REMOTED" >> "$D/remoted.out" 2>&1 &
@@ -548,22 +571,30 @@ class ClusterNode(NsNode):
                       meta: Mapping[str, str] | None = None, monitor_interval: str = "5s",
                       op_timeout: str = "60s", provider: str = "custom",
                       avoid_nodes: Sequence[str] = (), prefer_node: str | None = None,
-                      ops: Mapping[str, str] | None = None) -> None:
+                      ops: Mapping[str, str] | None = None,
+                      monitor_attrs: Mapping[str, str] | None = None,
+                      discover_avoided: bool = True) -> None:
         """Create ``ocf:<provider>:<agent>`` stopped, add location constraints (-INFINITY on
         ``avoid_nodes``, INFINITY on ``prefer_node``), then set target-role=Started.
 
         ``ops`` (operation name -> timeout) replaces the default start/stop/monitor
-        operations (all ``op_timeout``); the monitor recurs every ``monitor_interval``.
+        operations (all ``op_timeout``); the monitor recurs every ``monitor_interval``, with
+        ``monitor_attrs`` as its instance attributes (e.g. OCF_CHECK_LEVEL).
+        ``discover_avoided`` False: no probes on ``avoid_nodes`` either (resource-discovery
+        never: the agent is not installed on a guest node, and its probe there fails with
+        "not installed").
 
         A constraint names its resource (IDREF), so it can only follow the resource; created
         started, a VM resource could land on a guest node before its constraint exists."""
         self.cibadmin("-C", "-o", "resources", "-X",
                       primitive_xml(rsc, agent, params, meta, monitor_interval, op_timeout,
-                                    provider, ops))
+                                    provider, ops, monitor_attrs))
+        discovery = "" if discover_avoided else " resource-discovery='never'"
         for node in avoid_nodes:
             self.cibadmin("-C", "-o", "constraints", "-X",
                           f"<rsc_location id={quoteattr(f'{rsc}-avoid-{node}')} "
-                          f"rsc={quoteattr(rsc)} node={quoteattr(node)} score='-INFINITY'/>")
+                          f"rsc={quoteattr(rsc)} node={quoteattr(node)} score='-INFINITY'"
+                          f"{discovery}/>")
         if prefer_node is not None:
             self.cibadmin("-C", "-o", "constraints", "-X",
                           f"<rsc_location id={quoteattr(f'{rsc}-on-{prefer_node}')} "
@@ -749,6 +780,12 @@ class ClusterNode(NsNode):
             "mount -t tmpfs -o mode=1777,size=64m tmpfs /dev/shm",
             f"mount --bind {self.run_dir} /run",
             "mkdir -p /run/lock /run/resource-agents /run/crm /run/pacemaker /run/libvirt",
+        ]
+        if self.layout.rsctmp_size:
+            lines.append(f"mount -t tmpfs -o mode=755,size={self.layout.rsctmp_size} tmpfs "
+                         "/run/resource-agents")
+        lines += [f"mount --bind {src} {target}" for src, target in self.layout.file_binds]
+        lines += [
             "chown hacluster:haclient /run/crm /run/pacemaker",
             # something that lives as long as the node: nsenter's target, whatever else stops
             "setsid sleep 2147483647 </dev/null >/dev/null 2>&1 &",
@@ -889,7 +926,8 @@ class ClusterNode(NsNode):
 def primitive_xml(rsc: str, agent: str, params: Mapping[str, str],
                   meta: Mapping[str, str] | None = None, monitor_interval: str = "5s",
                   op_timeout: str = "60s", provider: str = "custom",
-                  ops: Mapping[str, str] | None = None) -> str:
+                  ops: Mapping[str, str] | None = None,
+                  monitor_attrs: Mapping[str, str] | None = None) -> str:
     """An OCF primitive, created stopped unless ``meta`` names a target-role."""
     def nvpairs(prefix: str, items: Mapping[str, str]) -> str:
         return "".join(f"<nvpair id={quoteattr(f'{rsc}-{prefix}-{k}')} name={quoteattr(k)} "
@@ -898,10 +936,16 @@ def primitive_xml(rsc: str, agent: str, params: Mapping[str, str],
     all_meta = {"target-role": "Stopped", **(meta or {})}
     timeouts = dict(ops) if ops else {"monitor": op_timeout, "start": op_timeout,
                                       "stop": op_timeout}
+    def op_attrs(name: str) -> str:
+        if name != "monitor" or not monitor_attrs:
+            return ""
+        return (f"<instance_attributes id={quoteattr(f'{rsc}-monitor-ia')}>"
+                f"{nvpairs('monitor-ia', monitor_attrs)}</instance_attributes>")
+
     op_xml = "".join(
         f"<op id={quoteattr(f'{rsc}-{name}')} name={quoteattr(name)} "
         f"interval={quoteattr(monitor_interval if name == 'monitor' else '0s')} "
-        f"timeout={quoteattr(t)}/>" for name, t in timeouts.items())
+        f"timeout={quoteattr(t)}>{op_attrs(name)}</op>" for name, t in timeouts.items())
     return (f"<primitive id={quoteattr(rsc)} class='ocf' provider={quoteattr(provider)} "
             f"type={quoteattr(agent)}>"
             f"<instance_attributes id={quoteattr(rsc + '-ia')}>{nvpairs('ia', params)}"
@@ -966,8 +1010,7 @@ class Cluster:
     def load(cls, state_dir: Path) -> Cluster:
         """The cluster described by ``state_dir/cluster.json`` (the fence agent's view)."""
         data = json.loads((Path(state_dir) / "cluster.json").read_text())
-        nodes = tuple(NodeSpec(**n) for n in data.pop("nodes"))
-        return cls(Path(state_dir), Layout(nodes=nodes, **data))
+        return cls(Path(state_dir), Layout.from_json(data))
 
     # -- facts -------------------------------------------------------------------------------
 
