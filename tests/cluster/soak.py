@@ -87,6 +87,7 @@ from tests.harness.nsnode import netns_exists
 from tests.harness.oracle import OracleTail
 from tests.harness.soakcheck import (
     EventRecord,
+    Failure,
     explains,
     failures_from_cib_status,
     markdown_summary,
@@ -920,8 +921,13 @@ class Soak:
             self.notes.append(f"repair: {exc}")
 
     def judge_failures(self, events: list[EventRecord], cleanup: bool = True) -> None:
-        """Every failed operation the CIB keeps must be explained by an event; then they are
-        cleaned up (Pacemaker's fail counts would otherwise keep guests off nodes)."""
+        """Every failed operation the CIB keeps must be explained by an event. A failed start
+        bans the resource from that node (start-failure-is-fatal): that one is cleaned up
+        there, as an admin would, where the resource does not run. Nothing else is: a
+        cleanup of a running guest node's connection resource makes Pacemaker fence the
+        guest (it forgets the connection while the guest's resources are "thought to be
+        active there"; seen with 2.1.5), and the other failures ban nothing (no
+        migration-threshold)."""
         try:
             node = self.cluster.live()
             status = node.cib("status")
@@ -945,9 +951,19 @@ class Soak:
             if not by:
                 self.violation("unexplained-failure", f.describe())
         self._judge_twice_after_migrate()
-        if found and cleanup:
-            node.crm_resource("--cleanup", timeout_s=60.0)
+        if cleanup:
+            self._clean_failed_starts(node, new)
         self.last_judged = now
+
+    def _clean_failed_starts(self, node: ClusterNode, failures: list[Failure]) -> None:
+        st = self.status()
+        for f in failures:
+            if f.op != "start" or (st is not None and f.node in st.started_on(f.rsc)):
+                continue
+            proc = node.crm_resource("--cleanup", "--resource", f.rsc, "--node", f.node,
+                                     timeout_s=60.0)
+            self.notes.append(f"cleaned up the failed start of {f.rsc} on {f.node} "
+                              f"(rc {proc.returncode})")
 
     def _judge_twice_after_migrate(self) -> None:
         """After a failed migrate_to Pacemaker assumes, by design, that the resource may run
