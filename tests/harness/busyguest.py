@@ -77,6 +77,9 @@ int main(int argc, char **argv) {
     for (;;) {
         double t = now();
         double due = rate * 256.0 * (t - start);
+        /* Never more than 50 ms of work behind: after the guest was paused (a migration's
+           downtime) a backlog would starve the heartbeat. */
+        if (due - dirtied > rate * 256.0 * 0.05) dirtied = due - rate * 256.0 * 0.05;
         while (rate > 0 && dirtied < due) {
             mem[idx * 4096] += 1;
             idx = (idx + 1) % pages;
@@ -264,6 +267,16 @@ class HeartbeatReader:
             if b.boot not in seen:
                 seen.append(b.boot)
         return seen
+
+    def switch_gap(self, source: str, target: str, t0: float) -> float:
+        """The guest-visible downtime of a migration from ``source`` to ``target``: from the
+        last beat received from the source to the first from the target (inf: none yet)."""
+        beats = self.since(t0)
+        first = min((b.t for b in beats if b.host == target), default=None)
+        if first is None:
+            return float("inf")
+        last = max((b.t for b in beats if b.host == source and b.t <= first), default=t0)
+        return first - last
 
     def longest_gap(self, t0: float, t1: float | None = None) -> float:
         """The longest time without a beat (from any host) between t0 and t1 (now)."""
