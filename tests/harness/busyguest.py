@@ -36,7 +36,7 @@ CHANNEL_NAME = "pyvd.heartbeat"
 SOCKET_DIR = "/var/lib/libvirt/qemu/pyvd-heartbeat"
 
 BUSY_C = r"""
-/* pyvd-busy: dirty RATE MiB of pages per second in a WSS-MiB working set and write a
+/* pyvd-busy: dirty RATE MiB of pages per second in a WSS-MiB working set (a tmpfs file) and write a
    heartbeat line "HB <boot id> <seq>" every BEAT milliseconds to PORT (PyVirtualDomain's
    test harness). Never blocks on the port: a beat nobody reads is dropped. */
 #include <errno.h>
@@ -67,10 +67,20 @@ int main(int argc, char **argv) {
         if (fgets(boot, sizeof boot, b)) boot[strcspn(boot, "\n")] = 0;
         fclose(b);
     }
+    /* The working set is a file on the guest's tmpfs written with pwrite(): the kernel copies
+       into its page cache. (Rewriting an anonymous buffer from user space instead corrupted
+       the guest's memory across a precopy migration under TCG, qemu 7.2: the guest's kernel
+       panicked on the target.) */
     long pages = wss > 0 ? wss * 256 : 1;
-    volatile unsigned char *mem = malloc((size_t)pages * 4096);
-    if (!mem) { perror("malloc"); return 1; }
-    for (long i = 0; i < pages; i++) mem[i * 4096] = 1;
+    int data = open("/tmp/pyvd-busy.data", O_RDWR | O_CREAT | O_TRUNC, 0600);
+    if (data < 0) { perror("open"); return 1; }
+    unsigned char page[4096];
+    memset(page, 1, sizeof page);
+    for (long i = 0; i < pages; i++) {
+        if (pwrite(data, page, sizeof page, i * 4096L) != (ssize_t)sizeof page) {
+            perror("pwrite"); return 1;
+        }
+    }
     int fd = -1;
     double start = now(), next_beat = start, dirtied = 0;
     long seq = 0, idx = 0;
@@ -81,7 +91,8 @@ int main(int argc, char **argv) {
            downtime) a backlog would starve the heartbeat. */
         if (due - dirtied > rate * 256.0 * 0.05) dirtied = due - rate * 256.0 * 0.05;
         while (rate > 0 && dirtied < due) {
-            mem[idx * 4096] += 1;
+            page[0]++;
+            if (pwrite(data, page, sizeof page, idx * 4096L) < 0) { perror("pwrite"); return 1; }
             idx = (idx + 1) % pages;
             dirtied += 1;
         }
