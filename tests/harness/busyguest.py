@@ -5,10 +5,9 @@ never meets that problem. This guest runs ``pyvd-busy``, a small static program 
 source at test time (gcc -static), started by its init with the rate and the working-set size
 from the kernel command line (``harness.busy=RATE_MIB_S,WSS_MIB`` and ``harness.beat=MS``). It
 rewrites one byte of each page of a WSS-MiB buffer, RATE MiB of pages per second, and writes
-``HB <boot id> <sequence>`` every MS milliseconds to a virtio-serial port named
-``pyvd.heartbeat``.
+``HB <boot id> <sequence>`` every MS milliseconds to its second serial port (ttyS1).
 
-On the host the port is a unix socket (``<channel type='unix' mode='bind'>``) at a path below
+On the host the port is a unix socket (``<serial type='unix' mode='bind'>``) at a path below
 /var/lib/libvirt/qemu, which each libvirt host (twohosts.py, cluster nodes) has of its own;
 a HeartbeatReader per host connects to it and stamps every beat with the host's monotonic
 clock, so a migration's guest-visible downtime is the gap between the last beat on the source
@@ -28,15 +27,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .common import DEFAULT_CACHE_DIR, HarnessError
-from .guest import AGENT_MODULE, GuestArtifacts, GuestOptions, domain_xml
+from .guest import GuestArtifacts, domain_xml
 
 BUSY_MARKER = "HARNESS-BUSY started"
-CHANNEL_NAME = "pyvd.heartbeat"
 # Where each libvirt host keeps the heartbeat sockets (its own /var/lib/libvirt).
 SOCKET_DIR = "/var/lib/libvirt/qemu/pyvd-heartbeat"
 
 BUSY_C = r"""
-/* pyvd-busy: dirty RATE MiB of pages per second in a WSS-MiB working set (a tmpfs file) and write a
+/* pyvd-busy: dirty RATE MiB of pages per second in a WSS-MiB working set and write a
    heartbeat line "HB <boot id> <seq>" every BEAT milliseconds to PORT (PyVirtualDomain's
    test harness). Never blocks on the port: a beat nobody reads is dropped. */
 #include <errno.h>
@@ -67,20 +65,10 @@ int main(int argc, char **argv) {
         if (fgets(boot, sizeof boot, b)) boot[strcspn(boot, "\n")] = 0;
         fclose(b);
     }
-    /* The working set is a file on the guest's tmpfs written with pwrite(): the kernel copies
-       into its page cache. (Rewriting an anonymous buffer from user space instead corrupted
-       the guest's memory across a precopy migration under TCG, qemu 7.2: the guest's kernel
-       panicked on the target.) */
     long pages = wss > 0 ? wss * 256 : 1;
-    int data = open("/tmp/pyvd-busy.data", O_RDWR | O_CREAT | O_TRUNC, 0600);
-    if (data < 0) { perror("open"); return 1; }
-    unsigned char page[4096];
-    memset(page, 1, sizeof page);
-    for (long i = 0; i < pages; i++) {
-        if (pwrite(data, page, sizeof page, i * 4096L) != (ssize_t)sizeof page) {
-            perror("pwrite"); return 1;
-        }
-    }
+    volatile unsigned char *mem = malloc((size_t)pages * 4096);
+    if (!mem) { perror("malloc"); return 1; }
+    for (long i = 0; i < pages; i++) mem[i * 4096] = 1;
     int fd = -1;
     double start = now(), next_beat = start, dirtied = 0;
     long seq = 0, idx = 0;
@@ -91,8 +79,7 @@ int main(int argc, char **argv) {
            downtime) a backlog would starve the heartbeat. */
         if (due - dirtied > rate * 256.0 * 0.05) dirtied = due - rate * 256.0 * 0.05;
         while (rate > 0 && dirtied < due) {
-            page[0]++;
-            if (pwrite(data, page, sizeof page, idx * 4096L) < 0) { perror("pwrite"); return 1; }
+            mem[idx * 4096] += 1;
             idx = (idx + 1) % pages;
             dirtied += 1;
         }
@@ -117,16 +104,10 @@ BUSY_SCRIPT = r"""#!/bin/sh
 arg=$(sed -n 's/.*harness\.busy=\([0-9.]*,[0-9]*\).*/\1/p' /proc/cmdline)
 [ -n "$arg" ] || exec sleep 100000
 beat=$(sed -n 's/.*harness\.beat=\([0-9]*\).*/\1/p' /proc/cmdline)
-port=
-for i in 1 2 3 4 5 6 7 8 9 10; do
-  for p in /sys/class/virtio-ports/*; do
-    [ "$(cat "$p/name" 2>/dev/null)" = "pyvd.heartbeat" ] && port=/dev/$(basename "$p")
-  done
-  [ -n "$port" ] && [ -e "$port" ] && break
-  sleep 0.5
-done
+port=/dev/ttyS1
+stty -F $port raw -echo 2>/dev/null
 echo "HARNESS-BUSY started rate,wss=$arg beat=${beat:-20} port=$port" > /dev/console
-exec /usr/bin/pyvd-busy "${arg%,*}" "${arg#*,}" "${beat:-20}" "${port:-/dev/null}"
+exec /usr/bin/pyvd-busy "${arg%,*}" "${arg#*,}" "${beat:-20}" "$port" 2>/dev/console
 """
 BUSY_INITTAB = """::sysinit:/etc/rc.sh
 ::respawn:/etc/tick.sh
@@ -162,7 +143,8 @@ def busy_initramfs(artifacts: GuestArtifacts, cache_dir: Path = DEFAULT_CACHE_DI
     from .guest import Cpio
 
     binary = build_busy_binary(cache_dir)
-    out = Path(cache_dir) / artifacts.key / f"initramfs-busy-{binary.name[-12:]}.cpio.gz"
+    key = hashlib.sha256((BUSY_C + BUSY_SCRIPT + BUSY_INITTAB).encode()).hexdigest()[:12]
+    out = Path(cache_dir) / artifacts.key / f"initramfs-busy-{key}.cpio.gz"
     if out.is_file():
         return out
     extra = Cpio()
@@ -193,11 +175,13 @@ def busy_domain_xml(name: str, artifacts: GuestArtifacts, virt_type: str,
     arts = replace(artifacts, initramfs=busy_initramfs(artifacts))
     cmdline = f"harness.busy={rate_mib_s:g},{int(wss_mib)} harness.beat={int(beat_ms)}"
     xml = domain_xml(name, "graceful", arts, virt_type, console_log, uuid=uuid,
-                     memory_mib=memory_mib, extra_cmdline=f"{cmdline} {extra_cmdline}".strip(),
-                     options=GuestOptions(modules=(AGENT_MODULE,)))
-    channel = (f"  <channel type='unix'><source mode='bind' path='{socket_path(name)}'/>"
-               f"<target type='virtio' name='{CHANNEL_NAME}'/></channel>\n  </devices>")
-    return xml.replace("</devices>", channel, 1)
+                     memory_mib=memory_mib, extra_cmdline=f"{cmdline} {extra_cmdline}".strip())
+    # A second serial port (the 8250 UART is built into the kernel). Not a virtio-serial
+    # port: with the virtio_console module loaded, a guest dirtying memory panicked on the
+    # target after a precopy migration under TCG (qemu 7.2), in the hrtimer interrupt.
+    port = (f"  <serial type='unix'><source mode='bind' path='{socket_path(name)}'/>"
+            "<target port='1'/></serial>\n  </devices>")
+    return xml.replace("</devices>", port, 1)
 
 
 @dataclass
