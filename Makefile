@@ -12,6 +12,8 @@ PYTEST_ARGS ?=
 # `make install` is a local install: man pages and the systemd drop-in go below /usr/local,
 # where man and systemd look. The packages set /usr/share/man and their unit directory.
 MANDIR     ?= /usr/local/share/man
+# The switch tool (tools/pyvd-switch-agent: a running resource from VirtualDomain and back).
+SBIN_DIR   ?= /usr/local/sbin
 SYSTEMD_UNIT_DIR ?= /usr/local/lib/systemd/system
 DROP_IN    := resource-agents-deps.target.d/50-pyvirtualdomain.conf
 # Build-time tools (man pages, version, dist tarball) need only the standard library.
@@ -91,7 +93,8 @@ install: install-agents install-man install-systemd
 	$(PYTHON) -m pip install -q --disable-pip-version-check .
 
 install-agents:
-	install -d $(DESTDIR)$(OCF_DIR)
+	install -d $(DESTDIR)$(OCF_DIR) $(DESTDIR)$(SBIN_DIR)
+	install -m 0755 tools/pyvd-switch-agent $(DESTDIR)$(SBIN_DIR)/pyvd-switch-agent
 	for a in $(AGENTS); do \
 	    sed -e '1s|^#!.*|#!$(PYTHON)|' agents/$$a > $(DESTDIR)$(OCF_DIR)/$$a.tmp && \
 	    chmod 0755 $(DESTDIR)$(OCF_DIR)/$$a.tmp && mv $(DESTDIR)$(OCF_DIR)/$$a.tmp $(DESTDIR)$(OCF_DIR)/$$a; \
@@ -115,6 +118,7 @@ install-systemd:
 # Undoes `make install` (same variables).
 uninstall:
 	rm -f $(AGENTS:%=$(DESTDIR)$(OCF_DIR)/%) $(AGENTS:%=$(DESTDIR)$(MANDIR)/man7/ocf_custom_%.7)
+	rm -f $(DESTDIR)$(SBIN_DIR)/pyvd-switch-agent
 	rm -f $(DESTDIR)$(SYSTEMD_UNIT_DIR)/$(DROP_IN)
 	-rmdir $(DESTDIR)$(OCF_DIR) $(DESTDIR)$(SYSTEMD_UNIT_DIR)/$(dir $(DROP_IN)) 2>/dev/null
 	if [ -z "$(DESTDIR)" ] && [ -d /run/systemd/system ]; then systemctl daemon-reload; fi
@@ -157,7 +161,8 @@ $(RPM): $(DIST)
 packages: deb rpm
 
 lint: deps-python
-	$(VENV)/bin/ruff check lib tests bench tools agents/PyVirtualDomain agents/PyLXCDomain
+	$(VENV)/bin/ruff check lib tests bench tools tools/pyvd-switch-agent agents/PyVirtualDomain \
+	    agents/PyLXCDomain
 
 typecheck: deps-python
 	$(VENV)/bin/mypy

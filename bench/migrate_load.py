@@ -219,6 +219,8 @@ class Bench:
             after = reader.mark()
             beating = reader.wait_beats("B" if on_b and not on_a else "A", after, 15.0)
             gap_ms = reader.longest_gap(t0) * 1000
+            if on_b and not on_a:
+                gap_ms = reader.switch_gap("A", "B", t0) * 1000
             reboot = len(reader.boot_ids()) > len(boots)
             if on_a and on_b:
                 outcome = "two-copies"

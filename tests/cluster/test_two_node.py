@@ -36,7 +36,7 @@ from tests.harness.cluster import (
     find_in_order,
     operation_results,
 )
-from tests.harness.common import HarnessError, wait_until
+from tests.harness.common import REPO_ROOT, HarnessError, wait_until
 from tests.harness.domains import create_transient, remove_domain
 from tests.harness.guestnode import GUIDE_MONITOR_INTERVAL, GUIDE_OPS, GuestNodeVM
 from tests.harness.oracle import OracleReport
@@ -545,3 +545,102 @@ def test_8_oracle_catches_two_copies(setup: Setup) -> None:
             remove_domain(scratch.domain, n.uri("qemu"))
     assert scratch.qemu_count() == {n: 0 for n in cl.names}
     setup.vm.oracle.check()
+
+
+SWITCH_TOOL = REPO_ROOT / "tools" / "pyvd-switch-agent"
+
+
+def switch_live(s: Setup, to: tuple[str, str, str]) -> None:
+    """tools/pyvd-switch-agent on the running vm-guest1: afterwards Pacemaker shows it under
+    the new agent, on the same node, managed; it ran no start, stop or migration of it; the
+    Dummies on guest1 were not restarted; the guest kept its boot (oracle)."""
+    cl = s.cluster
+    st = ensure_known_state(s)
+    host = vm_host(st)
+    node = cl.live()
+    before = op_ids(node, VM)
+    mark = s.vm.oracle.mark()
+    boot = s.vm.oracle.wait_records(max(0, mark - 1), 10.0).boot_id
+    offsets = log_offsets(cl)
+    t0 = time.monotonic()
+    r = node.exec([str(SWITCH_TOOL), VM, "--to", ":".join(to)], timeout_s=600.0)
+    assert r.returncode == 0, r.stdout + r.stderr
+    st = cl.status()
+    assert st.resources[VM].agent == ":".join(to), st.resources[VM]
+    assert vm_host(st) == host and guests_up(st), st.resources
+    assert st.resources[VM].managed, st.resources[VM]
+    kinds = [(op["operation"], op["on_node"]) for op in ops_since(node, VM, before)
+             if op.get("operation") != "monitor"]
+    assert kinds == [], f"the switch made Pacemaker act on the guest: {kinds}"
+    log = logs_since(cl, offsets)
+    assert dummy_restarts(log) == [], "the Dummies on guest1 were restarted"
+    for verb in ("start", "stop", "migrate_to", "migrate_from"):
+        assert not Result(verb, VM, None, rc=None).found_in(operation_results(log)), \
+            f"{verb} of {VM} during the switch"
+    assert_single_vm(s, host)
+    check_oracle_kept_boot(s, mark, boot)
+    TIMES[to[2]][f"switch to {to[2]} (running guest)"] = time.monotonic() - t0
+    print(f"{VM} switched to {':'.join(to)} on {host} in {time.monotonic() - t0:.1f}s, "
+          f"same boot {boot}")
+
+
+def _owner_tag(s: Setup, host: str) -> str | None:
+    from tests.harness.domains import with_connection
+
+    def read(conn: object) -> str | None:
+        import libvirt
+
+        try:
+            return str(conn.lookupByName(s.vm.domain).metadata(  # type: ignore[attr-defined]
+                libvirt.VIR_DOMAIN_METADATA_ELEMENT,
+                "https://pyvirtualdomain.github.io/xmlns/owner/1",
+                libvirt.VIR_DOMAIN_AFFECT_LIVE))
+        except libvirt.libvirtError:
+            return None
+
+    return with_connection(read, s.cluster.node(host).uri("qemu"))
+
+
+def test_9_switch_agents_without_restarting_the_guest(setup: Setup) -> None:
+    """Issue 21: the guest node VM started by VirtualDomain (test 7 left it so) is switched to
+    PyVirtualDomain while it runs, live-migrated by PyVirtualDomain, switched back to
+    VirtualDomain and live-migrated by it, switched to PyVirtualDomain again and stopped by
+    it: one boot id from the first switch to the stop, no start or stop by Pacemaker in
+    between, guest1's Dummies never restarted."""
+    s = setup
+    cl = s.cluster
+    node = cl.live()
+    if cl.status().resources[VM].agent != ":".join(THEIRS):  # run alone: VirtualDomain starts it
+        node.set_meta(VM, "target-role", "Stopped")
+        cl.wait_status(lambda st: not st.resources[VM].active, ONLINE_TIMEOUT_S, f"{VM} stopped")
+        node.cibadmin("-M", "-o", "resources", "-X",
+                      f"<primitive id='{VM}' class='{THEIRS[0]}' provider='{THEIRS[1]}' "
+                      f"type='{THEIRS[2]}'/>")
+        node.cleanup(VM)
+        node.set_meta(VM, "target-role", "Started")
+    ensure_known_state(s)
+    first = s.vm.oracle.mark()
+    boot = s.vm.oracle.wait_records(max(0, first - 1), 10.0).boot_id
+    try:
+        switch_live(s, OURS)
+        s.agent = OURS
+        assert 'instance="vm-guest1"' in (_owner_tag(s, vm_host(cl.status())) or ""), \
+            "the probe that adopted the guest did not tag it"
+        scenario_move(s)
+        switch_live(s, THEIRS)
+        s.agent = THEIRS
+        scenario_move(s)
+        switch_live(s, OURS)
+    finally:
+        s.agent = OURS
+    rep = s.vm.oracle.check(first)
+    assert rep.boot_ids == [boot], f"the guest rebooted during the switches: {rep.summary()}"
+    # Stopped by PyVirtualDomain: really gone, on both nodes.
+    node = cl.live()
+    node.set_meta(VM, "target-role", "Stopped")
+    cl.wait_status(lambda st: not st.resources[VM].active and not st.online(GUEST1),
+                   ONLINE_TIMEOUT_S, f"{VM} stopped by PyVirtualDomain")
+    assert s.vm.qemu_count() == {n: 0 for n in cl.names}
+    node.set_meta(VM, "target-role", "Started")
+    cl.wait_status(guests_up, ONLINE_TIMEOUT_S, "guest1 online again")
+    s.vm.oracle.check()

@@ -73,9 +73,13 @@ def test_crm_resource_validate(installed_agents: Path, guest: GuestResource,
     bad.write_text("<domain type='qemu'><name>x</name>")
     malformed = _crm_validate(bad)
     assert malformed.returncode == 6 and "not well-formed" in malformed.stdout + malformed.stderr
-    wrong_type = _crm_validate(guest.config, "force_stop=perhaps")
-    assert wrong_type.returncode == 6 and "not a boolean" in wrong_type.stdout + \
-        wrong_type.stderr
+    # Issue 21 #6: a boolean VirtualDomain would take as false is false here too (a warning).
+    loose = _crm_validate(guest.config, "force_stop=perhaps")
+    assert loose.returncode == 0 and "force_stop='perhaps' is taken as false" in \
+        loose.stdout + loose.stderr, loose.stdout + loose.stderr
+    wrong_type = _crm_validate(guest.config, "migration_speed=fast")
+    assert wrong_type.returncode == 6 and "migration_speed" in wrong_type.stdout + \
+        wrong_type.stderr, wrong_type.stdout + wrong_type.stderr
 
 
 def test_unprivileged_monitor_is_a_permission_error(libvirtd: Libvirtd, guest: GuestResource,

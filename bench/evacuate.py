@@ -1,0 +1,229 @@
+"""Benchmark: evacuating a node. N small guests (plain VM resources with allow-migrate) run on
+pcmk-1 of the two-node cluster (tests/harness/cluster.py); `crm_attribute --node pcmk-1
+--name standby --update on` (what `pcs node standby` does) moves them to pcmk-2 by live
+migration. Measured per run: the time from the standby to every guest running on pcmk-2 as
+Pacemaker shows it and beating there (tests/harness/busyguest.py heartbeats, host clock), the
+guest-visible downtime of each guest (last beat on pcmk-1 to first on pcmk-2) and reboots
+(a new boot id: a stop and start instead of a migration). Ours (ocf:custom:PyVirtualDomain)
+and ocf:heartbeat:VirtualDomain, same cluster, same guests' XML, with Pacemaker's
+migration-limit unset and 1, for N = 1, 2, 4, 8.
+
+Run as root under the harness lock:
+    .venv/bin/python bench/evacuate.py [--counts 1,2,4,8] [--rounds 1]
+        [--out docs/benchmarks-evacuation.md]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from tests.harness.busyguest import SOCKET_DIR, HeartbeatReader, busy_domain_xml  # noqa: E402
+from tests.harness.cluster import DEFAULT_STATE_DIR, TWO_NODES, Cluster  # noqa: E402
+from tests.harness.guest import VIRT_TYPE_ENV, GuestArtifacts, build_artifacts  # noqa: E402
+from tests.harness.twohosts import SharedHostLock  # noqa: E402
+
+AGENTS = {"ours": ("custom", "PyVirtualDomain"), "VD": ("heartbeat", "VirtualDomain")}
+SRC, DST = "pcmk-1", "pcmk-2"
+SETTLE_S = 240.0
+
+
+@dataclass
+class Evacuation:
+    agent: str
+    limit: str  # migration-limit: "unset" or a number
+    n: int
+    total_s: float  # standby to every guest running and beating on pcmk-2
+    downtime_ms: list[float]
+    reboots: int
+    migrated: int  # guests moved by migrate_to/migrate_from (not stop/start)
+
+
+def _sockets(cl: Cluster, name: str) -> dict[str, Path]:
+    rel = SOCKET_DIR.removeprefix("/var/lib/libvirt/")
+    return {n.name: n.dir / "lib-libvirt" / rel / f"{name}.sock" for n in cl.nodes}
+
+
+def run_one(cl: Cluster, agent: str, limit: str, n: int, arts: GuestArtifacts,
+            virt_type: str) -> Evacuation:
+    node = cl.live()
+    for nd in cl.nodes:
+        (nd.dir / "lib-libvirt" / SOCKET_DIR.removeprefix("/var/lib/libvirt/")).mkdir(
+            parents=True, exist_ok=True)
+    if limit == "unset":
+        node.exec(["crm_attribute", "-t", "crm_config", "-n", "migration-limit", "--delete"])
+    else:
+        node.set_property("migration-limit", limit)
+    provider, kind = AGENTS[agent]
+    names = [f"pyvd-evac-{agent.lower()}-{i}" for i in range(n)]
+    readers: dict[str, HeartbeatReader] = {}
+    try:
+        for name in names:
+            config = cl.shared_dir / f"{name}.xml"
+            log = f"/var/log/libvirt/qemu/{name}.console.log"
+            config.write_text(busy_domain_xml(name, arts, virt_type, log, rate_mib_s=0,
+                                              wss_mib=8, memory_mib=128))
+            readers[name] = HeartbeatReader(_sockets(cl, name)).start()
+            node.add_primitive(name, kind, {"config": str(config),
+                                            "hypervisor": "qemu:///system",
+                                            "migration_transport": "tcp"},
+                               provider=provider, meta={"allow-migrate": "true"},
+                               monitor_interval="10s",
+                               ops={"start": "90s", "stop": "90s", "monitor": "30s",
+                                    "migrate_to": "120s", "migrate_from": "60s"},
+                               prefer_node=SRC)
+        cl.wait_status(lambda st: all(st.started_on(r) == (SRC,) for r in names), SETTLE_S,
+                       f"{n} guests on {SRC}")
+        for name in names:
+            if not readers[name].wait_beats(SRC, 0.0, 60.0):
+                raise RuntimeError(f"{name}: no heartbeat on {SRC}")
+        # the preference must not hold them on a node in standby: drop it first
+        for name in names:
+            node.cibadmin("-D", "-o", "constraints", "-X",
+                          f"<rsc_location id='{name}-on-{SRC}'/>")
+        node.exec(["crm_resource", "--wait", "--timeout", "60s"], timeout_s=90.0)
+        boots = {name: readers[name].boot_ids() for name in names}
+        before = {name: {(op["on_node"], op.get("call-id", ""))
+                         for op in node.operations(name)} for name in names}
+        t0 = time.monotonic()
+        mark = readers[names[0]].mark()
+        node.exec(["crm_attribute", "--node", SRC, "--name", "standby", "--update", "on"],
+                  check=True)
+        cl.wait_status(lambda st: all(st.started_on(r) == (DST,) for r in names), SETTLE_S,
+                       f"{n} guests on {DST}")
+        for name in names:
+            readers[name].wait_beats(DST, mark, 60.0)
+        total = max(min((b.t for b in readers[name].since(mark) if b.host == DST),
+                        default=float("inf")) for name in names) - t0
+        downs = [round(readers[name].switch_gap(SRC, DST, mark) * 1000) for name in names]
+        reboots = sum(len(readers[name].boot_ids()) > len(boots[name]) for name in names)
+        migrated = 0
+        for name in names:
+            ops = [op["operation"] for op in node.operations(name)
+                   if (op["on_node"], op.get("call-id", "")) not in before[name]]
+            migrated += "migrate_from" in ops and "start" not in ops
+        return Evacuation(agent, limit, n, round(total, 2), downs, reboots, migrated)
+    finally:
+        node = cl.live()
+        node.exec(["crm_attribute", "--node", SRC, "--name", "standby", "--delete"])
+        for name in names:
+            node.exec(["crm_resource", "--resource", name, "--meta", "--set-parameter",
+                       "target-role", "--parameter-value", "Stopped"])
+        try:
+            cl.wait_status(lambda st: not any(st.resources[r].active for r in names
+                                              if r in st.resources), SETTLE_S,
+                           "evacuation guests stopped")
+        finally:
+            for name in names:
+                node.delete_resource(name)
+            for reader in readers.values():
+                reader.stop()
+
+
+def render(results: list[Evacuation], args: argparse.Namespace, host: dict[str, str]) -> str:
+    lines = [f"Measured {host['when']} on {host['node']} ({host['cores']} cores), agent at "
+             f"{host['commit']}; guests: 128 MiB TCG, heartbeat every 20 ms, no dirtying; "
+             f"pcs node standby of pcmk-1.", "",
+             "| agent | migration-limit | N | all running on pcmk-2 (s) | downtime per guest "
+             "ms (median / max) | reboots | migrated |", "|---|---|---|---|---|---|---|"]
+    for r in results:
+        lines.append(f"| {r.agent} | {r.limit} | {r.n} | {r.total_s} | "
+                     f"{statistics.median(r.downtime_ms):.0f} / {max(r.downtime_ms):.0f} | "
+                     f"{r.reboots} | {r.migrated}/{r.n} |")
+    lines += ["", "Ours as a ratio of VirtualDomain's time:", ""]
+    for limit in sorted({r.limit for r in results}):
+        for n in sorted({r.n for r in results}):
+            ours = [r.total_s for r in results if (r.agent, r.limit, r.n) == ("ours", limit, n)]
+            vd = [r.total_s for r in results if (r.agent, r.limit, r.n) == ("VD", limit, n)]
+            if ours and vd:
+                lines.append(f"- migration-limit {limit}, N={n}: "
+                             f"{statistics.median(ours) / statistics.median(vd):.2f}x")
+    return "\n".join(lines) + "\n"
+
+
+def plot(results: list[Evacuation], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for agent in AGENTS:
+        for limit in sorted({r.limit for r in results}):
+            pts = sorted((r.n, r.total_s) for r in results
+                         if r.agent == agent and r.limit == limit)
+            if pts:
+                ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o",
+                        label=f"{'PyVirtualDomain' if agent == 'ours' else 'VirtualDomain'}, "
+                              f"migration-limit {limit}")
+    ax.set_xlabel("guests on the node put in standby")
+    ax.set_ylabel("seconds until all run on the other node")
+    ax.set_xticks(sorted({r.n for r in results}))
+    ax.grid(True, alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+
+
+def main(argv: list[str]) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--counts", default="1,2,4,8")
+    ap.add_argument("--limits", default="unset,1")
+    ap.add_argument("--agents", default="ours,VD")
+    ap.add_argument("--rounds", type=int, default=1)
+    ap.add_argument("--out", default=str(ROOT / "docs" / "benchmarks-evacuation.md"))
+    args = ap.parse_args(argv)
+    counts = [int(x) for x in args.counts.split(",")]
+    arts = build_artifacts()
+    virt_type = os.environ.get(VIRT_TYPE_ENV, "").strip() or "qemu"
+    results: list[Evacuation] = []
+    with SharedHostLock():
+        cl = Cluster(DEFAULT_STATE_DIR / "evacuate", TWO_NODES)
+        cl.start()
+        try:
+            for rnd in range(args.rounds):
+                for n in counts:
+                    for limit in args.limits.split(","):
+                        agents = args.agents.split(",")
+                        for agent in (agents if rnd % 2 == 0 else agents[::-1]):
+                            r = run_one(cl, agent, limit, n, arts, virt_type)
+                            print(json.dumps(asdict(r)), flush=True)
+                            results.append(r)
+        finally:
+            print("; ".join(cl.stop()))
+    commit = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"],
+                            capture_output=True, text=True).stdout.strip()
+    host = {"when": time.strftime("%Y-%m-%d %H:%M"), "node": platform.node(),
+            "cores": str(os.cpu_count()), "commit": commit}
+    (ROOT / "build").mkdir(exist_ok=True)
+    (ROOT / "build" / "evacuation.json").write_text(json.dumps(
+        {"host": host, "results": [asdict(r) for r in results]}, indent=1))
+    out = Path(args.out)
+    plot(results, out.with_suffix(".png"))
+    text = render(results, args, host)
+    doc = out.read_text() if out.is_file() else "# Evacuating a node\n\n"
+    begin, end = "<!-- measured:begin -->", "<!-- measured:end -->"
+    if begin in doc and end in doc:
+        head, rest = doc.split(begin, 1)
+        doc = head + begin + "\n" + text + end + rest.split(end, 1)[1]
+    else:
+        doc = doc.rstrip() + f"\n\n![evacuation time by N]({out.with_suffix('.png').name})\n\n" \
+              f"{begin}\n{text}{end}\n"
+    out.write_text(doc)
+    print(f"wrote {out}")
+    return 1 if any(r.reboots for r in results) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
