@@ -262,5 +262,18 @@ bench: deps
 bench-scale: deps
 	$(PY) bench/scale.py
 
+# Live migration of a busy guest (docs/benchmarks-migrate-load.md). It runs in the Debian 13
+# root: Debian 12's qemu 7.2 under TCG panics guests that dirty memory across a precopy
+# migration (the report says more). BENCH_ARGS: e.g. --rates 0,16 --rounds 2.
+BENCH_ARGS ?=
+bench-migrate-load: trixie-root $(TRIXIE_STAMP)
+	flock $(HARNESS_LOCK) $(DEBROOT) run $(TRIXIE_ROOT) -- \
+	    .venv/bin/python bench/migrate_load.py $(BENCH_ARGS)
+
+# Evacuating a node of N guests with pcs node standby, ours vs VirtualDomain
+# (docs/benchmarks-evacuation.md and its plot).
+bench-evacuate: deps
+	$(PY) bench/evacuate.py $(BENCH_ARGS)
+
 clean:
 	rm -rf build .pybuild .pytest_cache .mypy_cache .ruff_cache lib/*.egg-info
