@@ -33,7 +33,8 @@ class Convergence:
     migration is stuck when the guest dirties memory nearly as fast as it is sent, or when the
     least left no longer shrinks from round to round; and it is late when the most left of
     the last two rounds, at the rate memory is sent net of dirtying, needs more than the time
-    left minus what the next step needs to work (``reserve_s``)."""
+    left minus what the next steps need to work (``reserve_s``). A stuck migration is steered
+    when the time left comes down to that reserve; a late one at once."""
 
     def __init__(self) -> None:
         self.least: dict[int, int] = {}
@@ -87,12 +88,15 @@ class Convergence:
         return None
 
     def steer_reason(self, time_left_s: float, reserve_s: float) -> str | None:
-        """Why to steer now (None: not yet)."""
+        """Why to steer now (None: not yet). A stuck migration is steered once the time left
+        is what the steps need (``reserve_s``) plus one steering interval, not at once: until
+        then libvirt's own downtime limit holds, and a migration that converges after all
+        (a lucky round) costs the guest no longer pause than it would have without us."""
         if self.bytes_per_s <= 0:
             return None
         why = self.stuck()
         if why:
-            return why
+            return why if time_left_s <= reserve_s + STEER_EVERY_S else None
         needed = self.needed_s()
         if needed is not None and needed > time_left_s - reserve_s:
             return (f"{self.left_bytes() / 1024 / 1024:.0f} MiB left need {needed:.0f} s, "
