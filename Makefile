@@ -220,7 +220,7 @@ trixie-root: deps-system
 
 # Keyed on the package list (this Makefile) and the venv's requirements.
 $(TRIXIE_STAMP): Makefile requirements-dev.txt setup.cfg pyproject.toml
-	$(DEBROOT) run $(TRIXIE_ROOT) --network host -- \
+	$(DEBROOT) run $(TRIXIE_ROOT) --network host --no-daemons -- \
 	    sh -c 'make deps && .venv/bin/python -m tests.harness prefetch'
 	touch $@
 
@@ -228,7 +228,7 @@ check-trixie: trixie-prepare trixie-integration
 
 # The part that needs no daemon and no lock (.ci/run runs it beside the Debian 12 pass).
 trixie-prepare: trixie-root $(TRIXIE_STAMP)
-	$(DEBROOT) run $(TRIXIE_ROOT) -- sh -c 'cat /etc/debian_version && \
+	$(DEBROOT) run $(TRIXIE_ROOT) --no-daemons -- sh -c 'cat /etc/debian_version && \
 	    make metadata-check test-unit packages PYTEST_ARGS="$(PYTEST_ARGS)"'
 
 # Left to the Debian 12 pass: tests marked logic_only (the agent's URI and parameter logic,
