@@ -18,9 +18,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import statistics
-import subprocess
 import sys
 import time
 from dataclasses import asdict, dataclass
@@ -33,6 +31,8 @@ from tests.harness.busyguest import SOCKET_DIR, HeartbeatReader, busy_domain_xml
 from tests.harness.cluster import DEFAULT_STATE_DIR, TWO_NODES, Cluster  # noqa: E402
 from tests.harness.guest import VIRT_TYPE_ENV, GuestArtifacts, build_artifacts  # noqa: E402
 from tests.harness.twohosts import SharedHostLock  # noqa: E402
+
+from bench.measure import run_facts, write_measured  # noqa: E402
 
 AGENTS = {"ours": ("custom", "PyVirtualDomain"), "VD": ("heartbeat", "VirtualDomain")}
 SRC, DST = "pcmk-1", "pcmk-2"
@@ -106,7 +106,9 @@ def run_one(cl: Cluster, agent: str, limit: str, n: int, arts: GuestArtifacts,
             readers[name].wait_beats(DST, mark, 60.0)
         total = max(min((b.t for b in readers[name].since(mark) if b.host == DST),
                         default=float("inf")) for name in names) - t0
-        downs = [round(readers[name].switch_gap(SRC, DST, mark) * 1000) for name in names]
+        # -1: no beat of that guest seen on pcmk-2 (it may run there and not beat: reported)
+        gaps = [readers[name].switch_gap(SRC, DST, mark) for name in names]
+        downs = [round(g * 1000) if g != float("inf") else -1 for g in gaps]
         reboots = sum(len(readers[name].boot_ids()) > len(boots[name]) for name in names)
         migrated = 0
         for name in names:
@@ -138,8 +140,11 @@ def render(results: list[Evacuation], args: argparse.Namespace, host: dict[str, 
              "| agent | migration-limit | N | all running on pcmk-2 (s) | downtime per guest "
              "ms (median / max) | reboots | migrated |", "|---|---|---|---|---|---|---|"]
     for r in results:
-        lines.append(f"| {r.agent} | {r.limit} | {r.n} | {r.total_s} | "
-                     f"{statistics.median(r.downtime_ms):.0f} / {max(r.downtime_ms):.0f} | "
+        seen = [d for d in r.downtime_ms if d >= 0]
+        silent = len(r.downtime_ms) - len(seen)
+        down = (f"{statistics.median(seen):.0f} / {max(seen):.0f}" if seen else "-") + \
+            (f" ({silent} never seen beating on {DST})" if silent else "")
+        lines.append(f"| {r.agent} | {r.limit} | {r.n} | {r.total_s} | {down} | "
                      f"{r.reboots} | {r.migrated}/{r.n} |")
     lines += ["", "Ours as a ratio of VirtualDomain's time:", ""]
     for limit in sorted({r.limit for r in results}):
@@ -202,26 +207,15 @@ def main(argv: list[str]) -> int:
                             results.append(r)
         finally:
             print("; ".join(cl.stop()))
-    commit = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"],
-                            capture_output=True, text=True).stdout.strip()
-    host = {"when": time.strftime("%Y-%m-%d %H:%M"), "node": platform.node(),
-            "cores": str(os.cpu_count()), "commit": commit}
+    host = run_facts(ROOT)
     (ROOT / "build").mkdir(exist_ok=True)
     (ROOT / "build" / "evacuation.json").write_text(json.dumps(
         {"host": host, "results": [asdict(r) for r in results]}, indent=1))
     out = Path(args.out)
     plot(results, out.with_suffix(".png"))
-    text = render(results, args, host)
-    doc = out.read_text() if out.is_file() else "# Evacuating a node\n\n"
-    begin, end = "<!-- measured:begin -->", "<!-- measured:end -->"
-    if begin in doc and end in doc:
-        head, rest = doc.split(begin, 1)
-        doc = head + begin + "\n" + text + end + rest.split(end, 1)[1]
-    else:
-        doc = doc.rstrip() + f"\n\n![evacuation time by N]({out.with_suffix('.png').name})\n\n" \
-              f"{begin}\n{text}{end}\n"
-    out.write_text(doc)
-    print(f"wrote {out}")
+    write_measured(out, render(results, args, host),
+                   f"# Evacuating a node\n\n![evacuation time by N]"
+                   f"({out.with_suffix('.png').name})\n")
     return 1 if any(r.reboots for r in results) else 0
 
 

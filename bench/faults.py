@@ -229,7 +229,8 @@ def render(data: dict[str, Any], outcomes: dict[str, str]) -> str:
         for t in row.tests:
             if t.split("::")[0] in {f.rsplit("/", 1)[1] for f in TEST_FILES} \
                     and "(measured)" not in t:
-                verdicts.append(outcomes.get(t.split("::")[1], "not run"))
+                # "test_x (migrate)": the test's name without the note on what it covers
+                verdicts.append(outcomes.get(t.split("::")[1].split(" (")[0], "not run"))
         verdict = ("FAILED" if "FAILED" in verdicts else "passed" if verdicts
                    and all(v == "passed" for v in verdicts) else
                    ", ".join(sorted(set(verdicts))) if verdicts else "see the test named")

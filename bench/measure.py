@@ -53,3 +53,30 @@ def cib_file(work: Path, resource: str, agent: str) -> Path:
                     f'<primitive id="{resource}" class="ocf" provider="custom" '
                     f'type="{agent}"/>'], check=True, env=env, capture_output=True)
     return cib
+
+
+MEASURED_BEGIN, MEASURED_END = "<!-- measured:begin -->", "<!-- measured:end -->"
+
+
+def run_facts(root: Path) -> dict[str, str]:
+    """When, where and at which commit a benchmark ran (its report's first line)."""
+    import platform
+
+    commit = subprocess.run(["git", "-C", str(root), "rev-parse", "--short", "HEAD"],
+                            capture_output=True, text=True).stdout.strip()
+    return {"when": time.strftime("%Y-%m-%d %H:%M"), "node": platform.node(),
+            "cores": str(os.cpu_count()), "commit": commit}
+
+
+def write_measured(out: Path, text: str, new_doc: str) -> None:
+    """Put ``text`` between the measured markers of the report ``out`` (the prose around
+    them is the report's own); a report without markers gets them at its end, a missing one
+    starts as ``new_doc``."""
+    doc = out.read_text() if out.is_file() else new_doc
+    if MEASURED_BEGIN in doc and MEASURED_END in doc:
+        head, rest = doc.split(MEASURED_BEGIN, 1)
+        doc = head + MEASURED_BEGIN + "\n" + text + MEASURED_END + rest.split(MEASURED_END, 1)[1]
+    else:
+        doc = doc.rstrip() + f"\n\n{MEASURED_BEGIN}\n{text}{MEASURED_END}\n"
+    out.write_text(doc)
+    print(f"wrote {out}")

@@ -27,7 +27,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import secrets
 import signal
 import statistics
@@ -53,9 +52,14 @@ from tests.harness.common import CLEAN_PATH  # noqa: E402
 from tests.harness.guest import VIRT_TYPE_ENV, build_artifacts, wait_for_console  # noqa: E402
 from tests.harness.twohosts import NODE_NAMES, SharedHostLock, TwoHosts  # noqa: E402
 
+from bench.measure import run_facts, write_measured  # noqa: E402
+
 VIRTUAL_DOMAIN = Path("/usr/lib/ocf/resource.d/heartbeat/VirtualDomain")
 METHODS = ("virsh", "VD", "VD+downtime", "ours-abort", "ours-downtime", "ours-postcopy",
            "ours-default")
+# Not in the default run: the agent's defaults plus a qemu feature (--methods to ask for them).
+EXTRA_METHODS = {"ours-autoconverge": "--auto-converge",
+                 "ours-parallel": "--parallel --parallel-connections 2"}
 MIB = 1024 * 1024
 BOOT_S = 60.0
 WARMUP_S = 4.0
@@ -198,7 +202,9 @@ class Bench:
                                env, self.timeout_s)
             return rc, exit_reason(err) or "", time.monotonic() - t0
         params = {"migration_transport": "tcp", "migration_speed": str(self.bandwidth)}
-        if method != "ours-default":
+        if method in EXTRA_METHODS:
+            params["migrate_options"] = EXTRA_METHODS[method]
+        elif method != "ours-default":
             params["migration_deadline_action"] = method.removeprefix("ours-")
         r = self.agent("A", "migrate_to", name, config, params, timeout_ms)
         return r.rc, r.reason or "", time.monotonic() - t0
@@ -257,7 +263,7 @@ def render(runs: list[Run], args: argparse.Namespace, host: dict[str, str]) -> s
     for rate in sorted({r.rate for r in runs}):
         vd = [r for r in runs if r.rate == rate and r.method == "VD" and
               r.outcome.startswith("migrated")]
-        for method in METHODS:
+        for method in (*METHODS, *EXTRA_METHODS):
             if not method.startswith("ours"):
                 continue
             ours = [r for r in runs if r.rate == rate and r.method == method and
@@ -299,25 +305,13 @@ def main(argv: list[str]) -> int:
                     run = bench.one(method, rate)
                     print(json.dumps(asdict(run)), flush=True)
                     runs.append(run)
-    commit = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"],
-                            capture_output=True, text=True).stdout.strip()
-    host = {"when": time.strftime("%Y-%m-%d %H:%M"), "node": platform.node(),
-            "cores": str(os.cpu_count()), "commit": commit}
+    host = run_facts(ROOT)
     out_json = ROOT / "build" / "migrate-load.json"
     out_json.write_text(json.dumps({"host": host, "args": vars(args),
                                     "runs": [asdict(r) for r in runs]}, indent=1))
     if not args.quick:
-        text = render(runs, args, host)
-        out = Path(args.out)
-        doc = out.read_text() if out.is_file() else "# Live migration under load\n\n"
-        begin, end = "<!-- measured:begin -->", "<!-- measured:end -->"
-        if begin in doc and end in doc:
-            head, rest = doc.split(begin, 1)
-            doc = head + begin + "\n" + text + end + rest.split(end, 1)[1]
-        else:
-            doc = doc.rstrip() + f"\n\n{begin}\n{text}{end}\n"
-        out.write_text(doc)
-        print(f"wrote {out}")
+        write_measured(Path(args.out), render(runs, args, host),
+                       "# Live migration under load\n")
     lost = [r for r in runs if r.outcome in ("lost", "two-copies") or r.reboot]
     return 1 if lost else 0
 

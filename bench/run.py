@@ -97,6 +97,12 @@ def main() -> int:
             "monitor: ours, with migration parameters": (
                 [PY, str(OURS), "monitor"],
                 {**rec, **migration_params, "HA_RSCTMP": str(work / "state-ours")}),
+            # Issue 21 #7: save_config_on_stop also saves on a monitor that finds the live
+            # definition changed; off (the default) the monitor must not pay for it.
+            "monitor: ours, save_config_on_stop=true": (
+                [PY, str(OURS), "monitor"],
+                {**rec, "OCF_RESKEY_save_config_on_stop": "true",
+                 "HA_RSCTMP": str(work / "state-ours")}),
             "monitor: ours, OCF_CHECK_LEVEL=20 (guest agent ping)": (
                 [PY, str(OURS), "monitor"],
                 {**rec, "OCF_CHECK_LEVEL": "20", "HA_RSCTMP": str(work / "state-ours")}),
@@ -187,6 +193,8 @@ def write_report(series: dict[str, Series], rounds: int, virt: str) -> None:
          "floor: python + libvirt state query"),
         ("recurring monitor with migration_transport, migrateuri, migrate_options / without",
          "monitor: ours, with migration parameters", "monitor: ours"),
+        ("recurring monitor with save_config_on_stop=true / without (the default)",
+         "monitor: ours, save_config_on_stop=true", "monitor: ours"),
         ("recurring monitor at OCF_CHECK_LEVEL=20 (guest agent ping) / at level 0",
          "monitor: ours, OCF_CHECK_LEVEL=20 (guest agent ping)", "monitor: ours"),
         ("start, ours / VirtualDomain", "start: ours", "start: VirtualDomain"),

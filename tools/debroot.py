@@ -289,7 +289,10 @@ def _children(pid: int) -> list[int]:
 
 
 def run(root: Path, network: str, venv: Path, build_dir: Path, envs: list[str],
-        command: list[str]) -> int:
+        command: list[str], clean_cgroups: bool = True) -> int:
+    """COMMAND in the root. ``clean_cgroups``: remove the empty cgroups that appeared below
+    machine/ meanwhile (libvirt's leftovers); only for a run that holds the machine's harness
+    lock, since any pass starting guests meanwhile makes its own there."""
     if not (root / STAMP).is_file():
         raise SystemExit(f"debroot: {root} is not a built root (debroot.py build first)")
     checkout = REPO
@@ -330,7 +333,7 @@ def run(root: Path, network: str, venv: Path, build_dir: Path, envs: list[str],
                         os.kill(pid, signal.SIGKILL)
                     except ProcessLookupError:
                         pass
-    problems = _remove_new_cgroups(cgroups_before)
+    problems = _remove_new_cgroups(cgroups_before) if clean_cgroups else []
     if problems:
         log("left behind: " + "; ".join(problems))
         return rc or 1
@@ -353,6 +356,9 @@ def main(argv: list[str]) -> int:
     r.add_argument("--venv", type=Path, help="bound over the checkout's .venv inside")
     r.add_argument("--build", type=Path, help="bound over the checkout's build/ inside")
     r.add_argument("--env", action="append", default=[], metavar="K=V")
+    r.add_argument("--no-daemons", action="store_true",
+                   help="the command starts no libvirt guest: leave the machine's cgroups "
+                        "alone (another pass may be making its own meanwhile)")
     # COMMAND follows "--", so that its own options are not taken for ours.
     command: list[str] = []
     if "--" in argv:
@@ -366,7 +372,8 @@ def main(argv: list[str]) -> int:
         p.error("run: no command after --")
     venv = (args.venv or root.with_name(root.name + "-venv")).resolve()
     build_dir = (args.build or root.with_name(root.name + "-build")).resolve()
-    return run(root, args.network, venv, build_dir, args.env, command)
+    return run(root, args.network, venv, build_dir, args.env, command,
+               clean_cgroups=not args.no_daemons)
 
 
 if __name__ == "__main__":

@@ -4,7 +4,7 @@ Do not edit: regenerate after changing the metadata. See metadata.py.
 """
 
 SCHEMAS = {
-    'PyVirtualDomain': (489252569, 'PyVirtualDomain', (
+    'PyVirtualDomain': (3368498912, 'PyVirtualDomain', (
         ('config', 'string', '', True, 'Domain XML file'),
         ('hypervisor', 'string', '', False, 'Hypervisor URI'),
         ('force_stop', 'boolean', 'false', False, 'Always force stop'),
@@ -18,7 +18,7 @@ SCHEMAS = {
         ('migrate_options', 'string', '', False, 'Live migration options'),
         ('migrateport', 'integer', None, False, 'Migration port'),
         ('remoteuri', 'string', '', False, 'Target hypervisor URI'),
-        ('migration_deadline_action', 'string', 'abort', False, 'Action when a migration would not finish in time'),
+        ('migration_deadline_action', 'string', 'downtime', False, 'Action when a migration would not finish in time'),
         ('autoset_utilization_cpu', 'boolean', 'true', False, 'Set the cpu utilization attribute'),
         ('autoset_utilization_host_memory', 'boolean', 'true', False, 'Set the host_memory utilization attribute'),
         ('autoset_utilization_hv_memory', 'boolean', 'true', False, 'Set the hv_memory utilization attribute'),

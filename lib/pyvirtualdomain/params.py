@@ -52,7 +52,7 @@ class Params(NamedTuple):
     migrate_options: str = ""
     migrateport: int | None = None
     remoteuri: str = ""
-    migration_deadline_action: str = "abort"
+    migration_deadline_action: str = "downtime"
     # VirtualDomain's extras (parity.py).
     autoset_utilization_cpu: bool = True
     autoset_utilization_host_memory: bool = True
@@ -203,7 +203,8 @@ def build_params(raw: Mapping[str, str], schema: AgentSchema,
         migrate_options=text_of("migrate_options"),
         migrateport=number("migrateport") if port_raw and "migrateport" in values else None,
         remoteuri=text_of("remoteuri"),
-        migration_deadline_action=text_of("migration_deadline_action", "abort").lower() or "abort",
+        migration_deadline_action=(text_of("migration_deadline_action", "downtime").lower()
+                                   or "downtime"),
         **{name: bool(values[name]) for name in BOOLEAN_EXTRAS if name in values},
         monitor_scripts=text_of("monitor_scripts"),
         snapshot=text_of("snapshot"),

@@ -490,6 +490,7 @@ def test_6_target_fenced_mid_migration(setup: Setup) -> None:
           f"oracle {rep.summary()}")
 
 
+@pytest.mark.logic_only
 def test_7_virtualdomain_side_by_side(setup: Setup) -> None:
     """Scenarios 2, 3 and 5 with ocf:heartbeat:VirtualDomain as vm-guest1's agent, in the
     same cluster, same guest."""

@@ -164,6 +164,11 @@ def run_vd(guest: GuestResource, action: str, *, timeout_ms: int,
     return Run(VD, action, rc, time.monotonic() - started, exit_reason(stderr), stderr)
 
 
+# PYVD_MEASURE_VD=0: VirtualDomain's side of the fault table is not measured (make
+# check-trixie sets it).
+MEASURE_VD_ENV = "PYVD_MEASURE_VD"
+
+
 def measure_vd(row: str, case: str, guest: GuestResource, action: str, *, timeout_ms: int,
                interval_ms: int | None = None, bound_s: float | None = None,
                params: dict[str, str] | None = None,
@@ -172,6 +177,10 @@ def measure_vd(row: str, case: str, guest: GuestResource, action: str, *, timeou
     what libvirt says) and stored with the measurement."""
     if not VIRTUAL_DOMAIN.is_file():
         return Run(VD, action, None, 0.0, "not installed", "")
+    if os.environ.get(MEASURE_VD_ENV, "1") == "0":
+        # The Debian 13 pass: VirtualDomain's row is measured by the Debian 12 pass, which
+        # docs/faults.md is made from; our agent's assertions run in both.
+        return Run(VD, action, None, 0.0, "not measured in this pass", "")
     r = run_vd(guest, action, timeout_ms=timeout_ms, interval_ms=interval_ms, bound_s=bound_s,
                params=params)
     return record(row, case, r, note() if note else "")

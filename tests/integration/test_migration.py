@@ -34,7 +34,7 @@ from tests.harness import (
     wait_for_console,
 )
 from tests.harness.agent import HANG_GRACE_S, exit_reason
-from tests.harness.common import CLEAN_PATH, wait_until
+from tests.harness.common import CLEAN_PATH, bench_module, wait_until
 from tests.harness.guest import VIRT_TYPE_ENV
 from tests.harness.sshd import SSH_PORT, HostSshd
 from tests.harness.twohosts import (
@@ -315,7 +315,14 @@ VARIANTS: dict[str, tuple[dict[str, str], Mapping[str, str]]] = {
 }
 
 
-@pytest.mark.parametrize("variant", list(VARIANTS))
+# What only builds URIs and parameters runs in one pass; what qemu or libvirt must carry out
+# (compression, auto-converge, peer to peer, tunnelled) in both.
+DISTRIBUTION_VARIANTS = ("options-compressed-autoconverge", "options-p2p", "options-p2p-tunnelled")
+
+
+@pytest.mark.parametrize("variant", [
+    v if v in DISTRIBUTION_VARIANTS else pytest.param(v, marks=pytest.mark.logic_only)
+    for v in VARIANTS])
 def test_migration_parameters(make_vm: MakeVm, variant: str) -> None:
     params, nodes = VARIANTS[variant]
     vm = make_vm()
@@ -349,11 +356,13 @@ def test_unreachable_migrateuri_fails_and_guest_stays(make_vm: MakeVm) -> None:
 
 
 def test_migration_not_finishing_in_time_is_aborted(make_vm: MakeVm) -> None:
-    """1 MiB/s for a guest dirtying 40 MiB: precopy cannot finish in 15 s."""
+    """1 MiB/s for a guest dirtying 40 MiB: precopy cannot finish in 15 s (abort: no step
+    is tried; the default, downtime, is the next test)."""
     vm = make_vm(dirty_mib=40)
     vm.start_on("A", DIRTY_MARKER)
     timeout_ms = 15000
-    r = vm.migrate_to("A", params={"migration_transport": "tcp", "migration_speed": "1"},
+    r = vm.migrate_to("A", params={"migration_transport": "tcp", "migration_speed": "1",
+                                   "migration_deadline_action": "abort"},
                       timeout_ms=timeout_ms)
     assert_failed_and_stayed(vm, r, "A", timeout_ms)
     # Nothing of the aborted job is left behind: the next migration works.
@@ -852,7 +861,9 @@ DROPIN_VARIANTS: dict[str, tuple[dict[str, str], Mapping[str, str]]] = {
 }
 
 
-@pytest.mark.parametrize("variant", list(DROPIN_VARIANTS))
+@pytest.mark.parametrize("variant", [
+    v if v == "parallel-connections" else pytest.param(v, marks=pytest.mark.logic_only)
+    for v in DROPIN_VARIANTS])
 def test_a_switched_resource_migrates_as_it_did(make_vm: MakeVm, variant: str) -> None:
     """Issue 21 #1-#3: settings that migrate a VirtualDomain resource migrate it here too."""
     params, nodes = DROPIN_VARIANTS[variant]
@@ -919,3 +930,31 @@ def test_an_ssh_only_cluster_migrates_over_ssh(make_vm: MakeVm, ssh_hosts: HostS
     to, _ = hop(vm, "A")
     assert f"hypervisor qemu+ssh://hostB:{SSH_PORT}/system?keyfile=" in to.stderr, to
     hop(vm, "B")
+
+
+# -- the CI case of bench/migrate_load.py (issue 24) ----------------------------------------
+
+
+def _qemu_major() -> int:
+    out = subprocess.run(["qemu-system-x86_64", "--version"], capture_output=True, text=True,
+                         env={"PATH": CLEAN_PATH}).stdout
+    m = re.search(r"version (\d+)\.", out)
+    return int(m.group(1)) if m else 0
+
+
+def test_a_busy_guest_migrates_with_the_default_settings(hosts: TwoHosts) -> None:
+    """Issue 24: one small case of the load benchmark as a correctness test (its outcome and
+    the guest's boot id, never its time): a guest dirtying memory faster than precopy
+    converges over a capped link (bench/migrate_load.py's busy guest, its heartbeat read on
+    both hosts) is migrated by migrate_to with the agent's default settings, or left running
+    on the source: never rebooted, never lost, never on both hosts."""
+    if _qemu_major() < 8:
+        pytest.skip("qemu 7.2 (Debian 12) under TCG panics a guest that dirties memory across "
+                    "a precopy migration (docs/benchmarks-migrate-load.md); this case runs in "
+                    "the Debian 13 pass (make check-trixie)")
+    bench_mod = bench_module("migrate_load")
+    bench = bench_mod.Bench(hosts, bandwidth=16, timeout_s=40.0, wss_mib=32, memory_mib=128)
+    run = bench.one("ours-default", 24.0)
+    assert not run.reboot, run
+    assert run.outcome in ("migrated", "aborted-kept"), run
+    assert run.rc == (0 if run.outcome == "migrated" else 1), run

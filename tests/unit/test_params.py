@@ -17,6 +17,18 @@ def test_params_defaults_and_types():
     assert p.force_stop is True and p.shutdown_mode == ("acpi", "agent") and not p.problems
 
 
+def test_a_migration_that_would_not_finish_raises_the_downtime_by_default():
+    """Issue 24: at dirty rates where VirtualDomain's migration is killed at the timeout (a
+    restart under Pacemaker), migration_deadline_action=downtime moved the guest in every run
+    (docs/benchmarks-migrate-load.md); abort stays one word away."""
+    schema = load_schema("PyVirtualDomain")
+    assert build_params({"config": "/a.xml"}, schema).migration_deadline_action == "downtime"
+    assert build_params({"config": "/a.xml", "migration_deadline_action": ""},
+                        schema).migration_deadline_action == "downtime"
+    assert build_params({"config": "/a.xml", "migration_deadline_action": "Abort"},
+                        schema).migration_deadline_action == "abort"
+
+
 @pytest.mark.parametrize("raw,needle", [
     ({"config": "/a", "shutdown_mode": "acpi,reboot"}, "unknown mode reboot"),
     ({"config": "/a", "frobnicate": "/x"}, "unknown parameter frobnicate"),

@@ -22,7 +22,14 @@ from ..errors import (
     HypervisorTimeout,
     LibvirtFact,
 )
-from ..migration_decisions import Verdict, judge, next_steer, steer_due
+from ..migration_decisions import (
+    STEER_EVERY_S,
+    Convergence,
+    Verdict,
+    judge,
+    next_steer,
+    step_reserve_s,
+)
 from ..migration_options import (
     MigrateOptions,
     check_hypervisor,
@@ -97,19 +104,19 @@ def _start_resources_there(ctx: Context, dom: Domain, dest: Hypervisor | None,
     start_resources(ctx, dest, xml.encode(), f"the definition of {dom.name}", until)
 
 
-def _steer(ctx: Context, dom: Domain, step: int, bound: float) -> int:
+def _steer(ctx: Context, dom: Domain, step: int, bound: float, why: str) -> int:
     """Apply migration_deadline_action once more; returns the number of steps taken (after
     a post-copy switch, POSTCOPY_STEP)."""
     steer = next_steer(ctx.params.migration_deadline_action, step)
     if steer is None:
         return step
     if steer.postcopy:
-        ctx.log.warning(f"migration of {dom.name} will not converge in time: switching to "
-                        "post-copy")
+        ctx.log.warning(f"migration of {dom.name} will not converge in time ({why}): "
+                        "switching to post-copy")
         dom.start_postcopy(bound)
     else:
-        ctx.log.warning(f"migration of {dom.name} will not converge in time: allowing "
-                        f"{steer.downtime_ms} ms downtime")
+        ctx.log.warning(f"migration of {dom.name} will not converge in time ({why}): "
+                        f"allowing {steer.downtime_ms} ms downtime")
         dom.set_max_downtime(steer.downtime_ms, bound)
     return steer.next_step
 
@@ -164,6 +171,7 @@ def _watch(ctx: Context, dom: Domain, run: PendingCall, abort_at: Deadline,
     steering = _Steering(options, abort_at.now())
     step = 0
     postcopy = False
+    trend = Convergence()
 
     def end(returned: bool) -> WatchEnd:
         return WatchEnd(returned, postcopy or steering.postcopy, steering.suspended)
@@ -200,9 +208,14 @@ def _watch(ctx: Context, dom: Domain, run: PendingCall, abort_at: Deadline,
             ctx.log.warning(f"cannot apply migrate_options to the running migration: "
                             f"{f.message}")
             steering.timeout_at = None
-        if steer_due(j.bytes_per_s, j.remaining_bytes, abort_at.remaining(), now - last_steer):
+        trend.add(j.iteration, j.remaining_bytes, j.bytes_per_s, j.dirty_bytes_per_s)
+        action = ctx.params.migration_deadline_action
+        why = None if now - last_steer < STEER_EVERY_S or next_steer(action, step) is None \
+            else trend.steer_reason(abort_at.remaining(), step_reserve_s(
+                action, step, trend.left_bytes(), trend.bytes_per_s))
+        if why:
             try:
-                step = _steer(ctx, dom, step, abort_at.bound(QUERY_BOUND_S))
+                step = _steer(ctx, dom, step, abort_at.bound(QUERY_BOUND_S), why)
                 postcopy = postcopy or ctx.params.migration_deadline_action == "postcopy"
             except LibvirtFact as f:
                 ctx.log.warning(f"cannot steer the migration: {f.message}")

@@ -146,6 +146,10 @@ class MigrationJob:
         return self._int("memory_dirty_rate")
 
     @property
+    def dirty_bytes_per_s(self) -> int:
+        return self.dirty_rate_pages * (self._int("memory_page_size") or 4096)
+
+    @property
     def iteration(self) -> int:
         return self._int("memory_iteration")
 
