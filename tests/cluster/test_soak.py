@@ -15,10 +15,12 @@ from tests.harness.soakplan import make_schedule
 
 pytestmark = pytest.mark.cluster
 
-# 15 events of 11 kinds, two of them overlapping the next (tests/unit/test_harness_soak.py
-# pins the schedule generator).
-CI_SEED = 45
-CI_EVENTS = 15
+# 10 events of 9 kinds (power cut, migration, standby, libvirtd killed, pacemaker-remoted
+# killed, qemu-guest-agent killed, Pacemaker restarted, a guest hung, HA_RSCTMP full), three
+# of them overlapping the next; chosen for the most kinds in a CI-sized run (about 6 minutes
+# here; `make soak` runs 200). tests/unit/test_harness_soak.py pins the schedule generator.
+CI_SEED = 105
+CI_EVENTS = 10
 # Its first (only) event is a standby of the node that runs vm-plain: with vm-plain's stop
 # lying and its migration off, Pacemaker "stops" it there and starts it on the other node.
 SELF_TEST_SEED = 9
@@ -34,7 +36,7 @@ def test_short_soak_has_no_violation(cluster_host_lock: None) -> None:
     result = Soak(SoakConfig(seed=CI_SEED, events=CI_EVENTS, out_dir=out)).run()
     assert result["error"] is None, _report(result)
     assert result["violations"] == [], _report(result)
-    assert result["events_fired"] >= 10, result["events"]
+    assert result["events_fired"] >= 7, result["events"]
     assert result["agent_operations"] > 0 and result["invariant_checks"] > 0
     assert Path(out / f"{CI_SEED}.json").is_file() and Path(out / f"{CI_SEED}.md").is_file()
     # every guest wrote its oracle all along
