@@ -16,19 +16,26 @@ Run as root under the harness lock:
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import statistics
 import sys
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from tests.harness.agentwrap import read_log, write_wrapper  # noqa: E402
 from tests.harness.busyguest import SOCKET_DIR, HeartbeatReader, busy_domain_xml  # noqa: E402
-from tests.harness.cluster import DEFAULT_STATE_DIR, TWO_NODES, Cluster  # noqa: E402
+from tests.harness.cluster import (  # noqa: E402
+    DEFAULT_STATE_DIR,
+    OCF_RESOURCE_D,
+    TWO_NODES,
+    Cluster,
+)
 from tests.harness.guest import VIRT_TYPE_ENV, GuestArtifacts, build_artifacts  # noqa: E402
 from tests.harness.twohosts import SharedHostLock  # noqa: E402
 
@@ -37,6 +44,11 @@ from bench.measure import run_facts, write_measured  # noqa: E402
 AGENTS = {"ours": ("custom", "PyVirtualDomain"), "VD": ("heartbeat", "VirtualDomain")}
 SRC, DST = "pcmk-1", "pcmk-2"
 SETTLE_S = 240.0
+STATE_DIR = DEFAULT_STATE_DIR / "evacuate"
+# Each agent runs under the soak's wrapper (tests/harness/agentwrap.py, without its process
+# snapshot), which logs every operation's time: where an evacuation's time goes.
+OPS_LOG = STATE_DIR / "bench-run" / "agent-ops.jsonl"
+TIMED_OPS = ("migrate_to", "migrate_from", "stop", "start")
 
 
 @dataclass
@@ -48,6 +60,8 @@ class Evacuation:
     downtime_ms: list[float]
     reboots: int
     migrated: int  # guests moved by migrate_to/migrate_from (not stop/start)
+    # each operation's time (ms, from the wrapper's log) during the evacuation, by action
+    op_ms: dict[str, list[int]] = field(default_factory=dict)
 
 
 def _sockets(cl: Cluster, name: str) -> dict[str, Path]:
@@ -96,6 +110,7 @@ def run_one(cl: Cluster, agent: str, limit: str, n: int, arts: GuestArtifacts,
         boots = {name: readers[name].boot_ids() for name in names}
         before = {name: {(op["on_node"], op.get("call-id", ""))
                          for op in node.operations(name)} for name in names}
+        _, log_at = read_log(OPS_LOG)
         t0 = time.monotonic()
         mark = readers[names[0]].mark()
         node.exec(["crm_attribute", "--node", SRC, "--name", "standby", "--update", "on"],
@@ -115,7 +130,12 @@ def run_one(cl: Cluster, agent: str, limit: str, n: int, arts: GuestArtifacts,
             ops = [op["operation"] for op in node.operations(name)
                    if (op["on_node"], op.get("call-id", "")) not in before[name]]
             migrated += "migrate_from" in ops and "start" not in ops
-        return Evacuation(agent, limit, n, round(total, 2), downs, reboots, migrated)
+        op_ms: dict[str, list[int]] = {}
+        for rec in read_log(OPS_LOG, log_at)[0]:
+            ms = rec.get("ms")
+            if rec.get("rsc") in names and rec.get("action") in TIMED_OPS and isinstance(ms, int):
+                op_ms.setdefault(str(rec["action"]), []).append(ms)
+        return Evacuation(agent, limit, n, round(total, 2), downs, reboots, migrated, op_ms)
     finally:
         node = cl.live()
         node.exec(["crm_attribute", "--node", SRC, "--name", "standby", "--delete"])
@@ -136,7 +156,8 @@ def run_one(cl: Cluster, agent: str, limit: str, n: int, arts: GuestArtifacts,
 def render(results: list[Evacuation], args: argparse.Namespace, host: dict[str, str]) -> str:
     lines = [f"Measured {host['when']} on {host['node']} ({host['cores']} cores), agent at "
              f"{host['commit']}; guests: 128 MiB TCG, heartbeat every 20 ms, no dirtying; "
-             f"pcs node standby of pcmk-1.", "",
+             f"pcs node standby of pcmk-1; {args.rounds} round(s) per cell, agents "
+             f"alternating first, after one unmeasured evacuation per agent.", "",
              "| agent | migration-limit | N | all running on pcmk-2 (s) | downtime per guest "
              "ms (median / max) | reboots | migrated |", "|---|---|---|---|---|---|---|"]
     for r in results:
@@ -146,7 +167,16 @@ def render(results: list[Evacuation], args: argparse.Namespace, host: dict[str, 
             (f" ({silent} never seen beating on {DST})" if silent else "")
         lines.append(f"| {r.agent} | {r.limit} | {r.n} | {r.total_s} | {down} | "
                      f"{r.reboots} | {r.migrated}/{r.n} |")
-    lines += ["", "Ours as a ratio of VirtualDomain's time:", ""]
+    lines += ["", "Each agent's operations during the evacuations (ms, from the wrapper's log; "
+              "its own start adds ~20 ms to each, for both agents alike):", "",
+              "| agent | operation | count | median | p90 | max |", "|---|---|---|---|---|---|"]
+    for agent in AGENTS:
+        for op in TIMED_OPS:
+            ms = sorted(m for r in results if r.agent == agent for m in r.op_ms.get(op, []))
+            if ms:
+                lines.append(f"| {agent} | {op} | {len(ms)} | {statistics.median(ms):.0f} | "
+                             f"{ms[int(0.9 * (len(ms) - 1))]} | {ms[-1]} |")
+    lines += ["", "Ours as a ratio of VirtualDomain's time (medians over the rounds):", ""]
     for limit in sorted({r.limit for r in results}):
         for n in sorted({r.n for r in results}):
             ours = [r.total_s for r in results if (r.agent, r.limit, r.n) == ("ours", limit, n)]
@@ -193,10 +223,24 @@ def main(argv: list[str]) -> int:
     arts = build_artifacts()
     virt_type = os.environ.get(VIRT_TYPE_ENV, "").strip() or "qemu"
     results: list[Evacuation] = []
+    binds = []
+    wrappers = []
+    for provider, kind in AGENTS.values():
+        wrapper = OPS_LOG.parent / "wrappers" / provider / kind
+        binds.append((str(wrapper), str(OCF_RESOURCE_D / provider / kind)))
+        wrappers.append((wrapper, STATE_DIR / "resource.d" / provider / kind))
     with SharedHostLock():
-        cl = Cluster(DEFAULT_STATE_DIR / "evacuate", TWO_NODES)
+        cl = Cluster(STATE_DIR, dataclasses.replace(TWO_NODES, file_binds=tuple(binds)))
+        cl.stop()  # a crashed earlier run's cluster first
+        for wrapper, real in wrappers:
+            write_wrapper(wrapper, real, OPS_LOG, OPS_LOG.parent / "lie-none", snapshot=False)
         cl.start()
         try:
+            # One evacuation per agent first, not measured: the first one of a run was an
+            # outlier (4.03 s where the same cell took 0.54-0.56 s a minute later).
+            for agent in args.agents.split(","):
+                print("warm-up:", json.dumps(asdict(run_one(cl, agent, "unset", 1, arts,
+                                                            virt_type))), flush=True)
             for rnd in range(args.rounds):
                 for n in counts:
                     for limit in args.limits.split(","):

@@ -31,6 +31,7 @@ import time
 REAL = @REAL_Q@
 LOG = @LOG_Q@
 LIE = @LIE_Q@
+SNAPSHOT = @SNAPSHOT@
 
 
 def read(path, mode="r"):
@@ -130,7 +131,7 @@ def main():
            "ms": round(took * 1000), "pid": os.getpid()}
     if lied:
         rec["lied"] = True
-    if action == "stop" and rc == 0:
+    if SNAPSHOT and action == "stop" and rc == 0:
         domain, driver = domain_of(env.get("OCF_RESKEY_config", ""))
         rec["domain"] = domain
         if domain:
@@ -152,17 +153,21 @@ sys.exit(main())
 '''
 
 
-def wrapper_text(real: Path, log: Path, lie: Path) -> str:
+def wrapper_text(real: Path, log: Path, lie: Path, snapshot: bool = True) -> str:
+    """``snapshot=False``: no look for processes after a stop 0 (benchmarks that only want
+    each operation's time, bench/evacuate.py)."""
     return (WRAPPER.replace("@REAL_Q@", json.dumps(str(real)))
+            .replace("@SNAPSHOT@", repr(snapshot))
             .replace("@LOG_Q@", json.dumps(str(log)))
             .replace("@LIE_Q@", json.dumps(str(lie)))
             .replace("@REAL@", str(real)))
 
 
-def write_wrapper(path: Path, real: Path, log: Path, lie: Path) -> Path:
+def write_wrapper(path: Path, real: Path, log: Path, lie: Path,
+                  snapshot: bool = True) -> Path:
     """The wrapper of ``real`` at ``path`` (executable), logging to ``log``."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(wrapper_text(real, log, lie))
+    path.write_text(wrapper_text(real, log, lie, snapshot))
     path.chmod(0o755)
     return path
 

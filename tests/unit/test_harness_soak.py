@@ -365,6 +365,19 @@ def test_wrapper_snapshots_the_domain_after_stop_zero(tmp_path: Path) -> None:
     assert read_log(log)[0][-1]["lied"] is True
 
 
+def test_wrapper_without_snapshot_only_times_the_stop(tmp_path: Path) -> None:
+    log, lie = tmp_path / "ops.jsonl", tmp_path / "lie"
+    wrapper = write_wrapper(tmp_path / "w" / "FakeAgent", _fake_agent(tmp_path, 0), log, lie,
+                            snapshot=False)
+    config = tmp_path / "dom.xml"
+    config.write_text("<domain type='qemu'>\n  <name>soak-unit-dom</name>\n</domain>\n")
+    env = {"OCF_RESOURCE_INSTANCE": "vm-x", "OCF_RESKEY_config": str(config)}
+    assert _run_wrapper(wrapper, "stop", env).returncode == 0
+    (r,), _ = read_log(log)
+    assert (r["action"], r["rc"]) == ("stop", 0) and r["ms"] >= 0
+    assert "left" not in r and "domain" not in r
+
+
 # -- harness options the soak uses -------------------------------------------------------------
 
 
