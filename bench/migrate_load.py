@@ -58,8 +58,10 @@ VIRTUAL_DOMAIN = Path("/usr/lib/ocf/resource.d/heartbeat/VirtualDomain")
 METHODS = ("virsh", "VD", "VD+downtime", "ours-abort", "ours-downtime", "ours-postcopy",
            "ours-default")
 # Not in the default run: the agent's defaults plus a qemu feature (--methods to ask for them).
-EXTRA_METHODS = {"ours-autoconverge": "--auto-converge",
-                 "ours-parallel": "--parallel --parallel-connections 2"}
+EXTRA_METHODS = {"ours-autoconverge": {"migrate_options": "--auto-converge"},
+                 "ours-parallel": {"migrate_options": "--parallel --parallel-connections 2"},
+                 # like for like with VD+downtime: the same migration_downtime, our defaults
+                 "ours-default+downtime": {"migration_downtime": "1000"}}
 MIB = 1024 * 1024
 BOOT_S = 60.0
 WARMUP_S = 4.0
@@ -128,8 +130,9 @@ def _run_cmd(argv: list[str], env: dict[str, str], limit_s: float) -> tuple[int 
 
 class Bench:
     def __init__(self, hosts: TwoHosts, bandwidth: int, timeout_s: float, wss_mib: int,
-                 memory_mib: int) -> None:
+                 memory_mib: int, beat_ms: int = 20) -> None:
         self.hosts = hosts
+        self.beat_ms = beat_ms
         self.bandwidth = bandwidth
         self.timeout_s = timeout_s
         self.wss = wss_mib
@@ -152,7 +155,7 @@ class Bench:
         log = Path("/var/log/libvirt/qemu") / f"{name}.console.log"
         config.write_text(busy_domain_xml(name, self.arts, self.virt_type, log,
                                           rate_mib_s=rate, wss_mib=self.wss,
-                                          memory_mib=self.memory))
+                                          memory_mib=self.memory, beat_ms=self.beat_ms))
         reader = HeartbeatReader(self.sockets(name)).start()
         r = self.agent("A", "start", name, config, {}, 60000)
         if r.rc != 0:
@@ -203,7 +206,7 @@ class Bench:
             return rc, exit_reason(err) or "", time.monotonic() - t0
         params = {"migration_transport": "tcp", "migration_speed": str(self.bandwidth)}
         if method in EXTRA_METHODS:
-            params["migrate_options"] = EXTRA_METHODS[method]
+            params.update(EXTRA_METHODS[method])
         elif method != "ours-default":
             params["migration_deadline_action"] = method.removeprefix("ours-")
         r = self.agent("A", "migrate_to", name, config, params, timeout_ms)
@@ -251,7 +254,8 @@ def render(runs: list[Run], args: argparse.Namespace, host: dict[str, str]) -> s
              f"agent at {host['commit']}; busy guest {args.memory} MiB, working set "
              f"{args.wss} MiB, link capped at {args.bandwidth} MiB/s for every method, "
              f"op timeout {args.timeout:.0f} s, {args.rounds} round(s) per cell, methods "
-             "interleaved.", "",
+             f"interleaved; heartbeat every {args.beat} ms (a downtime is known to within "
+             "one beat).", "",
              "| dirty MiB/s | method | outcome | rc | wall s | downtime ms | rounds | "
              "moved MiB | reboot |", "|---|---|---|---|---|---|---|---|---|"]
     for r in runs:
@@ -261,20 +265,23 @@ def render(runs: list[Run], args: argparse.Namespace, host: dict[str, str]) -> s
     lines += ["", "Ratios against VirtualDomain (median wall time and downtime where both "
               "migrated):", ""]
     for rate in sorted({r.rate for r in runs}):
-        vd = [r for r in runs if r.rate == rate and r.method == "VD" and
-              r.outcome.startswith("migrated")]
         for method in (*METHODS, *EXTRA_METHODS):
             if not method.startswith("ours"):
                 continue
+            # with migration_downtime set, against VirtualDomain with the same value
+            ref = "VD+downtime" if method.endswith("+downtime") else "VD"
+            vd = [r for r in runs if r.rate == rate and r.method == ref and
+                  r.outcome.startswith("migrated")]
             ours = [r for r in runs if r.rate == rate and r.method == method and
                     r.outcome.startswith("migrated")]
             if vd and ours:
                 wall = statistics.median(o.wall_s for o in ours) / statistics.median(
                     v.wall_s for v in vd)
-                down = statistics.median(o.downtime_ms for o in ours) / max(1.0, statistics.median(
-                    v.downtime_ms for v in vd))
+                d_ours = statistics.median(o.downtime_ms for o in ours)
+                d_vd = statistics.median(v.downtime_ms for v in vd)
                 lines.append(f"- {rate:g} MiB/s, {method}: wall {wall:.2f}x, downtime "
-                             f"{down:.2f}x VirtualDomain")
+                             f"{d_ours / max(1.0, d_vd):.2f}x ({d_ours:.0f} against "
+                             f"{d_vd:.0f} ms) {ref}")
     return "\n".join(lines) + "\n"
 
 
@@ -286,6 +293,7 @@ def main(argv: list[str]) -> int:
     ap.add_argument("--rounds", type=int, default=1)
     ap.add_argument("--wss", type=int, default=96)
     ap.add_argument("--memory", type=int, default=256)
+    ap.add_argument("--beat", type=int, default=20, help="the guest's heartbeat period, ms")
     ap.add_argument("--methods", default=",".join(METHODS))
     ap.add_argument("--quick", action="store_true",
                     help="one small case of each method (CI: outcome and reboots, not time)")
@@ -297,7 +305,7 @@ def main(argv: list[str]) -> int:
     methods = [m for m in args.methods.split(",") if m]
     runs: list[Run] = []
     with SharedHostLock(), TwoHosts() as hosts:
-        bench = Bench(hosts, args.bandwidth, args.timeout, args.wss, args.memory)
+        bench = Bench(hosts, args.bandwidth, args.timeout, args.wss, args.memory, args.beat)
         for rate in rates:
             for rnd in range(args.rounds):
                 order = methods[rnd % len(methods):] + methods[:rnd % len(methods)]
