@@ -584,22 +584,24 @@ class ClusterNode(NsNode):
         never: the agent is not installed on a guest node, and its probe there fails with
         "not installed").
 
-        A constraint names its resource (IDREF), so it can only follow the resource; created
-        started, a VM resource could land on a guest node before its constraint exists."""
-        self.cibadmin("-C", "-o", "resources", "-X",
-                      primitive_xml(rsc, agent, params, meta, monitor_interval, op_timeout,
-                                    provider, ops, monitor_attrs))
+        The resource and its constraints are one CIB update (merged into the configuration):
+        created one after the other, a transition computed in between probed the resource on
+        the nodes its constraint was about to hide it from (the soak saw "not installed" from
+        a guest node). Created stopped, then started: never placed before its constraints."""
         discovery = "" if discover_avoided else " resource-discovery='never'"
-        for node in avoid_nodes:
-            self.cibadmin("-C", "-o", "constraints", "-X",
-                          f"<rsc_location id={quoteattr(f'{rsc}-avoid-{node}')} "
-                          f"rsc={quoteattr(rsc)} node={quoteattr(node)} score='-INFINITY'"
-                          f"{discovery}/>")
+        constraints = [f"<rsc_location id={quoteattr(f'{rsc}-avoid-{node}')} "
+                       f"rsc={quoteattr(rsc)} node={quoteattr(node)} score='-INFINITY'"
+                       f"{discovery}/>" for node in avoid_nodes]
         if prefer_node is not None:
-            self.cibadmin("-C", "-o", "constraints", "-X",
-                          f"<rsc_location id={quoteattr(f'{rsc}-on-{prefer_node}')} "
-                          f"rsc={quoteattr(rsc)} node={quoteattr(prefer_node)} "
-                          f"score='INFINITY'/>")
+            constraints.append(f"<rsc_location id={quoteattr(f'{rsc}-on-{prefer_node}')} "
+                               f"rsc={quoteattr(rsc)} node={quoteattr(prefer_node)} "
+                               f"score='INFINITY'/>")
+        self.cibadmin("-M", "-o", "configuration", "-X",
+                      "<configuration><resources>"
+                      + primitive_xml(rsc, agent, params, meta, monitor_interval, op_timeout,
+                                      provider, ops, monitor_attrs)
+                      + "</resources><constraints>" + "".join(constraints)
+                      + "</constraints></configuration>")
         if (meta or {}).get("target-role") is None:
             self.set_meta(rsc, "target-role", "Started")
 

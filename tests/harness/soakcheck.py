@@ -151,10 +151,12 @@ class EventRecord:
 # Pacemaker (status 2).
 _ANY = None
 _VM_EXPLAINS: dict[str, tuple[str, tuple[str, ...] | None, tuple[int, ...] | None]] = {
-    # the emulator is gone: the monitor says not running (7) or failed (1)
-    "qemu_kill": ("rsc", ("monitor",), (1, 7)),
-    # qemu stopped: a monitor may fail or time out, a graceful stop may not complete
-    "guest_hang": ("rsc", ("monitor",), _ANY),
+    # the emulator is gone: the monitor says not running (7) or failed (1), and a migration
+    # asked for before a monitor saw it (a standby or move right after the kill) has nothing
+    # to migrate (1)
+    "qemu_kill": ("rsc", ("monitor", "migrate_to", "migrate_from"), (1, 7)),
+    # qemu stopped: a monitor may fail or time out, a migration cannot move its memory
+    "guest_hang": ("rsc", ("monitor", "migrate_to", "migrate_from"), _ANY),
     # the level-20 monitor reports a guest whose agent stopped answering
     "qga_kill": ("rsc", ("monitor",), (1,)),
     # the node is gone: whatever ran there did not complete

@@ -174,3 +174,51 @@ FENCE_HISTORY_XML = """<pacemaker-result api-version="2.30"
 def test_fence_history_from_xml() -> None:
     (event,) = parse_fence_history(FENCE_HISTORY_XML)
     assert (event["action"], event["target"], event["status"]) == ("reboot", "pcmk-1", "success")
+
+
+# -- a resource and its constraints reach the CIB together ------------------------------------
+
+from tests.harness.cluster import TWO_NODES, ClusterNode  # noqa: E402
+
+
+class OfflineCibNode(ClusterNode):
+    """A cluster node whose commands run here against an offline CIB (CIB_file): the real
+    cibadmin and crm_resource, no cluster. After every command it checks what a scheduler
+    run at that moment could see."""
+
+    def __init__(self, cib: Path) -> None:
+        super().__init__(TWO_NODES.nodes[0], cib.parent, TWO_NODES)
+        self.cib_file = cib
+        self.seen: list[tuple[bool, set[str]]] = []  # after each command: primitive?, constraints
+
+    def exec(self, argv, timeout_s=60.0, check=False, env=None, input_text=None):  # type: ignore[no-untyped-def,override]
+        out = subprocess.run(list(argv), capture_output=True, text=True, timeout=timeout_s,
+                             check=check, env={"CIB_file": str(self.cib_file),
+                                               "PATH": "/usr/sbin:/usr/bin:/sbin:/bin"})
+        conf = ET.parse(self.cib_file).getroot().find("configuration")
+        assert conf is not None
+        self.seen.append((conf.find("resources/primitive[@id='vm-x']") is not None,
+                          {c.get("id", "") for c in conf.iter("rsc_location")}))
+        return out
+
+
+def test_a_primitive_is_never_in_the_cib_without_its_constraints(tmp_path: Path) -> None:
+    if subprocess.run(["sh", "-c", "command -v cibadmin"], capture_output=True).returncode:
+        pytest.fail("cibadmin is not installed (make deps installs pacemaker-cli-utils)")
+    cib = tmp_path / "cib.xml"
+    cib.write_text(subprocess.run(["cibadmin", "--empty"], capture_output=True, text=True,
+                                  check=True).stdout)
+    node = OfflineCibNode(cib)
+    node.add_primitive("vm-x", "Dummy", {}, provider="heartbeat",
+                       avoid_nodes=("guest1", "guest2"), prefer_node="pcmk-1",
+                       discover_avoided=False)
+    wanted = {"vm-x-avoid-guest1", "vm-x-avoid-guest2", "vm-x-on-pcmk-1"}
+    # whenever the resource existed, all its constraints did too (a transition computed in
+    # between would probe it where resource-discovery=never was about to forbid it)
+    assert node.seen and all(cons >= wanted for prim, cons in node.seen if prim), node.seen
+    conf = ET.parse(cib).getroot().find("configuration")
+    assert conf is not None
+    avoid = conf.find("constraints/rsc_location[@id='vm-x-avoid-guest1']")
+    assert avoid is not None and avoid.get("resource-discovery") == "never"
+    role = conf.find("resources/primitive[@id='vm-x']/meta_attributes/nvpair[@name='target-role']")
+    assert role is not None and role.get("value") == "Started"

@@ -204,6 +204,11 @@ def test_a_killed_emulator_explains_its_own_monitor_only() -> None:
     assert not explains(e, fail("vm-guest1", "monitor", "pcmk-1", 7))
     assert not explains(e, fail("vm-plain", "stop", "pcmk-1", 1))
     assert not explains(e, fail("vm-plain", "monitor", "pcmk-1", 7, t=500.0)), "outside"
+    # a standby right after the kill, before a monitor saw it: nothing to migrate (seed 3)
+    assert explains(e, fail("vm-plain", "migrate_to", "pcmk-1", 1))
+    assert not explains(e, fail("vm-guest1", "migrate_to", "pcmk-1", 1))
+    assert explains(ev("guest_hang", rsc="vm-plain", node="pcmk-1"),
+                    fail("vm-plain", "migrate_to", "pcmk-1", 1, status=2))
     # known only to lie between two times: explained when the event overlaps them
     vague = fail("vm-plain", "monitor", "pcmk-1", 7, t=50.0)
     assert not explains(e, vague)
