@@ -685,15 +685,23 @@ class Soak:
             return ctls + [p for c in ctls for p in descendants(c)]
         return node.qemu_pids(domain)
 
-    def _ev_qemu_kill(self, ev: Event, rec: EventRecord, st: ClusterStatus | None) -> None:
+    def _target_emulators(self, ev: Event, rec: EventRecord, st: ClusterStatus | None,
+                          what: str) -> list[int]:
+        """The emulator processes of the event's resource where it runs (none: the event
+        is skipped, and says why)."""
         assert ev.rsc is not None
         rec.node = self.host(st, ev.rsc)
         if rec.node is None:
             rec.skipped = f"{ev.rsc} runs nowhere"
-            return
+            return []
         pids = self._emulators(self._node(rec), ev.rsc)
         if not pids:
-            rec.skipped = f"no emulator of {ev.rsc} on {rec.node}"
+            rec.skipped = f"no {what} of {ev.rsc} on {rec.node}"
+        return pids
+
+    def _ev_qemu_kill(self, ev: Event, rec: EventRecord, st: ClusterStatus | None) -> None:
+        pids = self._target_emulators(ev, rec, st, "emulator")
+        if not pids:
             return
         for p in pids:
             try:
@@ -703,14 +711,8 @@ class Soak:
         rec.notes.append(f"killed {pids}")
 
     def _ev_guest_hang(self, ev: Event, rec: EventRecord, st: ClusterStatus | None) -> None:
-        assert ev.rsc is not None
-        rec.node = self.host(st, ev.rsc)
-        if rec.node is None:
-            rec.skipped = f"{ev.rsc} runs nowhere"
-            return
-        pids = self._emulators(self._node(rec), ev.rsc)
+        pids = self._target_emulators(ev, rec, st, "qemu")
         if not pids:
-            rec.skipped = f"no qemu of {ev.rsc} on {rec.node}"
             return
         starts = {p: _starttime(p) for p in pids}
         for p in pids:
