@@ -28,7 +28,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from tests.harness.agentwrap import read_log, write_wrapper  # noqa: E402
+from tests.harness.agentwrap import read_log, wrapper_paths, write_wrapper  # noqa: E402
 from tests.harness.busyguest import SOCKET_DIR, HeartbeatReader, busy_domain_xml  # noqa: E402
 from tests.harness.cluster import (  # noqa: E402
     DEFAULT_STATE_DIR,
@@ -223,16 +223,12 @@ def main(argv: list[str]) -> int:
     arts = build_artifacts()
     virt_type = os.environ.get(VIRT_TYPE_ENV, "").strip() or "qemu"
     results: list[Evacuation] = []
-    binds = []
-    wrappers = []
-    for provider, kind in AGENTS.values():
-        wrapper = OPS_LOG.parent / "wrappers" / provider / kind
-        binds.append((str(wrapper), str(OCF_RESOURCE_D / provider / kind)))
-        wrappers.append((wrapper, STATE_DIR / "resource.d" / provider / kind))
+    wrapped = wrapper_paths(OPS_LOG.parent, STATE_DIR, AGENTS.values(), OCF_RESOURCE_D)
+    binds = tuple((str(wrapper), str(target)) for wrapper, _, target in wrapped)
     with SharedHostLock():
-        cl = Cluster(STATE_DIR, dataclasses.replace(TWO_NODES, file_binds=tuple(binds)))
+        cl = Cluster(STATE_DIR, dataclasses.replace(TWO_NODES, file_binds=binds))
         cl.stop()  # a crashed earlier run's cluster first
-        for wrapper, real in wrappers:
+        for wrapper, real, _ in wrapped:
             write_wrapper(wrapper, real, OPS_LOG, OPS_LOG.parent / "lie-none", snapshot=False)
         cl.start()
         try:

@@ -59,7 +59,7 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
-from tests.harness.agentwrap import read_log, write_wrapper
+from tests.harness.agentwrap import read_log, wrapper_paths, write_wrapper
 from tests.harness.cluster import (
     DEFAULT_STATE_DIR,
     DOMAIN_PREFIX,
@@ -333,14 +333,10 @@ class Soak:
         self.lie_file = self.run_dir / "lie-stop"
         agents = OURS if self.ours else THEIRS
         self.agents = agents
-        binds = []
-        self._wrappers: list[tuple[Path, Path]] = []
-        for provider, agent in sorted(set(agents.values())):
-            wrapper = self.run_dir / "wrappers" / provider / agent
-            # the real agent, where the node still sees it under the cluster's directory
-            real = Path(config.state_dir) / "resource.d" / provider / agent
-            binds.append((str(wrapper), str(OCF_RESOURCE_D / provider / agent)))
-            self._wrappers.append((wrapper, real))
+        wrapped = wrapper_paths(self.run_dir, Path(config.state_dir),
+                                sorted(set(agents.values())), OCF_RESOURCE_D)
+        binds = [(str(wrapper), str(target)) for wrapper, _, target in wrapped]
+        self._wrappers = [(wrapper, real) for wrapper, real, _ in wrapped]
         layout = dataclasses.replace(TWO_NODES, file_binds=tuple(binds),
                                      rsctmp_size=RSCTMP_SIZE)
         self.cluster = Cluster(Path(config.state_dir), layout)

@@ -17,6 +17,7 @@ resource named in the "lie" file answers 0 without running the agent at all.
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from pathlib import Path
 
 WRAPPER = r'''#!/usr/bin/python3 -I
@@ -161,6 +162,16 @@ def wrapper_text(real: Path, log: Path, lie: Path, snapshot: bool = True) -> str
             .replace("@LOG_Q@", json.dumps(str(log)))
             .replace("@LIE_Q@", json.dumps(str(lie)))
             .replace("@REAL@", str(real)))
+
+
+def wrapper_paths(run_dir: Path, cluster_dir: Path, agents: Iterable[tuple[str, str]],
+                  ocf_root: Path) -> list[tuple[Path, Path, Path]]:
+    """For each (provider, agent): where its wrapper is written (below ``run_dir``), the real
+    agent as the cluster's nodes still see it (the cluster's own resource.d) and the path the
+    wrapper is bound over in every node (below ``ocf_root``, the resource.d directory)."""
+    return [(run_dir / "wrappers" / provider / agent,
+             cluster_dir / "resource.d" / provider / agent,
+             ocf_root / provider / agent) for provider, agent in agents]
 
 
 def write_wrapper(path: Path, real: Path, log: Path, lie: Path,
