@@ -920,8 +920,8 @@ class ClusterNode(NsNode):
         if self.pid("libvirtd") is not None:
             return
         (self.run_dir / PIDFILES["libvirtd"]).unlink(missing_ok=True)
-        self.exec(["libvirtd", "-d", "--listen", "-f", "/etc/libvirt/libvirtd.conf", "-p",
-                   "/run/libvirt/libvirtd.pid"], 60.0, True)
+        self.daemonize(["libvirtd", "-d", "--listen", "-f", "/etc/libvirt/libvirtd.conf", "-p",
+                        "/run/libvirt/libvirtd.pid"], 60.0)
         self.wait_libvirtd(time.monotonic() + 60.0)
 
 

@@ -22,6 +22,7 @@ DEFAULT_RUN_DIR = Path(os.environ.get("PYVD_TEST_RUN_DIR", "/run/pyvd-test"))
 DEFAULT_URI = "qemu:///system"
 # What Pacemaker's executor gives an agent as PATH.
 CLEAN_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+SUBREAPER = Path(__file__).resolve().with_name("subreaper.py")
 
 
 class HarnessError(RuntimeError):
@@ -30,6 +31,24 @@ class HarnessError(RuntimeError):
 
 class CallTimeout(HarnessError):
     """A bounded call did not return in time (e.g. libvirtd is frozen)."""
+
+
+def reaped(argv: list[str], pidfile: Path) -> list[str]:
+    """``argv`` run under tests/harness/subreaper.py: the daemons it starts, and what they
+    daemonize (qemu, libvirt_lxc), are collected the moment they end, as a node's init
+    collects them (this machine's PID 1 takes ~1.5 s, which libvirt waits for at every
+    destroy). The reaper's pid goes to ``pidfile``."""
+    return [sys.executable, str(SUBREAPER), "--pidfile", str(pidfile), "--", *argv]
+
+
+def read_reaper(pidfile: Path) -> int | None:
+    """The pid a subreaper wrote, while that reaper runs."""
+    try:
+        pid = int(pidfile.read_text().strip())
+    except (OSError, ValueError):
+        return None
+    argv = read_cmdline(pid)
+    return pid if pid_alive(pid) and any(a.endswith("subreaper.py") for a in argv) else None
 
 
 def bounded(fn: Callable[[], T], timeout_s: float, what: str) -> T:

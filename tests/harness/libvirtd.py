@@ -31,6 +31,7 @@ from .common import (
     bounded,
     pid_alive,
     read_comm,
+    reaped,
     terminate,
     wait_until,
 )
@@ -193,8 +194,11 @@ class Libvirtd:
         except FileNotFoundError:
             pass
         env = {"PATH": CLEAN_PATH, "LANG": "C", "LIBVIRT_LOG_OUTPUTS": f"3:file:{log}"}
+        # Under a subreaper: the guests this daemon starts are collected when they end, as
+        # on a node (see reaped).
         with open(log.with_suffix(".stdio"), "ab") as out:
-            proc = subprocess.run(argv, stdin=subprocess.DEVNULL, stdout=out, stderr=out,
+            proc = subprocess.run(reaped(argv, self.run_dir / f"{comm}-reaper.pid"),
+                                  stdin=subprocess.DEVNULL, stdout=out, stderr=out,
                                   env=env, timeout=60, check=False)
         if proc.returncode != 0:
             raise HarnessError(f"{' '.join(argv)} exited with {proc.returncode}; see "

@@ -22,6 +22,8 @@ from .common import (
     pid_alive,
     read_cmdline,
     read_comm,
+    read_reaper,
+    reaped,
     wait_until,
 )
 
@@ -132,6 +134,9 @@ class NsNode:
         self.pidfiles = dict(pidfiles)
         self.pidfiles.setdefault("anchor", "anchor.pid")
         self._children: list[subprocess.Popen[bytes]] = []
+        # The subreapers the set-up script and daemon restarts ran under (tests/harness/
+        # subreaper.py): the node's daemons and their guests are theirs to collect.
+        self._reapers: list[int] = []
 
     # -- facts -------------------------------------------------------------------------------
 
@@ -181,21 +186,51 @@ class NsNode:
         """Run ``argv`` inside the node's network, mount and UTS namespaces."""
         return run(self.nsenter_argv() + list(argv), timeout_s, check, env, input_text)
 
+    def _reaper_pidfile(self) -> Path:
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        return self.run_dir / "reaper.pid"
+
+    def _note_reaper(self, pidfile: Path) -> None:
+        pid = read_reaper(pidfile)
+        self._reapers = [p for p in self._reapers if pid_alive(p)]
+        if pid is not None and pid not in self._reapers:
+            self._reapers.append(pid)
+
+    def wait_reapers(self, timeout_s: float) -> list[int]:
+        """Wait for the node's subreapers to leave (each does once nothing it collects runs
+        any more); those still there."""
+        wait_until(lambda: not any(pid_alive(p) for p in self._reapers), timeout_s, 0.02)
+        self._reapers = [p for p in self._reapers if pid_alive(p)]
+        return list(self._reapers)
+
     def enter(self, script: str, timeout_s: float = 60.0) -> None:
         """Create the node's mount and UTS namespaces in its network namespace and run
-        ``script`` (``/bin/sh -e``) there; it must start the anchor."""
+        ``script`` (``/bin/sh -e``) there; it must start the anchor. What it starts in the
+        background or as a daemon is a subreaper's (see ``reaped``)."""
         self.log_dir.mkdir(parents=True, exist_ok=True)
+        pidfile = self._reaper_pidfile()
         with open(self.log_dir / "namespace.out", "wb") as out:
             proc = subprocess.run(
-                ["nsenter", f"--net=/run/netns/{self.netns}", "unshare", "--mount", "--uts",
-                 "--propagation", "private", "/bin/sh", "-ec", script],
+                reaped(["nsenter", f"--net=/run/netns/{self.netns}", "unshare", "--mount",
+                        "--uts", "--propagation", "private", "/bin/sh", "-ec", script],
+                       pidfile),
                 stdin=subprocess.DEVNULL, stdout=out, stderr=out, timeout=timeout_s,
                 check=False, env=clean_env())
+        self._note_reaper(pidfile)
         if proc.returncode != 0:
             raise HarnessError(f"node {self.name}: its set-up script exited with "
                                f"{proc.returncode}: {(self.log_dir / 'namespace.out').read_text()}")
         if self.pid("anchor") is None:
             raise HarnessError(f"node {self.name}: the set-up script started no anchor")
+
+    def daemonize(self, argv: Sequence[str], timeout_s: float = 60.0,
+                  check: bool = True) -> subprocess.CompletedProcess[str]:
+        """Run a daemon that forks into the background (``libvirtd -d``) inside the node,
+        under a subreaper, as ``enter`` runs the first one."""
+        pidfile = self._reaper_pidfile()
+        proc = run(reaped(self.nsenter_argv() + list(argv), pidfile), timeout_s, check)
+        self._note_reaper(pidfile)
+        return proc
 
     def spawn(self, daemon: str, argv: Sequence[str], env: Mapping[str, str]) -> int:
         """Start a foreground daemon inside the node in a session of its own, its output in
@@ -245,4 +280,6 @@ class NsNode:
                     raise HarnessError(f"node {self.name}: processes survive SIGKILL: {left}")
                 break
         self.reap()
+        # Nothing of the node is left for its subreapers to collect: they leave too.
+        self.wait_reapers(2.0)
         return killed

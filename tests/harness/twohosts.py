@@ -339,8 +339,9 @@ class TwoHosts:
             self.thaw(host)
             return
         (self.node(host).run_dir / "libvirtd.pid").unlink(missing_ok=True)
-        self.exec(host, ["libvirtd", "-d", "--listen", "-f", "/etc/libvirt/libvirtd.conf", "-p",
-                         "/run/libvirt/libvirtd.pid"], timeout_s=30, check=True)
+        self.node(host).daemonize(["libvirtd", "-d", "--listen", "-f",
+                                   "/etc/libvirt/libvirtd.conf", "-p", "/run/libvirt/libvirtd.pid"],
+                                  timeout_s=30)
         self._wait_ready(host)
 
     def ensure_running(self) -> None:
