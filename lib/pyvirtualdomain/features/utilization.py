@@ -4,7 +4,10 @@ domain as VirtualDomain's autoset_/unset_utilization_* parameters ask.
 This runs on every recurring monitor under Pacemaker, so it is cheap when nothing changed:
 one libvirt call for the domain's vCPUs and memory, compared with what this agent last wrote
 (remembered beside the state record); ``crm_resource`` (and the subprocess module) only when a
-value changed.
+value changed. Where this agent has nothing remembered (the first monitor after a start or a
+migration here), one ``cibadmin`` query reads what the CIB holds, and only what differs is
+written: after a live migration the source's agent has written the same values already, and
+this monitor is what Pacemaker waits for before the next migration to this node.
 """
 
 from __future__ import annotations
@@ -65,15 +68,57 @@ def _crm_resource(ctx: Context, args: list[str], timeout_s: float) -> tuple[int,
     exe = shutil.which("crm_resource", path=ctx.environ.get("PATH") or os.defpath)
     if exe is None:
         return 127, "crm_resource not found"
-    env = {k: v for k, v in ctx.environ.items() if not k.startswith("OCF_RESKEY_")}
     try:
         r = subprocess.run([exe, "--resource", ctx.env.instance, "--utilization", *args],
                            stdin=subprocess.DEVNULL, capture_output=True, text=True,
-                           timeout=max(0.5, timeout_s), env=env)
+                           timeout=max(0.5, timeout_s), env=_tool_env(ctx))
     except subprocess.TimeoutExpired:
         return 124, f"crm_resource did not answer in {timeout_s:.0f}s"
     lines = (r.stderr or r.stdout).strip().splitlines()
     return r.returncode, lines[-1] if lines else ""
+
+
+def _tool_env(ctx: Context) -> dict[str, str]:
+    return {k: v for k, v in ctx.environ.items() if not k.startswith("OCF_RESKEY_")}
+
+
+def _cib_values(ctx: Context, timeout_s: float) -> dict[str, str] | None:
+    """The resource's utilization attributes as the CIB holds them now, by one ``cibadmin``
+    query; None when that cannot be told for sure (no CIB, no cibadmin, several sets or
+    rules: then every attribute is written as before)."""
+    import shutil
+    import subprocess
+
+    rsc = ctx.env.instance.split(":", 1)[0]  # a clone instance "vm:1" is primitive "vm"
+    exe = shutil.which("cibadmin", path=ctx.environ.get("PATH") or os.defpath)
+    if exe is None or not rsc or "'" in rsc:
+        return None
+    try:
+        r = subprocess.run([exe, "--query", "--xpath", f"//primitive[@id='{rsc}']/utilization"],
+                           stdin=subprocess.DEVNULL, capture_output=True, text=True,
+                           timeout=max(0.5, timeout_s), env=_tool_env(ctx))
+    except subprocess.TimeoutExpired:
+        return None
+    if r.returncode == CRM_EX_NOSUCH:
+        return {}  # no utilization set: nothing is written there yet
+    if r.returncode != 0:
+        return None
+    import xml.etree.ElementTree as ET  # only here: a monitor otherwise parses no XML
+
+    try:
+        root = ET.fromstring(r.stdout)
+    except ET.ParseError:
+        return None
+    sets = [root] if root.tag == "utilization" else root.findall("utilization")
+    if len(sets) != 1 or sets[0].find(".//rule") is not None:
+        return None
+    values: dict[str, str] = {}
+    for nv in sets[0].iter("nvpair"):
+        name, value = nv.get("name"), nv.get("value")
+        if name is None or value is None or name in values:
+            return None
+        values[name] = value
+    return values
 
 
 def update(ctx: Context, dom: Domain, deadline: Deadline) -> None:
@@ -99,8 +144,17 @@ def update(ctx: Context, dom: Domain, deadline: Deadline) -> None:
         mem_mib = info.max_memory_kib // 1024
         values = {"cpu": info.vcpus, "host_memory": mem_mib, "hv_memory": mem_mib}
     changed = False
+    in_cib: dict[str, str] | None = None
+    if any(cache.get(a) != values[a] for a in want_set) or \
+            any(not (a in cache and cache[a] is None) for a in want_unset):
+        # Nothing remembered for some of them: what the CIB holds decides what to write.
+        in_cib = _cib_values(ctx, deadline.bound(CRM_RESOURCE_BOUND_S))
     for attr in want_set:
         if cache.get(attr) == values[attr]:
+            continue
+        if in_cib is not None and in_cib.get(attr) == str(values[attr]):
+            cache[attr] = values[attr]
+            changed = True
             continue
         rc, out = _crm_resource(ctx, ["--set-parameter", attr, "--parameter-value",
                                       str(values[attr])], deadline.bound(CRM_RESOURCE_BOUND_S))
@@ -115,6 +169,10 @@ def update(ctx: Context, dom: Domain, deadline: Deadline) -> None:
             ctx.log.warning(f"cannot set utilization {attr}: {out}")
     for attr in want_unset:
         if attr in cache and cache[attr] is None:
+            continue
+        if in_cib is not None and attr not in in_cib:
+            cache[attr] = None
+            changed = True
             continue
         rc, out = _crm_resource(ctx, ["--delete-parameter", attr],
                                 deadline.bound(CRM_RESOURCE_BOUND_S))
