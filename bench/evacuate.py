@@ -17,13 +17,16 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import datetime
 import json
 import os
+import re
 import statistics
 import sys
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any, Callable
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -153,7 +156,97 @@ def run_one(cl: Cluster, agent: str, limit: str, n: int, arts: GuestArtifacts,
                 reader.stop()
 
 
-def render(results: list[Evacuation], args: argparse.Namespace, host: dict[str, str]) -> str:
+# libvirt's qemu log of a domain: "<date> <time>+0000: starting up ..." when libvirt starts
+# its emulator (on a migration's target: the prepare step), "shutting down, reason=migrated"
+# when the source's is stopped after the switch-over (the confirm step).
+QEMU_LOG_TIME = re.compile(r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{3})\+0000: (.*)$")
+
+
+def qemu_log_events(path: Path) -> list[tuple[float, str]]:
+    """(epoch seconds, "start" | "migrated-away") from a domain's qemu log."""
+    out: list[tuple[float, str]] = []
+    try:
+        lines = path.read_text(errors="replace").splitlines()
+    except OSError:
+        return out
+    for line in lines:
+        m = QEMU_LOG_TIME.match(line)
+        if not m:
+            continue
+        what = ("start" if m.group(2).startswith("starting up") else "migrated-away"
+                if m.group(2).startswith("shutting down, reason=migrated") else None)
+        if what:
+            t = datetime.datetime.strptime(m.group(1), "%Y-%m-%d %H:%M:%S.%f").replace(
+                tzinfo=datetime.UTC).timestamp()
+            out.append((t, what))
+    return out
+
+
+@dataclass
+class Phases:
+    """Where each migration's time went, per agent (seconds)."""
+    before: list[float] = field(default_factory=list)  # migrate_to began -> target's qemu
+    moving: list[float] = field(default_factory=list)  # target's qemu -> source's stopped
+    after: list[float] = field(default_factory=list)  # source's stopped -> migrate_to ended
+    # migrate_to ended -> migrate_from began on the target, when a monitor ran there between
+    # (Pacemaker runs one job at a time per node on this loaded machine) and when none did
+    gap_monitor: list[float] = field(default_factory=list)
+    gap_free: list[float] = field(default_factory=list)
+    first_monitor_ms: list[int] = field(default_factory=list)
+
+
+def phases(ops: list[dict[str, Any]], qemu_logs: Callable[[str, str], Path]) -> dict[str, Phases]:
+    """Each successful migrate_to split at the qemu log's events, and the wait before its
+    migrate_from; ``qemu_logs(node, domain)`` is the log's path."""
+    out = {agent: Phases() for agent in AGENTS}
+    recs = sorted((o for o in ops if isinstance(o.get("t"), float)), key=lambda o: o["t"])
+    for o in recs:
+        if o.get("action") != "migrate_to" or o.get("rc") != 0:
+            continue
+        rsc, src = str(o["rsc"]), str(o["node"])
+        agent = "ours" if o.get("agent") == "PyVirtualDomain" else "VD"
+        dst = DST if src == SRC else SRC
+        t0, t1 = float(o["t"]), float(o["t_end"])
+        starts = [t for t, w in qemu_log_events(qemu_logs(dst, rsc)) if w == "start"
+                  and t0 - 0.5 < t < t1]
+        aways = [t for t, w in qemu_log_events(qemu_logs(src, rsc)) if w == "migrated-away"
+                 and t0 < t < t1 + 0.5]
+        ph = out[agent]
+        if starts and aways:
+            ph.before.append(starts[0] - t0)
+            ph.moving.append(aways[0] - starts[0])
+            ph.after.append(t1 - aways[0])
+        mf = next((x for x in recs if x["rsc"] == rsc and x.get("action") == "migrate_from"
+                   and x["t"] > t0), None)
+        if mf is None:
+            continue
+        between = [x for x in recs if x["node"] == mf["node"] and x is not mf
+                   and x.get("action") == "monitor" and x["t"] < mf["t"] and x["t_end"] > t1]
+        (ph.gap_monitor if between else ph.gap_free).append(float(mf["t"]) - t1)
+        ph.first_monitor_ms += [int(x["ms"]) for x in between if isinstance(x.get("ms"), int)]
+    return out
+
+
+def render_phases(by_agent: dict[str, Phases]) -> list[str]:
+    def med(v: list[float], scale: float = 1000.0) -> str:
+        return f"{statistics.median(v) * scale:.0f}" if v else "-"
+
+    lines = ["", "Where each migration's time went (ms, medians; libvirt's qemu logs and the "
+             "wrapper's):", "",
+             "| agent | migrations | migrate_to began -> target's qemu started | -> source's "
+             "qemu stopped | -> migrate_to ended | then migrate_from began: a monitor ran on "
+             "the target between (n) / none did (n) | those monitors |",
+             "|---|---|---|---|---|---|---|"]
+    for agent, ph in by_agent.items():
+        lines.append(f"| {agent} | {len(ph.before)} | {med(ph.before)} | {med(ph.moving)} | "
+                     f"{med(ph.after)} | {med(ph.gap_monitor)} ({len(ph.gap_monitor)}) / "
+                     f"{med(ph.gap_free)} ({len(ph.gap_free)}) | "
+                     f"{med([float(m) for m in ph.first_monitor_ms], 1.0)} |")
+    return lines
+
+
+def render(results: list[Evacuation], args: argparse.Namespace, host: dict[str, str],
+           by_agent: dict[str, Phases] | None = None) -> str:
     lines = [f"Measured {host['when']} on {host['node']} ({host['cores']} cores), agent at "
              f"{host['commit']}; guests: 128 MiB TCG, heartbeat every 20 ms, no dirtying; "
              f"pcs node standby of pcmk-1; {args.rounds} round(s) per cell, agents "
@@ -184,6 +277,8 @@ def render(results: list[Evacuation], args: argparse.Namespace, host: dict[str, 
             if ours and vd:
                 lines.append(f"- migration-limit {limit}, N={n}: "
                              f"{statistics.median(ours) / statistics.median(vd):.2f}x")
+    if by_agent:
+        lines += render_phases(by_agent)
     return "\n".join(lines) + "\n"
 
 
@@ -237,6 +332,7 @@ def main(argv: list[str]) -> int:
             for agent in args.agents.split(","):
                 print("warm-up:", json.dumps(asdict(run_one(cl, agent, "unset", 1, arts,
                                                             virt_type))), flush=True)
+            _, measured_from = read_log(OPS_LOG)
             for rnd in range(args.rounds):
                 for n in counts:
                     for limit in args.limits.split(","):
@@ -245,6 +341,9 @@ def main(argv: list[str]) -> int:
                             r = run_one(cl, agent, limit, n, arts, virt_type)
                             print(json.dumps(asdict(r)), flush=True)
                             results.append(r)
+            by_agent = phases(read_log(OPS_LOG, measured_from)[0],
+                              lambda node, dom: STATE_DIR / node / "log-libvirt" / "qemu"
+                              / f"{dom}.log")
         finally:
             print("; ".join(cl.stop()))
     host = run_facts(ROOT)
@@ -253,7 +352,7 @@ def main(argv: list[str]) -> int:
         {"host": host, "results": [asdict(r) for r in results]}, indent=1))
     out = Path(args.out)
     plot(results, out.with_suffix(".png"))
-    write_measured(out, render(results, args, host),
+    write_measured(out, render(results, args, host, by_agent),
                    f"# Evacuating a node\n\n![evacuation time by N]"
                    f"({out.with_suffix('.png').name})\n")
     return 1 if any(r.reboots for r in results) else 0

@@ -1,0 +1,36 @@
+"""bench/evacuate.py's split of each migration at libvirt's qemu log events."""
+
+from __future__ import annotations
+
+import datetime
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+
+from bench.evacuate import DST, SRC, phases  # noqa: E402
+
+
+def _stamp(t: float) -> str:
+    return datetime.datetime.fromtimestamp(t, datetime.UTC).strftime("%Y-%m-%d %H:%M:%S.%f")[:-3]
+
+
+def test_a_migration_is_split_at_the_target_start_and_the_source_stop(tmp_path: Path) -> None:
+    t0 = 1_800_000_000.0
+    logs = {SRC: tmp_path / "src.log", DST: tmp_path / "dst.log"}
+    logs[SRC].write_text(f"{_stamp(t0 - 60)}+0000: starting up libvirt version: 9.0.0\n"
+                         f"{_stamp(t0 + 0.8)}+0000: shutting down, reason=migrated\n")
+    logs[DST].write_text(f"{_stamp(t0 + 0.1)}+0000: starting up libvirt version: 9.0.0\n"
+                         "char device redirected to /dev/pts/2 (label charserial0)\n")
+    ops = [
+        {"rsc": "g", "node": SRC, "agent": "PyVirtualDomain", "action": "migrate_to", "rc": 0,
+         "t": t0, "t_end": t0 + 2.3, "ms": 2300},
+        {"rsc": "h", "node": DST, "agent": "PyVirtualDomain", "action": "monitor", "rc": 0,
+         "t": t0 + 2.31, "t_end": t0 + 2.5, "ms": 190},
+        {"rsc": "g", "node": DST, "agent": "PyVirtualDomain", "action": "migrate_from",
+         "rc": 0, "t": t0 + 2.6, "t_end": t0 + 2.7, "ms": 100},
+    ]
+    ph = phases(ops, lambda node, dom: logs[node])["ours"]
+    assert [round(x, 3) for x in (ph.before[0], ph.moving[0], ph.after[0])] == [0.1, 0.7, 1.5]
+    assert [round(g, 3) for g in ph.gap_monitor] == [0.3] and ph.gap_free == []
+    assert ph.first_monitor_ms == [190]
