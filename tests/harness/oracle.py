@@ -31,10 +31,12 @@ returning after another started, is a failure (``OracleReport.problems``).
 
 from __future__ import annotations
 
+import os
 import re
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import BinaryIO
 
 from .common import HarnessError
 
@@ -147,32 +149,63 @@ def check_lines(lines: list[str], start_line: int = 0) -> OracleReport:
     return checker.report
 
 
+# libvirt hands a file chardev with append='on' to virtlogd, which rotates it like a console
+# log: at 2 MiB (its max_size) the file becomes "<path>.0" (older ones ".1", ".2"; max_backups
+# 3, the oldest dropped) and a new "<path>" is started, at a line boundary.
+ROTATED_BACKUPS = 3
+
+
+def oracle_files(path: Path) -> list[Path]:
+    """The oracle's files, oldest first: virtlogd's backups that exist, then ``path``."""
+    path = Path(path)
+    backups = [path.with_name(f"{path.name}.{i}") for i in reversed(range(ROTATED_BACKUPS))]
+    return [b for b in backups if b.exists()] + [path]
+
+
 class OracleTail:
     """An oracle file read as it grows: each ``poll`` checks the whole lines appended since
     the last one (a line being written stays for the next poll). The file is checked from
-    its beginning, so anything anywhere in it is seen once."""
+    its beginning, so anything anywhere in it is seen once. It is followed across virtlogd's
+    rotations: the file being read is held open, read to its end once a new file took its
+    name, and the new one is read from its start."""
 
     def __init__(self, path: Path) -> None:
         self.path = Path(path)
         self.checker = OracleChecker(0, keep_records=False)
-        self._offset = 0
+        self._file: BinaryIO | None = None
         self._partial = b""
+
+    def _read_new(self) -> bytes:
+        if self._file is None:
+            try:
+                self._file = open(self.path, "rb")  # noqa: SIM115 - held across polls
+            except FileNotFoundError:
+                return b""
+        data = self._file.read()
+        try:
+            now = os.stat(self.path)
+        except FileNotFoundError:
+            return data  # being rotated: the new file comes with the next poll
+        held = os.fstat(self._file.fileno())
+        if (now.st_dev, now.st_ino) != (held.st_dev, held.st_ino):
+            # rotated: what was appended to the old file before it was renamed is read above
+            self.close()
+            data += self._read_new()
+        return data
 
     def poll(self) -> list[str]:
         """The problems in the lines appended since the last poll."""
-        try:
-            with open(self.path, "rb") as f:
-                f.seek(self._offset)
-                data = f.read()
-        except FileNotFoundError:
-            return []
-        self._offset += len(data)
-        data = self._partial + data
+        data = self._partial + self._read_new()
         *whole, self._partial = data.split(b"\n")
         found: list[str] = []
         for raw in whole:
             found.extend(self.checker.feed(raw.decode("utf-8", "replace")))
         return found
+
+    def close(self) -> None:
+        if self._file is not None:
+            self._file.close()
+            self._file = None
 
     @property
     def report(self) -> OracleReport:
@@ -186,10 +219,13 @@ class Oracle:
         self.path = Path(path)
 
     def lines(self) -> list[str]:
-        try:
-            data = self.path.read_bytes()
-        except FileNotFoundError:
-            return []
+        """Every whole line, virtlogd's rotated backups first (see ``oracle_files``)."""
+        data = b""
+        for path in oracle_files(self.path):
+            try:
+                data += path.read_bytes()
+            except FileNotFoundError:
+                continue
         text = data.decode("utf-8", "replace")
         lines = text.split("\n")
         if lines and lines[-1] == "":
