@@ -97,6 +97,16 @@ def _recording_path(tmp_path: Path) -> tuple[str, Path]:
     return f"{shims}:{os.environ.get('PATH', '/usr/bin:/bin')}", calls
 
 
+def _start_then_monitor(cfg: Path, state_dir: Path, env: dict[str, str]) -> str:
+    """Start, then one recurring monitor; the monitor's log."""
+    assert actions.start(make_ctx("start", vm_params(cfg), state_dir, environ=env)).rc == 0
+    log = io.StringIO()
+    assert actions.monitor(make_ctx("monitor", vm_params(cfg), state_dir,
+                                    meta={"interval": "10000"}, environ=env,
+                                    stream=log)).rc == 0
+    return log.getvalue()
+
+
 def _set_in_cib(cib_file: Path, **values: str) -> None:
     env = {"CIB_file": str(cib_file), "PATH": os.environ.get("PATH", "/usr/bin:/bin")}
     for name, value in values.items():
@@ -116,14 +126,10 @@ def test_values_the_cib_holds_already_are_not_written_again(test_conn, write_con
     before = cib_file.read_text()
     path, calls = _recording_path(tmp_path)
     env = {"CIB_file": str(cib_file), "PATH": path}
-    assert actions.start(make_ctx("start", vm_params(cfg), state_dir, environ=env)).rc == 0
-    log = io.StringIO()
-    assert actions.monitor(make_ctx("monitor", vm_params(cfg), state_dir,
-                                    meta={"interval": "10000"}, environ=env,
-                                    stream=log)).rc == 0
+    log = _start_then_monitor(cfg, state_dir, env)
     made = calls.read_text().splitlines() if calls.exists() else []
     assert [c.split()[0] for c in made] == ["cibadmin"], made
-    assert "utilization" not in log.getvalue()
+    assert "utilization" not in log
     assert cib_file.read_text() == before
     assert actions.monitor(make_ctx("monitor", vm_params(cfg), state_dir,
                                     meta={"interval": "10000"}, environ=env)).rc == 0
@@ -136,11 +142,7 @@ def test_only_the_value_that_differs_is_written(test_conn, write_config, state_d
     _set_in_cib(cib_file, cpu="4", hv_memory="8", host_memory="8", hv_extra="1")
     path, calls = _recording_path(tmp_path)
     env = {"CIB_file": str(cib_file), "PATH": path}
-    assert actions.start(make_ctx("start", vm_params(cfg), state_dir, environ=env)).rc == 0
-    log = io.StringIO()
-    assert actions.monitor(make_ctx("monitor", vm_params(cfg), state_dir,
-                                    meta={"interval": "10000"}, environ=env,
-                                    stream=log)).rc == 0
+    _start_then_monitor(cfg, state_dir, env)
     writes = [c for c in calls.read_text().splitlines() if c.startswith("crm_resource")]
     assert len(writes) == 1 and "--set-parameter cpu --parameter-value 1" in writes[0], writes
     assert 'name="cpu" value="1"' in cib_file.read_text()
@@ -161,8 +163,6 @@ def test_when_the_cib_cannot_say_for_sure_every_value_is_written(test_conn, writ
     cfg = write_config(drv_xml("p11"))
     path, calls = _recording_path(tmp_path)
     env = {"CIB_file": str(cib_file), "PATH": path}
-    assert actions.start(make_ctx("start", vm_params(cfg), state_dir, environ=env)).rc == 0
-    assert actions.monitor(make_ctx("monitor", vm_params(cfg), state_dir,
-                                    meta={"interval": "10000"}, environ=env)).rc == 0
+    _start_then_monitor(cfg, state_dir, env)
     writes = [c for c in calls.read_text().splitlines() if c.startswith("crm_resource")]
     assert len(writes) == 3, writes
