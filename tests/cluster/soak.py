@@ -1057,6 +1057,8 @@ class Soak:
                 self.checker.check_once()
             except Exception as exc:  # noqa: BLE001 - reported
                 self.violation("checker", f"final check failed: {exc!r}")
+            for tail in self.checker.tails.values():
+                tail.close()
             for name, n in self.checker.oracle_problems.items():
                 if n > ORACLE_REPORT_MAX:
                     self.violation("oracle", f"{name}: {n - ORACLE_REPORT_MAX} more problems "
