@@ -169,7 +169,7 @@ ROWS = (
         ("secret-in-saved-config",),
         ("test_safety.py::test_save_config_on_stop_never_leaves_a_secret_readable_by_others",)),
     Row("libvirtd frozen and psutil missing", "probe, guest running",
-        "1 (nothing proves the guest is not running), inside the timeout",
+        "0: its qemu, found in /proc (no psutil needed), runs; inside the timeout",
         ("frozen-no-psutil",),
         ("test_safety.py::test_probe_with_libvirtd_frozen_and_psutil_missing_is_never_7",)),
     Row("state record written before uuid pinning; a foreign domain of the same name runs",

@@ -26,7 +26,7 @@ EMULATOR_EXIT_WAIT_S = 2.0
 
 def emulator_pids(ident: DomainIdentity) -> list[int] | None:
     """Running emulator pids of the domain on this host, None when they cannot be looked up."""
-    if not procs.available():
+    if not procs.lookup_available(ident):
         return None
     return procs.running_emulator_pids(ident)
 
@@ -43,6 +43,9 @@ def kill_emulator(ctx: Context, target: Target, deadline: Deadline, why: str) ->
     if not pids:
         ctx.log.info(f"{why}; no emulator process of {name} runs on this host")
         return
+    if not procs.available():
+        raise AgentError(f"{name} still runs (pid {', '.join(map(str, pids))}): psutil is not "
+                         f"installed to kill its emulator ({why})")
     ctx.log.warning(f"{why}; killing the emulator of {name} (pid {', '.join(map(str, pids))})")
     term_s = min(ctx.profile.kill_term_grace_s, deadline.remaining() / 3)
     _, alive = procs.kill_emulators(target.ident, term_s, max(0.2, deadline.remaining() - 0.2))
@@ -56,7 +59,7 @@ def confirm_gone(ctx: Context, target: Target, what: str, deadline: Deadline) ->
     """libvirt says the domain is gone; on a local hypervisor, make sure no emulator lingers
     (an emulator libvirt lost track of still runs the guest)."""
     if is_local_uri(target.uri):
-        if not procs.available():
+        if not procs.lookup_available(target.ident):
             ctx.log.info(f"{what} (psutil missing: emulator processes not checked)")
             return
         pids = procs.wait_gone(target.ident, deadline.bound(EMULATOR_EXIT_WAIT_S))

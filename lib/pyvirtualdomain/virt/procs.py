@@ -20,12 +20,19 @@ LXC_CONTROLLER = "libvirt_lxc"
 
 
 def available() -> bool:
-    """Whether psutil can be imported (the one optional dependency of this module)."""
+    """Whether psutil can be imported (the one optional dependency of this module): a
+    container's processes are found, and any emulator killed, through it."""
     try:
         import psutil  # noqa: F401
     except ImportError:
         return False
     return True
+
+
+def lookup_available(ident: DomainIdentity) -> bool:
+    """Whether this domain's running processes can be listed here: a qemu domain's from /proc
+    alone, a container's needs psutil."""
+    return ident.virt_type != "lxc" or available()
 
 
 def _namespace(kind: str, pid: int | str = "self") -> str | None:
@@ -198,7 +205,75 @@ def _is_running(proc: Any) -> bool:
         return True
 
 
+def _proc_file(pid: str, name: str) -> bytes | None:
+    try:
+        with open(f"/proc/{pid}/{name}", "rb") as f:
+            return f.read()
+    except OSError:
+        return None
+
+
+def _argv(raw: bytes) -> list[str]:
+    """A /proc/<pid>/cmdline as psutil splits it: at NULs, or at spaces when the process
+    rewrote its arguments into one string."""
+    data = raw.decode("utf-8", "surrogateescape")
+    sep = "\0" if data.endswith("\0") else " "
+    if data.endswith(sep):
+        data = data[:-1]
+    argv = data.split(sep)
+    if sep == "\0" and len(argv) == 1 and " " in data:
+        argv = data.split(" ")
+    return argv
+
+
+def _zombie(pid: str) -> bool:
+    """Whether the process has exited (a zombie or gone); one that cannot be read counts as
+    running."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            stat = f.read()
+    except (FileNotFoundError, ProcessLookupError):
+        return True
+    except OSError:
+        return False
+    return stat[stat.rfind(b")") + 2:stat.rfind(b")") + 3] == b"Z"
+
+
+def qemu_pids(ident: DomainIdentity) -> list[int]:
+    """The running qemu processes of this (non-container) domain in this host's network
+    namespace, read from /proc: the same test as ``find_emulators`` without psutil, whose
+    import alone costs a stop or a probe more than the whole scan. A process qualifies only
+    when its command line holds the domain's uuid or its name (as qemu's -name writes it),
+    so only those few are examined further."""
+    name = ident.name.replace(",", ",,").encode("utf-8", "surrogateescape") \
+        if ident.name else None
+    uuid = ident.uuid.lower().encode() if ident.uuid else None
+    own = _namespace("net")
+    found = []
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit():
+            continue
+        raw = _proc_file(pid, "cmdline")
+        if not raw:
+            continue  # gone, a kernel thread, or a zombie
+        if (name or uuid) and not ((name and name in raw) or (uuid and uuid in raw.lower())):
+            continue
+        comm = (_proc_file(pid, "comm") or b"").decode("utf-8", "replace").strip()
+        try:
+            if not matches(ident, comm, _argv(raw)):
+                continue
+        except (TypeError, ValueError):
+            continue
+        if own is not None and _namespace("net", pid) not in (own, None):
+            continue  # the same domain of another host sharing this kernel
+        if not _zombie(pid):
+            found.append(int(pid))
+    return found
+
+
 def running_emulator_pids(ident: DomainIdentity) -> list[int]:
+    if ident.virt_type != "lxc":
+        return qemu_pids(ident)
     return [p.pid for p in find_emulators(ident) if _is_running(p)]
 
 

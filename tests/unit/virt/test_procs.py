@@ -2,6 +2,16 @@
 
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+
 from pyvirtualdomain.virt import procs
 from pyvirtualdomain.virt.domxml import DomainIdentity
 
@@ -43,3 +53,96 @@ def test_a_container_by_its_controller():
 
 def test_psutil_is_available_here():
     assert procs.available()  # make deps installs it; the agent copes without (monitor tests)
+
+
+# -- qemu found from /proc, without psutil ---------------------------------------------------
+
+
+def _stand_in(argv0: str, *args: str) -> subprocess.Popen[bytes]:
+    """A python process whose argv (what /proc shows) is ``argv0 args``."""
+    return subprocess.Popen([argv0, "-c", "import time; time.sleep(120)", *args],
+                            executable=sys.executable)
+
+
+@pytest.fixture
+def stand_ins():
+    started: list[subprocess.Popen[bytes]] = []
+
+    def start(argv0: str, *args: str) -> subprocess.Popen[bytes]:
+        proc = _stand_in(argv0, *args)
+        started.append(proc)
+        return proc
+
+    yield start
+    for proc in started:
+        proc.kill()
+        proc.wait()
+
+
+def _wait_listed(proc: subprocess.Popen[bytes]) -> None:
+    """Until the stand-in's exec is done (its /proc cmdline is the new one)."""
+    end = time.monotonic() + 5
+    while b"time.sleep" not in Path(f"/proc/{proc.pid}/cmdline").read_bytes():
+        assert time.monotonic() < end
+        time.sleep(0.01)
+
+
+def test_qemu_pids_finds_what_psutil_finds(stand_ins):
+    ident = DomainIdentity(f"pyvd-unit-{uuid.uuid4().hex[:6]}", str(uuid.uuid4()), "kvm")
+    ours = stand_ins("qemu-system-x86_64", "-name", f"guest={ident.name},debug-threads=on",
+                     "-uuid", ident.uuid or "")
+    # the same name with another uuid (another domain), and the uuid in a non-qemu process
+    others = [stand_ins("qemu-system-x86_64", "-name", f"guest={ident.name}", "-uuid",
+                        str(uuid.uuid4())),
+              stand_ins("/usr/bin/virsh-like", "-uuid", ident.uuid or "", "-name",
+                        f"guest={ident.name}")]
+    for p in (ours, *others):
+        _wait_listed(p)
+    assert procs.qemu_pids(ident) == [ours.pid]
+    assert sorted(p.pid for p in procs.find_emulators(ident)) == [ours.pid]
+
+
+def test_qemu_pids_by_name_when_the_uuid_is_unknown(stand_ins):
+    ident = DomainIdentity(f"pyvd,unit-{uuid.uuid4().hex[:6]}", None, "kvm")
+    proc = stand_ins("/usr/bin/qemu-system-x86_64", "-name",
+                     f"guest={ident.name.replace(',', ',,')},debug-threads=on")
+    _wait_listed(proc)
+    assert procs.qemu_pids(ident) == [proc.pid]
+    assert procs.qemu_pids(DomainIdentity(ident.name.upper(), None, "kvm")) == []
+
+
+def test_qemu_pids_never_lists_an_exited_emulator(stand_ins):
+    """A killed qemu stays a zombie until its parent (libvirtd) reaps it: it runs nothing."""
+    ident = DomainIdentity(f"pyvd-unit-{uuid.uuid4().hex[:6]}", str(uuid.uuid4()), "kvm")
+    proc = stand_ins("qemu-system-x86_64", "-uuid", ident.uuid or "")
+    _wait_listed(proc)
+    assert procs.qemu_pids(ident) == [proc.pid]
+    os.kill(proc.pid, signal.SIGKILL)
+    end = time.monotonic() + 5
+    while Path(f"/proc/{proc.pid}/stat").read_bytes().split(b") ")[1][:1] != b"Z":
+        assert time.monotonic() < end
+        time.sleep(0.01)
+    assert procs.qemu_pids(ident) == []  # not reaped yet: a zombie
+
+
+def test_argv_split_as_psutil_splits_it():
+    assert procs._argv(b"/usr/bin/qemu\0-name\0guest=a b\0") == ["/usr/bin/qemu", "-name",
+                                                               "guest=a b"]
+    assert procs._argv(b"qemu -name guest=x") == ["qemu", "-name", "guest=x"]
+    assert procs._argv(b"qemu -name guest=x\0") == ["qemu", "-name", "guest=x"]
+
+
+def test_a_qemu_domain_is_looked_up_without_psutil(stand_ins):
+    """Without psutil a qemu domain's processes are still found (/proc); a container's are
+    not known (None: never "none run")."""
+    ident = DomainIdentity(f"pyvd-unit-{uuid.uuid4().hex[:6]}", str(uuid.uuid4()), "kvm")
+    proc = stand_ins("qemu-system-x86_64", "-uuid", ident.uuid or "")
+    _wait_listed(proc)
+    code = ("import sys; sys.modules['psutil'] = None\n"
+            "from pyvirtualdomain.core.last_resort import emulator_pids\n"
+            "from pyvirtualdomain.virt.domxml import DomainIdentity as I\n"
+            f"print(emulator_pids(I({ident.name!r}, {ident.uuid!r}, 'kvm')),"
+            f" emulator_pids(I({ident.name!r}, None, 'lxc')))\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True)
+    assert out.stdout.split() == [f"[{proc.pid}]", "None"]
