@@ -75,29 +75,123 @@ def parse_xml(data: bytes, path: str):  # type: ignore[no-untyped-def]
     return root
 
 
-def parse_identity(data: bytes, path: str) -> DomainIdentity:
+class _Fields(NamedTuple):
+    """What identifies a domain, as read from its XML: the root element (``{ns}local`` when
+    namespaced, as lxml names it), its type attribute, and the text of <name>, <uuid> and
+    <devices><emulator> (each as ElementTree's ``findtext`` finds it; None when absent)."""
+
+    root: str
+    virt_type: str | None
+    name: str | None
+    uuid: str | None
+    emulator: str | None
+
+
+# Above these, lxml (huge_tree off) refuses a document that expat takes: leave it to lxml.
+_EXPAT_MAX_BYTES = 1024 * 1024
+_EXPAT_MAX_DEPTH = 200
+_WANTED = {("name",): "name", ("uuid",): "uuid", ("devices", "emulator"): "emulator"}
+
+
+class _LeaveToLxml(Exception):
+    pass
+
+
+def _expat_fields(data: bytes) -> _Fields | None:
+    """The identity fields read with expat (the standard library's parser: a stop, a probe
+    or a migration reads no more of the XML than this, and lxml's import costs each of them
+    more than the parse). None when expat refuses the document, or it has a DOCTYPE, a
+    processing instruction or anything lxml might read otherwise: lxml then reads it, for
+    the same answer and the same message as always."""
+    if len(data) > _EXPAT_MAX_BYTES:
+        return None
+    from xml.parsers import expat
+
+    parser = expat.ParserCreate(namespace_separator=" ")
+    stack: list[str] = []
+    root: list[tuple[str, str | None]] = []
+    found: dict[str, str] = {}
+    capturing: list[str] = []  # the field whose element's leading text is being read
+    text: list[str] = []
+
+    def end_capture() -> None:
+        if capturing:
+            found[capturing.pop()] = "".join(text)
+            text.clear()
+
+    def start(tag: str, attrs: dict[str, str]) -> None:
+        end_capture()
+        if len(stack) >= _EXPAT_MAX_DEPTH:
+            raise _LeaveToLxml
+        if not stack:
+            root.append((tag, attrs.get("type")))
+        stack.append(tag)
+        field = _WANTED.get(tuple(stack[1:]))
+        if field is not None and field not in found:
+            capturing.append(field)
+
+    def end(tag: str) -> None:
+        end_capture()
+        stack.pop()
+
+    def chars(data: str) -> None:
+        if capturing:
+            text.append(data)
+
+    def leave(*_: object) -> None:
+        raise _LeaveToLxml
+
+    parser.StartElementHandler = start
+    parser.EndElementHandler = end
+    parser.CharacterDataHandler = chars
+    parser.CommentHandler = lambda _text: end_capture()  # a comment ends an element's .text
+    parser.ProcessingInstructionHandler = leave
+    parser.StartDoctypeDeclHandler = leave
+    try:
+        parser.Parse(data, True)
+    except (_LeaveToLxml, expat.ExpatError, ValueError):
+        return None
+    if not root:
+        return None
+    tag, virt_type = root[0]
+    if " " in tag:
+        uri, local = tag.rsplit(" ", 1)
+        tag = f"{{{uri}}}{local}"
+    return _Fields(tag, virt_type, found.get("name"), found.get("uuid"), found.get("emulator"))
+
+
+def _lxml_fields(data: bytes, path: str) -> _Fields:
     root = parse_xml(data, path)
-    if not isinstance(root.tag, str) or root.tag != "domain":
+    tag = root.tag if isinstance(root.tag, str) else str(root.tag)
+    return _Fields(tag, root.get("type"), root.findtext("name"), root.findtext("uuid"),
+                   root.findtext("devices/emulator"))
+
+
+def parse_identity(data: bytes, path: str) -> DomainIdentity:
+    if not data.strip():
+        raise ConfigError(f"config {path} is empty")
+    fields = _expat_fields(data) or _lxml_fields(data, path)
+    if fields.root != "domain":
         raise ConfigError(f"config {path} is not a libvirt domain XML (root element is "
-                          f"<{root.tag}>, expected <domain>)")
-    virt_type = (root.get("type") or "").strip()
+                          f"<{fields.root}>, expected <domain>)")
+    virt_type = (fields.virt_type or "").strip()
     if not virt_type:
         raise ConfigError(f"config {path}: <domain> has no type attribute (e.g. type='kvm')")
-    name = (root.findtext("name") or "").strip()
+    name = (fields.name or "").strip()
     if not name:
         raise ConfigError(f"config {path}: domain has no <name>")
     if "/" in name or any(ord(c) < 32 for c in name):
         raise ConfigError(f"config {path}: domain name {name!r} is not a valid libvirt name")
     import uuid as uuidlib
 
-    uuid_text = (root.findtext("uuid") or "").strip()
+    uuid_text = (fields.uuid or "").strip()
     canonical: str | None = None
     if uuid_text:
         try:
             canonical = str(uuidlib.UUID(uuid_text))
         except ValueError:
             raise ConfigError(f"config {path}: <uuid>{uuid_text}</uuid> is not a UUID") from None
-    emulator = (root.findtext("devices/emulator") or "").strip() or None
+    emulator = (fields.emulator or "").strip() or None
     return DomainIdentity(name=name, uuid=canonical, virt_type=virt_type, emulator=emulator)
 
 

@@ -129,3 +129,66 @@ def test_owner_of_a_status_file():
     assert owner_of_status(b"<domstatus><domain type='kvm'><name>x</name></domain>"
                            b"</domstatus>") is None
     assert owner_of_status(b"not xml") is None
+
+
+# -- the identity without lxml (expat), the same as with it ----------------------------------
+
+SAME_AS_LXML = [
+    b"<domain type='kvm'><name>vm1</name><uuid>6f1c1a4a-4f3b-4a0b-8c1d-2e3f40516273</uuid>"
+    b"<devices><emulator>/usr/bin/qemu-system-x86_64</emulator></devices></domain>",
+    b"<?xml version='1.0' encoding='UTF-8'?>\n<domain type='qemu'><name>a&amp;b</name></domain>",
+    b"<domain type='kvm'><name><![CDATA[v<m]]></name></domain>",
+    b"<domain type='kvm'><name><!-- c -->vm</name></domain>",  # lxml: .text is None
+    b"<domain type='kvm'><name>v<b/>m</name></domain>",  # .text stops at the child
+    b"<domain type='kvm'><name/><name>second</name></domain>",  # the first one counts
+    b"<domain type='kvm'><q:name xmlns:q='urn:q'>ns</q:name><name>plain</name></domain>",
+    b"<domain xmlns='urn:x' type='kvm'><name>x</name></domain>",  # root {urn:x}domain
+    b"<domain q:type='kvm' xmlns:q='urn:q'><name>x</name></domain>",  # no plain type
+    b"<domain type='kvm'><devices/><devices><emulator>/e</emulator></devices></domain>",
+    b"<domain type='kvm'><name>x</name><metadata><name>inner</name></metadata></domain>",
+    "<domain type='kvm'><name>v\u00e9m</name></domain>".encode(),
+    "<?xml version='1.0' encoding='ISO-8859-1'?><domain type='kvm'><name>v\u00e9m</name>"
+    "</domain>".encode("latin-1"),
+    b"\xef\xbb\xbf<domain type='kvm'><name>bom</name></domain>",
+    "<?xml version='1.0' encoding='ISO-8859-15'?><domain type='kvm'><name>\u20ac</name>"
+    "</domain>".encode("iso-8859-15"),
+]
+
+LEFT_TO_LXML = [
+    b"<domain type='kvm'><name>x</name>",  # not well-formed: lxml's message
+    b"<!DOCTYPE d [<!ENTITY e 'vm'>]><domain type='kvm'><name>&e;</name></domain>",
+    b"<domain type='kvm'><?pi x?><name>x</name></domain>",
+    b"<a>" * 300 + b"</a>" * 300,
+]
+
+
+@pytest.mark.parametrize("data", SAME_AS_LXML)
+def test_expat_reads_what_lxml_reads(data):
+    from pyvirtualdomain.virt import domxml
+
+    fast = domxml._expat_fields(data)
+    assert fast is not None
+    assert fast == domxml._lxml_fields(data, "/x.xml")
+
+
+@pytest.mark.parametrize("data", LEFT_TO_LXML)
+def test_what_expat_might_read_otherwise_is_left_to_lxml(data):
+    from pyvirtualdomain.virt import domxml
+
+    assert domxml._expat_fields(data) is None
+
+
+def test_the_identity_needs_no_lxml(write_config):
+    """A stop, a probe or a migration reads only the identity: lxml is not imported for it
+    (its import cost each of them more than the parse)."""
+    import subprocess
+    import sys
+
+    p = write_config("<domain type='kvm'><name>vm1</name>"
+                     "<uuid>6f1c1a4a-4f3b-4a0b-8c1d-2e3f40516273</uuid></domain>")
+    code = ("import sys; sys.modules['lxml'] = None\n"
+            "from pyvirtualdomain.virt.domxml import load_domain\n"
+            f"print(load_domain({str(p)!r})[1].uuid)\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True)
+    assert out.stdout.strip() == "6f1c1a4a-4f3b-4a0b-8c1d-2e3f40516273"
