@@ -274,6 +274,27 @@ def test_recurring_monitor_parses_no_xml_and_loads_no_fallbacks(tmp_path):
     assert again.stdout.strip() == "0 []", again.stderr
 
 
+def test_after_a_migration_stop_and_probes_load_neither_lxml_nor_psutil(tmp_path):
+    """The source's stop after a migration, and a probe where the domain is not, have no
+    state record to read the domain from: its identity comes from the config, read with
+    expat (lxml's import alone cost such a stop more CPU than the rest of its work)."""
+    cfg = tmp_path / "vm.xml"
+    cfg.write_text("<domain type='test'><name>gone</name>"
+                   "<uuid>6b3f0c39-1c1e-4c1b-9a3e-2f0d6a1b7c11</uuid></domain>")
+    env = {"OCF_RESKEY_config": str(cfg), "OCF_RESKEY_hypervisor": "test:///default",
+           "HA_RSCTMP": str(tmp_path), "OCF_RESOURCE_INSTANCE": "vm1",
+           "OCF_RESKEY_CRM_meta_timeout": "20000", "PATH": "/usr/sbin:/usr/bin:/sbin:/bin"}
+    for action, rc in (("stop", 0), ("monitor", 7)):
+        code = (f"import sys, os; sys.path.insert(0,{str(ROOT/'lib')!r});"
+                "from pyvirtualdomain.cli import main;"
+                f"rc = main([{action!r}], os.environ);"
+                "print(rc, sorted(m for m in sys.modules if m.split('.')[0] in "
+                "('lxml', 'psutil')))")
+        r = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
+                           text=True)
+        assert r.stdout.strip() == f"{rc} []", (action, r.stdout, r.stderr)
+
+
 def _test_vm(tmp_path: Path, name: str) -> dict[str, str]:
     cfg = tmp_path / f"{name}.xml"
     cfg.write_text(f"<domain type='test'><name>{name}</name><memory>8192</memory>"
