@@ -192,3 +192,23 @@ def test_the_identity_needs_no_lxml(write_config):
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True)
     assert out.stdout.strip() == "6f1c1a4a-4f3b-4a0b-8c1d-2e3f40516273"
+
+
+@pytest.mark.parametrize("text", [
+    "6F1C1A4A4F3B4A0B8C1D2E3F40516273", "6f1c1a4a-4f3b-4a0b-8c1d-2e3f40516273",
+    "{6f1c1a4a-4f3b-4a0b-8c1d-2e3f40516273}", "urn:uuid:6f1c1a4a-4f3b-4a0b-8c1d-2e3f40516273",
+    "6f1c1a4a4f3b-4a0b-8c1d2e3f-40516273", " 6f1c1a4a4f3b4a0b8c1d2e3f40516273 ",
+    "uuid:6f1c1a4a4f3b4a0b8c1d2e3f40516273", "urn:6f1c1a4a4f3b4a0b8c1d2e3f40516273",
+    "nope", "", "6f1c1a4a4f3b4a0b8c1d2e3f4051627", "6f1c1a4a4f3b4a0b8c1d2e3f405162733",
+    "6f1c1a4a4f3b4a0b8c1d2e3f4051627g", "6f1c1a4a4f3b4a0b8c1d2e3f4051627 ",
+])
+def test_canonical_uuid_agrees_with_the_uuid_module(text):
+    import uuid
+
+    from pyvirtualdomain.virt.domxml import canonical_uuid
+
+    try:
+        expected: str | None = str(uuid.UUID(text.strip()))
+    except ValueError:
+        expected = None
+    assert canonical_uuid(text) == expected
