@@ -239,6 +239,23 @@ logging {{
 }}
 """
 
+def libvirt_config(spec: NodeSpec) -> dict[str, str]:
+    """The node's own files in its /etc/libvirt (the machine's copied, these replaced)."""
+    a = spec.address
+    return {
+        "libvirtd.conf": (
+            f'listen_tls = 0\nlisten_tcp = 1\nlisten_addr = "{a}"\n'
+            f'tcp_port = "{LIBVIRT_TCP_PORT}"\nauth_tcp = "none"\nauth_unix_rw = "none"\n'
+            f'host_uuid = "{spec.uuid}"\n'
+            'log_outputs = "3:file:/var/log/libvirt/libvirtd.log"\n'),
+        # cgroup_controllers: the machine's other libvirtds share the cgroup tree;
+        # migration_host: where the destination tells the source to send the guest.
+        "qemu.conf": ('user = "root"\ngroup = "root"\n'
+                      'security_driver = "none"\ncgroup_controllers = [ ]\n'
+                      f'migration_host = "{a}"\n'),
+    }
+
+
 def installed_version(package: str) -> str | None:
     proc = _run(["dpkg-query", "-W", "-f=${Version}", package], check=False)
     return proc.stdout.strip() if proc.returncode == 0 and proc.stdout.strip() else None
@@ -726,17 +743,8 @@ class ClusterNode(NsNode):
         for sub in EMPTIED_LIBVIRT_DIRS:
             shutil.rmtree(etc / sub, ignore_errors=True)
         (etc / "qemu").mkdir()
-        a = self.spec.address
-        (etc / "libvirtd.conf").write_text(
-            f'listen_tls = 0\nlisten_tcp = 1\nlisten_addr = "{a}"\n'
-            f'tcp_port = "{LIBVIRT_TCP_PORT}"\nauth_tcp = "none"\nauth_unix_rw = "none"\n'
-            f'host_uuid = "{self.spec.uuid}"\n'
-            'log_outputs = "3:file:/var/log/libvirt/libvirtd.log"\n')
-        # cgroup_controllers: the machine's other libvirtds share the cgroup tree;
-        # migration_host: where the destination tells the source to send the guest.
-        (etc / "qemu.conf").write_text('user = "root"\ngroup = "root"\n'
-                                       'security_driver = "none"\ncgroup_controllers = [ ]\n'
-                                       f'migration_host = "{a}"\n')
+        for name, text in libvirt_config(self.spec).items():
+            (etc / name).write_text(text)
         uid = pwd.getpwnam("hacluster").pw_uid
         gid = grp.getgrnam("haclient").gr_gid
         lib = self.dir / "lib-pacemaker"
