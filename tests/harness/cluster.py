@@ -113,6 +113,8 @@ FENCE_DEVICE = "fence-pyvd"
 # argv[1] of the power switch process (a sleep in the machine's namespaces)
 SWITCH_MARK = "2147483646"
 LIBVIRT_TCP_PORT = 16509
+# virtlogd's rotation size in the nodes: 1 GiB, where an oracle grows ~1.7 MiB an hour.
+VIRTLOGD_MAX_SIZE = 1024 ** 3
 # Inside the node's namespaces.
 PACEMAKER_LOG = "/var/log/pacemaker/pacemaker.log"
 # mount point (inside the node) -> subdirectory of the node's dir bound over it
@@ -253,6 +255,13 @@ def libvirt_config(spec: NodeSpec) -> dict[str, str]:
         "qemu.conf": ('user = "root"\ngroup = "root"\n'
                       'security_driver = "none"\ncgroup_controllers = [ ]\n'
                       f'migration_host = "{a}"\n'),
+        # Never rotate a log within a run. Both nodes' virtlogd append to a guest's oracle
+        # file (a file chardev with append='on', in the shared directory), each counting
+        # only its own writes against max_size (2 MiB by default). One that rotates renames
+        # the file under the other, which then writes on into the renamed file: two copies
+        # of a guest running at once would write to two files, and the oracle, which reads
+        # one file (and a rotated one before it), could not see them interleave.
+        "virtlogd.conf": f"max_size = {VIRTLOGD_MAX_SIZE}\n",
     }
 
 
