@@ -129,6 +129,14 @@ def find_emulators(ident: DomainIdentity) -> list[Any]:
     libvirt_lxc controller and every process of the container."""
     import psutil
 
+    if ident.virt_type != "lxc":
+        found_qemu = []
+        for pid in qemu_pids(ident):
+            try:
+                found_qemu.append(psutil.Process(pid))
+            except psutil.NoSuchProcess:
+                pass
+        return found_qemu
     own = _namespace("net")
     found = []
     elsewhere: set[int] = set()  # this domain's emulators on another host sharing the kernel
@@ -143,9 +151,8 @@ def find_emulators(ident: DomainIdentity) -> list[Any]:
             elsewhere.add(info["pid"])
             continue
         found.append(proc)
-    if ident.virt_type == "lxc":
-        known = {p.pid for p in found}
-        found += [p for p in container_members(ident, elsewhere) if p.pid not in known]
+    known = {p.pid for p in found}
+    found += [p for p in container_members(ident, elsewhere) if p.pid not in known]
     return found
 
 
@@ -241,10 +248,10 @@ def _zombie(pid: str) -> bool:
 
 def qemu_pids(ident: DomainIdentity) -> list[int]:
     """The running qemu processes of this (non-container) domain in this host's network
-    namespace, read from /proc: the same test as ``find_emulators`` without psutil, whose
-    import alone costs a stop or a probe more than the whole scan. A process qualifies only
-    when its command line holds the domain's uuid or its name (as qemu's -name writes it),
-    so only those few are examined further."""
+    namespace, read from /proc without psutil, whose import alone costs a stop or a probe
+    more than the whole scan (``find_emulators`` hands these to the kill). A process
+    qualifies only when its command line holds the domain's uuid or its name (as qemu's
+    -name writes it), so only those few are examined further."""
     name = ident.name.replace(",", ",,").encode("utf-8", "surrogateescape") \
         if ident.name else None
     uuid = ident.uuid.lower().encode() if ident.uuid else None

@@ -98,8 +98,12 @@ def test_qemu_pids_finds_what_psutil_finds(stand_ins):
                         f"guest={ident.name}")]
     for p in (ours, *others):
         _wait_listed(p)
+    import psutil
+
     assert procs.qemu_pids(ident) == [ours.pid]
-    assert sorted(p.pid for p in procs.find_emulators(ident)) == [ours.pid]
+    assert [p.pid for p in psutil.process_iter(["name", "cmdline"])
+            if procs.matches(ident, p.info["name"] or "", p.info["cmdline"] or [])] == [ours.pid]
+    assert [p.pid for p in procs.find_emulators(ident)] == [ours.pid]  # what the kill gets
 
 
 def test_qemu_pids_by_name_when_the_uuid_is_unknown(stand_ins):
