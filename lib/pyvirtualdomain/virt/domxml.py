@@ -181,8 +181,6 @@ def canonical_uuid(text: str) -> str | None:
 
 
 def parse_identity(data: bytes, path: str) -> DomainIdentity:
-    if not data.strip():
-        raise ConfigError(f"config {path} is empty")
     fields = _expat_fields(data) or _lxml_fields(data, path)
     if fields.root != "domain":
         raise ConfigError(f"config {path} is not a libvirt domain XML (root element is "
