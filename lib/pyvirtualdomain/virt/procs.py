@@ -233,17 +233,47 @@ def _argv(raw: bytes) -> list[str]:
     return argv
 
 
-def _zombie(pid: str) -> bool:
-    """Whether the process has exited (a zombie or gone); one that cannot be read counts as
-    running."""
+def _stat(pid: str) -> bytes | None:
+    """The fields of /proc/<pid>/stat after the command name (state first); b"" when the
+    process is gone, None when it cannot be read."""
     try:
         with open(f"/proc/{pid}/stat", "rb") as f:
             stat = f.read()
     except (FileNotFoundError, ProcessLookupError):
-        return True
+        return b""
     except OSError:
+        return None
+    return stat[stat.rfind(b")") + 2:]
+
+
+def _zombie(pid: str) -> bool:
+    """Whether the process has exited (a zombie or gone); one that cannot be read counts as
+    running."""
+    stat = _stat(pid)
+    return stat is not None and stat[:1] in (b"", b"Z")
+
+
+_PF_KTHREAD = 0x00200000
+# How long a scan waits for a process whose command line is empty but which is neither a
+# kernel thread nor a zombie: between exec's switch to the new program and the new argv being
+# in place (microseconds), or between an exit's release of its memory and its zombie state.
+_UNSETTLED_WAIT_S = 0.25
+
+
+def _unsettled(pid: str) -> bool:
+    """Whether a process with an empty command line is in the middle of an exec or an exit
+    (it will show a command line, or be gone, within moments), rather than a kernel thread or
+    a zombie, whose command line stays empty."""
+    stat = _stat(pid)
+    if stat is None:
+        return True
+    fields = stat.split()
+    if not fields or fields[0] == b"Z":
         return False
-    return stat[stat.rfind(b")") + 2:stat.rfind(b")") + 3] == b"Z"
+    try:
+        return not int(fields[6]) & _PF_KTHREAD
+    except (IndexError, ValueError):
+        return True
 
 
 def qemu_pids(ident: DomainIdentity) -> list[int]:
@@ -257,25 +287,47 @@ def qemu_pids(ident: DomainIdentity) -> list[int]:
     uuid = ident.uuid.lower().encode() if ident.uuid else None
     own = _namespace("net")
     found = []
+    unsettled = []
     for pid in os.listdir("/proc"):
         if not pid.isdigit():
             continue
         raw = _proc_file(pid, "cmdline")
-        if not raw:
-            continue  # gone, a kernel thread, or a zombie
-        if (name or uuid) and not ((name and name in raw) or (uuid and uuid in raw.lower())):
-            continue
-        comm = (_proc_file(pid, "comm") or b"").decode("utf-8", "replace").strip()
-        try:
-            if not matches(ident, comm, _argv(raw)):
-                continue
-        except (TypeError, ValueError):
-            continue
-        if own is not None and _namespace("net", pid) not in (own, None):
-            continue  # the same domain of another host sharing this kernel
-        if not _zombie(pid):
+        if raw == b"" and _unsettled(pid):
+            unsettled.append(pid)  # mid-exec: it may become this domain's qemu
+        elif raw and _is_qemu_of(ident, pid, raw, name, uuid, own):
             found.append(int(pid))
-    return found
+    # A scan must not miss a qemu being exec'd (libvirt just started it): such a process shows
+    # an empty command line for a moment. Wait for it to settle (or go), briefly.
+    end = time.monotonic() + _UNSETTLED_WAIT_S
+    while unsettled:
+        time.sleep(0.002)
+        waiting = []
+        for pid in unsettled:
+            raw = _proc_file(pid, "cmdline")
+            if raw:
+                if _is_qemu_of(ident, pid, raw, name, uuid, own):
+                    found.append(int(pid))
+            elif raw == b"" and _unsettled(pid):
+                waiting.append(pid)
+        unsettled = waiting if time.monotonic() < end else []
+    return sorted(found)
+
+
+def _is_qemu_of(ident: DomainIdentity, pid: str, raw: bytes, name: bytes | None,
+                uuid: bytes | None, own: str | None) -> bool:
+    """Whether process ``pid``, whose command line is ``raw``, is a running qemu of this
+    domain in this host's network namespace (``own``)."""
+    if (name or uuid) and not ((name and name in raw) or (uuid and uuid in raw.lower())):
+        return False
+    comm = (_proc_file(pid, "comm") or b"").decode("utf-8", "replace").strip()
+    try:
+        if not matches(ident, comm, _argv(raw)):
+            return False
+    except (TypeError, ValueError):
+        return False
+    if own is not None and _namespace("net", pid) not in (own, None):
+        return False  # the same domain of another host sharing this kernel
+    return not _zombie(pid)
 
 
 def running_emulator_pids(ident: DomainIdentity) -> list[int]:
