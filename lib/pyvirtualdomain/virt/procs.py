@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import signal
 import time
+from collections.abc import Iterator
 from typing import Any
 
 from .domxml import DomainIdentity
@@ -140,15 +141,29 @@ def find_emulators(ident: DomainIdentity) -> list[Any]:
     own = _namespace("net")
     found = []
     elsewhere: set[int] = set()  # this domain's emulators on another host sharing the kernel
+    unsettled = []
+    candidates = []
     for proc in psutil.process_iter(["pid", "name", "cmdline"]):
         info = proc.info
+        if not info.get("cmdline") and _unsettled(str(info["pid"])):
+            unsettled.append(str(info["pid"]))  # mid-exec: it may become this controller
+        else:
+            candidates.append((proc, info.get("name") or "", info.get("cmdline") or []))
+    for late, raw in _settled(unsettled):
         try:
-            if not matches(ident, info.get("name") or "", info.get("cmdline") or []):
+            candidates.append((psutil.Process(int(late)),
+                               (_proc_file(late, "comm") or b"").decode("utf-8", "replace")
+                               .strip(), _argv(raw)))
+        except psutil.Error:
+            continue
+    for proc, comm, argv in candidates:
+        try:
+            if not matches(ident, comm, argv):
                 continue
         except (TypeError, ValueError):
             continue
-        if own is not None and _namespace("net", info["pid"]) not in (own, None):
-            elsewhere.add(info["pid"])
+        if own is not None and _namespace("net", proc.pid) not in (own, None):
+            elsewhere.add(proc.pid)
             continue
         found.append(proc)
     known = {p.pid for p in found}
@@ -296,8 +311,18 @@ def qemu_pids(ident: DomainIdentity) -> list[int]:
             unsettled.append(pid)  # mid-exec: it may become this domain's qemu
         elif raw and _is_qemu_of(ident, pid, raw, name, uuid, own):
             found.append(int(pid))
-    # A scan must not miss a qemu being exec'd (libvirt just started it): such a process shows
-    # an empty command line for a moment. Wait for it to settle (or go), briefly.
+    for pid, raw in _settled(unsettled):
+        if _is_qemu_of(ident, pid, raw, name, uuid, own):
+            found.append(int(pid))
+    return sorted(found)
+
+
+def _settled(unsettled: list[str]) -> Iterator[tuple[str, bytes]]:
+    """(pid, command line) of each of ``unsettled`` (processes seen with an empty command
+    line, neither kernel thread nor zombie) once its command line is in place. A scan must
+    not miss an emulator being exec'd (libvirt just started it): such a process shows an empty
+    command line for a moment. Waits for that briefly; one gone or exited meanwhile is left
+    out."""
     end = time.monotonic() + _UNSETTLED_WAIT_S
     while unsettled:
         time.sleep(0.002)
@@ -305,12 +330,10 @@ def qemu_pids(ident: DomainIdentity) -> list[int]:
         for pid in unsettled:
             raw = _proc_file(pid, "cmdline")
             if raw:
-                if _is_qemu_of(ident, pid, raw, name, uuid, own):
-                    found.append(int(pid))
+                yield pid, raw
             elif raw == b"" and _unsettled(pid):
                 waiting.append(pid)
         unsettled = waiting if time.monotonic() < end else []
-    return sorted(found)
 
 
 def _is_qemu_of(ident: DomainIdentity, pid: str, raw: bytes, name: bytes | None,

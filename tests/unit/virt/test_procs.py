@@ -165,6 +165,29 @@ def test_qemu_pids_finds_an_emulator_the_moment_it_is_started():
             proc.wait()
 
 
+def test_a_container_controller_in_the_middle_of_its_exec_is_found(stand_ins, monkeypatch):
+    """The same wait in a container's scan (psutil): a libvirt_lxc controller caught with an
+    empty command line is looked at again once its exec is done."""
+    import psutil
+
+    ident = DomainIdentity(f"pyvd-unit-{uuid.uuid4().hex[:6]}", None, "lxc")
+    proc = stand_ins("/usr/lib/libvirt/libvirt_lxc", "--name", ident.name, "--console", "25")
+    _wait_listed(proc)
+    assert [p.pid for p in procs.find_emulators(ident)] == [proc.pid]
+    real = psutil.Process.cmdline
+    seen: list[int] = []
+
+    def mid_exec(self: psutil.Process) -> list[str]:
+        if self.pid == proc.pid and not seen:
+            seen.append(self.pid)
+            return []
+        return real(self)
+
+    monkeypatch.setattr(psutil.Process, "cmdline", mid_exec)
+    assert [p.pid for p in procs.find_emulators(ident)] == [proc.pid]
+    assert seen
+
+
 def test_kernel_threads_and_zombies_are_settled(stand_ins, monkeypatch):
     """Their command lines stay empty: the scan does not wait for them. (A pid namespace of
     its own, as in the Debian 13 root, shows no kernel thread: the zombie is always here.)"""
