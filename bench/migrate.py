@@ -1,8 +1,10 @@
 """Benchmark: the agent's migrate_to against raw `virsh migrate --live` of the same running
-guest between the same two libvirt hosts (tests/harness/twohosts.py), in the same run.
+guest between the same two libvirt hosts (tests/harness/twohosts.py), in the same run, and
+against the least a Python client does (open both hypervisors, look the domain up, migrate3):
+what the agent adds beyond the interpreter and libvirt-python.
 
-Hops are interleaved: each round moves the guest A->B->A with the agent and A->B->A with virsh,
-the method that goes first alternating from round to round. Both run inside the source host's
+Hops are interleaved: each round moves the guest A->B->A with each method, the method that goes
+first rotating from round to round. All run inside the source host's
 namespaces through the same nsenter, from a clean environment: the agent as Pacemaker would run
 it (migrate_to with migration_transport=tcp, then migrate_from on the target, timed apart), and
 `virsh -c qemu:///system migrate --live NAME qemu+tcp://<target>/system`. After every hop the
@@ -29,7 +31,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from tests.harness.common import CLEAN_PATH  # noqa: E402
+from tests.harness.common import CLEAN_PATH, VENV_PYTHON  # noqa: E402
 from tests.harness.domains import import_libvirt  # noqa: E402
 from tests.harness.guest import (  # noqa: E402
     INIT_MARKER,
@@ -41,6 +43,15 @@ from tests.harness.guest import (  # noqa: E402
 from tests.harness.twohosts import NODE_NAMES, SharedHostLock, TwoHosts  # noqa: E402
 
 OTHER = {"A": "B", "B": "A"}
+METHODS = ("agent", "python", "virsh")
+# The least a Python client does to live-migrate (argv: name, destination URI).
+RAW_PYTHON = (
+    "import sys, libvirt\n"
+    "src = libvirt.open('qemu:///system')\n"
+    "dom = src.lookupByName(sys.argv[1])\n"
+    "dst = libvirt.open(sys.argv[2])\n"
+    "dom.migrate3(dst, {}, libvirt.VIR_MIGRATE_LIVE)\n"
+    "dst.close(); src.close()\n")
 OP_TIMEOUT_MS = 120000
 AGENT_PARAMS = {"migration_transport": "tcp"}
 
@@ -130,6 +141,17 @@ def hop_virsh(hosts: TwoHosts, name: str, src: str, series: Series) -> None:
     series.wall_s.append(wall)
 
 
+def hop_python(hosts: TwoHosts, name: str, src: str, series: Series) -> None:
+    dst = OTHER[src]
+    argv = hosts.nsenter_argv(src) + [str(VENV_PYTHON), "-c", RAW_PYTHON, name,
+                                      f"qemu+tcp://{NODE_NAMES[dst]}/system"]
+    wall, proc = timed(argv, {"PATH": CLEAN_PATH, "LANG": "C"})
+    if proc.returncode != 0:
+        raise SystemExit(f"python migrate3 host{src}->host{dst}: rc {proc.returncode}\n"
+                         f"{proc.stderr}")
+    series.wall_s.append(wall)
+
+
 def record_qemu(hosts: TwoHosts, name: str, host: str, series: Series) -> None:
     st = completed_stats(hosts, host, name)
     if "time_elapsed" in st:
@@ -143,7 +165,8 @@ def record_qemu(hosts: TwoHosts, name: str, host: str, series: Series) -> None:
 def run(rounds: int, out: Path) -> int:
     virt = os.environ.get(VIRT_TYPE_ENV, "").strip() or "qemu"
     arts = build_artifacts()
-    ours, ref = Series(), Series()
+    ours, ref, raw = Series(), Series(), Series()
+    series = {"agent": ours, "virsh": ref, "python": raw}
     with SharedHostLock(), TwoHosts() as hosts, \
             tempfile.TemporaryDirectory(prefix="pyvd-bench-migrate-") as tmp:
         work = Path(tmp)
@@ -166,20 +189,23 @@ def run(rounds: int, out: Path) -> int:
         time.sleep(2.0)  # let the guest's init settle before the first hop
         where = "A"
         for r in range(rounds):
-            order = ("agent", "virsh") if r % 2 == 0 else ("virsh", "agent")
+            order = METHODS[r % len(METHODS):] + METHODS[:r % len(METHODS)]
             for method in order:
                 for _ in range(2):  # there and back
                     if method == "agent":
                         hop_agent(hosts, name, config, work, where, ours)
+                    elif method == "python":
+                        hop_python(hosts, name, where, raw)
                     else:
                         hop_virsh(hosts, name, where, ref)
                     where = OTHER[where]
                     check_only_on(hosts, name, where)
-                    record_qemu(hosts, name, where, ours if method == "agent" else ref)
+                    record_qemu(hosts, name, where, series[method])
                     time.sleep(0.5)
-            print(f"round {r + 1}/{rounds}: agent median {statistics.median(ours.wall_s):.3f}s,"
-                  f" virsh median {statistics.median(ref.wall_s):.3f}s", flush=True)
-    write_report(ours, ref, rounds, virt, out)
+            print(f"round {r + 1}/{rounds}: medians agent {statistics.median(ours.wall_s):.3f}s,"
+                  f" python {statistics.median(raw.wall_s):.3f}s,"
+                  f" virsh {statistics.median(ref.wall_s):.3f}s", flush=True)
+    write_report(ours, ref, raw, rounds, virt, out)
     return 0
 
 
@@ -191,17 +217,19 @@ def _version(argv: list[str]) -> str:
     return proc.stdout.splitlines()[0].strip() if proc.stdout else "?"
 
 
-def write_report(ours: Series, ref: Series, rounds: int, virt: str, out: Path) -> None:
+def write_report(ours: Series, ref: Series, raw: Series, rounds: int, virt: str,
+                 out: Path) -> None:
     ratio = statistics.median(ours.wall_s) / statistics.median(ref.wall_s)
     diff_ms = (statistics.median(ours.wall_s) - statistics.median(ref.wall_s)) * 1000
+    raw_ms = (statistics.median(ours.wall_s) - statistics.median(raw.wall_s)) * 1000
     lines = [
         "# Live migration: agent migrate_to vs raw virsh migrate --live",
         "",
         "Generated by `bench/migrate.py` (do not edit by hand). One running guest moved between",
         "two libvirt hosts on one machine (`tests/harness/twohosts.py`: own network, mount and",
         "UTS namespaces, own libvirtd each, TCP without TLS), hops interleaved in the same run:",
-        f"each of {rounds} rounds moves the guest A->B->A with the agent and A->B->A with virsh,",
-        "the method going first alternating. Both are started the same way (nsenter into the",
+        f"each of {rounds} rounds moves the guest A->B->A with each method, the method going",
+        "first rotating. All are started the same way (nsenter into the",
         "source host, clean environment). Wall time is from exec to exit of the command; qemu",
         "columns are libvirt's completed-job statistics on the destination.",
         "",
@@ -209,15 +237,20 @@ def write_report(ours: Series, ref: Series, rounds: int, virt: str, out: Path) -
         "  `qemu+tcp://<target>/system`), `OCF_RESKEY_CRM_meta_timeout=120000`; its",
         "  `migrate_from` on the target is timed apart below.",
         "- virsh: `virsh -c qemu:///system migrate --live NAME qemu+tcp://<target>/system`.",
+        "- python: the least a Python client does, with the agent's interpreter: open both",
+        "  hypervisors, look the domain up, `migrate3(dest, {}, VIR_MIGRATE_LIVE)`.",
         "",
         "| method | hops | median s | min s | max s | qemu ms (median) | downtime ms (median) |"
         " moved MiB (median) |",
         "|---|---|---|---|---|---|---|---|",
         ours.row("agent migrate_to"),
+        raw.row("python migrate3"),
         ref.row("virsh migrate --live"),
         "",
         f"**Ratio agent/virsh (medians): {ratio:.3f}** ({diff_ms:+.0f} ms per hop; "
-        "target <= 1.05).",
+        "target <= 1.05). Agent/python: "
+        f"{statistics.median(ours.wall_s) / statistics.median(raw.wall_s):.3f} "
+        f"({raw_ms:+.0f} ms: what the agent adds to the least a Python client does).",
         "",
         f"Agent migrate_from on the target (domain already there): median "
         f"{_med(ours.from_s):.3f} s, min {min(ours.from_s):.3f} s, max {max(ours.from_s):.3f} s.",
