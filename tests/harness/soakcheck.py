@@ -209,23 +209,39 @@ def unexplained(failures: Sequence[Failure], events: Sequence[EventRecord],
     return [f for f in failures if not any(explains(ev, f, now=now) for ev in events)]
 
 
+# A migration's operations keep their own entry in the resource's history (Pacemaker needs
+# them to judge a partial migration), and a failed one is recorded only there: no
+# ``<rsc>_last_failure_0`` for a migrate_to or migrate_from that failed (seen with 2.1.5).
+_MIGRATION_OPS = ("migrate_to", "migrate_from")
+
+
 def failures_from_cib_status(status_xml: Any) -> list[Failure]:
     """Every ``*_last_failure_0`` operation in the CIB's status section (an ElementTree
     element), but a probe that found the resource running: the controller records any
     result other than the expected one there, and a probe expects "not running" (7);
-    Pacemaker does not count a probe's "running" (0, or 8 promoted) as a failure either."""
+    Pacemaker does not count a probe's "running" (0, or 8 promoted) as a failure either.
+    And every ``*_migrate_to_0`` / ``*_migrate_from_0`` that completed with another result
+    than 0 (a pending one, op-status -1, has none yet)."""
     out: list[Failure] = []
     for state in status_xml.iter("node_state"):
         node = state.get("uname", "")
         for op in state.iter("lrm_rsc_op"):
             oid = op.get("id", "")
-            if not oid.endswith("_last_failure_0"):
+            operation = op.get("operation", "")
+            if oid.endswith("_last_failure_0"):
+                rsc = oid[:-len("_last_failure_0")]
+                probe = operation == "monitor" and op.get("interval", "0") == "0"
+                if probe and op.get("rc-code") in ("0", "8") and \
+                        op.get("op-status", "0") == "0":
+                    continue
+            elif operation in _MIGRATION_OPS and oid.endswith(f"_{operation}_0"):
+                rsc = oid[:-len(f"_{operation}_0")]
+                if op.get("op-status", "0") == "-1" or \
+                        (op.get("rc-code") == "0" and op.get("op-status", "0") == "0"):
+                    continue
+            else:
                 continue
-            rsc = oid[:-len("_last_failure_0")]
-            probe = op.get("operation") == "monitor" and op.get("interval", "0") == "0"
-            if probe and op.get("rc-code") in ("0", "8") and op.get("op-status", "0") == "0":
-                continue
-            out.append(Failure(rsc=rsc, op=op.get("operation", ""), node=node,
+            out.append(Failure(rsc=rsc, op=operation, node=node,
                                rc=int(op.get("rc-code", "-1")),
                                status=int(op.get("op-status", "0")),
                                t=float(op.get("last-rc-change", "0")),

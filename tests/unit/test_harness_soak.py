@@ -298,6 +298,33 @@ def test_failures_are_read_from_the_cib_status() -> None:
     assert failures_from_cib_status(probe) == []
 
 
+def test_a_failed_migration_is_read_from_its_own_history_entry() -> None:
+    """Pacemaker records a failed migrate_to only in <rsc>_migrate_to_0 (no last_failure):
+    the soak's seed 2 run then took the "active on 2 nodes" line that followed for one no
+    fault explains, though the qemu_kill of the guest 6 s before explained it. As the CIB
+    held it then (2.1.5), and a pending and a successful migration beside it."""
+    status = ET.fromstring("""<status>
+      <node_state uname="pcmk-1"><lrm><lrm_resources><lrm_resource id="vm-plain">
+        <lrm_rsc_op id="vm-plain_last_0" operation_key="vm-plain_stop_0" operation="stop"
+                    rc-code="0" op-status="0" last-rc-change="1796420693" interval="0"/>
+        <lrm_rsc_op id="vm-plain_migrate_to_0" operation_key="vm-plain_migrate_to_0"
+                    operation="migrate_to" call-id="39" rc-code="1" op-status="0"
+                    last-rc-change="1796420692" interval="0" exec-time="98"
+                    exit-reason="domain pyvd-cl-plain is not running here"/>
+      </lrm_resource></lrm_resources></lrm></node_state>
+      <node_state uname="pcmk-2"><lrm><lrm_resources><lrm_resource id="vm-guest1">
+        <lrm_rsc_op id="vm-guest1_migrate_from_0" operation="migrate_from" rc-code="0"
+                    op-status="0" last-rc-change="1796420600" interval="0"/>
+        <lrm_rsc_op id="vm-guest1_migrate_to_0" operation="migrate_to" rc-code="193"
+                    op-status="-1" last-rc-change="1796420601" interval="0"/>
+      </lrm_resource></lrm_resources></lrm></node_state></status>""")
+    failed = Failure("vm-plain", "migrate_to", "pcmk-1", 1, 0, 1796420692.0, 0,
+                     "domain pyvd-cl-plain is not running here")
+    assert failures_from_cib_status(status) == [failed]
+    assert explains(ev("qemu_kill", rsc="vm-plain", node="pcmk-1", t0=1796420686.0,
+                       t_settled=1796420751.0), failed)
+
+
 # -- the report ------------------------------------------------------------------------------
 
 
