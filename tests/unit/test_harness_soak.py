@@ -472,3 +472,16 @@ def test_plain_guest_oracle_option() -> None:
     assert src is not None and src.get("path") == "/shared/plain.oracle"
     assert src.get("append") == "on"
     assert options_cmdline(GuestOptions()) == []
+
+
+def test_a_node_fault_explains_a_migration_to_that_node() -> None:
+    """Seed 2, event 188/189: libvirtd frozen on pcmk-1 while vm-plain ran on pcmk-2, then a
+    move of vm-plain to pcmk-1: the migrate_to on pcmk-2 could not reach the target's libvirtd
+    (rc 1). The freeze explains it, as it explains one away from pcmk-1."""
+    freeze = ev("libvirtd_freeze", node="pcmk-1",
+                hosts={"vm-guest1": "pcmk-1", "vm-guest2": "pcmk-2", "vm-plain": "pcmk-2"})
+    assert explains(freeze, fail("vm-plain", "migrate_to", "pcmk-2", 1))
+    assert explains(freeze, fail("vm-plain", "migrate_from", "pcmk-1", 1))
+    # not the monitor on the other node, nor a start there
+    assert not explains(freeze, fail("vm-plain", "monitor", "pcmk-2", 7))
+    assert not explains(freeze, fail("vm-plain", "start", "pcmk-2", 1))
