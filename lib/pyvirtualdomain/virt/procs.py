@@ -151,9 +151,7 @@ def find_emulators(ident: DomainIdentity) -> list[Any]:
             candidates.append((proc, info.get("name") or "", info.get("cmdline") or []))
     for late, raw in _settled(unsettled):
         try:
-            candidates.append((psutil.Process(int(late)),
-                               (_proc_file(late, "comm") or b"").decode("utf-8", "replace")
-                               .strip(), _argv(raw)))
+            candidates.append((psutil.Process(int(late)), _comm(late), _argv(raw)))
         except psutil.Error:
             continue
     for proc, comm, argv in candidates:
@@ -233,6 +231,11 @@ def _proc_file(pid: str, name: str) -> bytes | None:
             return f.read()
     except OSError:
         return None
+
+
+def _comm(pid: str) -> str:
+    """The process's name as /proc gives it ("" when gone)."""
+    return (_proc_file(pid, "comm") or b"").decode("utf-8", "replace").strip()
 
 
 def _argv(raw: bytes) -> list[str]:
@@ -342,9 +345,8 @@ def _is_qemu_of(ident: DomainIdentity, pid: str, raw: bytes, name: bytes | None,
     domain in this host's network namespace (``own``)."""
     if (name or uuid) and not ((name and name in raw) or (uuid and uuid in raw.lower())):
         return False
-    comm = (_proc_file(pid, "comm") or b"").decode("utf-8", "replace").strip()
     try:
-        if not matches(ident, comm, _argv(raw)):
+        if not matches(ident, _comm(pid), _argv(raw)):
             return False
     except (TypeError, ValueError):
         return False
