@@ -145,6 +145,12 @@ class EventRecord:
         return out
 
 
+# A migration's operations keep their own entry in the resource's history (Pacemaker needs
+# them to judge a partial migration), and a failed one is recorded only there: no
+# ``<rsc>_last_failure_0`` for a migrate_to or migrate_from that failed (seen with 2.1.5).
+_MIGRATION_OPS = ("migrate_to", "migrate_from")
+
+
 # Which failed operations of a VM resource each event kind explains: (operations, rcs)
 # where None is any. "node" events explain them on the node they act on; "rsc" events on
 # the resource they act on, wherever it ran. An operation that timed out is rc 1 to
@@ -154,9 +160,9 @@ _VM_EXPLAINS: dict[str, tuple[str, tuple[str, ...] | None, tuple[int, ...] | Non
     # the emulator is gone: the monitor says not running (7) or failed (1), and a migration
     # asked for before a monitor saw it (a standby or move right after the kill) has nothing
     # to migrate (1)
-    "qemu_kill": ("rsc", ("monitor", "migrate_to", "migrate_from"), (1, 7)),
+    "qemu_kill": ("rsc", ("monitor", *_MIGRATION_OPS), (1, 7)),
     # qemu stopped: a monitor may fail or time out, a migration cannot move its memory
-    "guest_hang": ("rsc", ("monitor", "migrate_to", "migrate_from"), _ANY),
+    "guest_hang": ("rsc", ("monitor", *_MIGRATION_OPS), _ANY),
     # the level-20 monitor reports a guest whose agent stopped answering
     "qga_kill": ("rsc", ("monitor",), (1,)),
     # the node is gone: whatever ran there did not complete
@@ -164,8 +170,8 @@ _VM_EXPLAINS: dict[str, tuple[str, tuple[str, ...] | None, tuple[int, ...] | Non
     "link_cut": ("node", _ANY, _ANY),
     # libvirt cannot be asked: start, stop and migrations there fail; the monitor must
     # still answer (from the domain's processes), so it is not explained
-    "libvirtd_kill": ("node", ("start", "stop", "migrate_to", "migrate_from"), _ANY),
-    "libvirtd_freeze": ("node", ("start", "stop", "migrate_to", "migrate_from"), _ANY),
+    "libvirtd_kill": ("node", ("start", "stop", *_MIGRATION_OPS), _ANY),
+    "libvirtd_freeze": ("node", ("start", "stop", *_MIGRATION_OPS), _ANY),
 }
 
 
@@ -204,18 +210,12 @@ def explains(ev: EventRecord, f: Failure, grace_s: float = 5.0,
     # cluster every migration has this node as one end: away from it (the resource ran here
     # when the event fired) or to it (the resource ran on the other node; seed 2: a move to a
     # node whose libvirtd was frozen failed the migrate_to on the other one).
-    return f.op in ("migrate_to", "migrate_from")
+    return f.op in _MIGRATION_OPS
 
 
 def unexplained(failures: Sequence[Failure], events: Sequence[EventRecord],
                 now: float | None = None) -> list[Failure]:
     return [f for f in failures if not any(explains(ev, f, now=now) for ev in events)]
-
-
-# A migration's operations keep their own entry in the resource's history (Pacemaker needs
-# them to judge a partial migration), and a failed one is recorded only there: no
-# ``<rsc>_last_failure_0`` for a migrate_to or migrate_from that failed (seen with 2.1.5).
-_MIGRATION_OPS = ("migrate_to", "migrate_from")
 
 
 def failures_from_cib_status(status_xml: Any) -> list[Failure]:
