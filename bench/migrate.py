@@ -130,24 +130,15 @@ def hop_agent(hosts: TwoHosts, name: str, config: Path, workdir: Path, src: str,
     series.from_s.append(wall_from)
 
 
-def hop_virsh(hosts: TwoHosts, name: str, src: str, series: Series) -> None:
+def hop_client(hosts: TwoHosts, src: str, label: str, argv_tail: list[str],
+               series: Series) -> None:
+    """One hop by a plain client (virsh, Python) run in the source host: ``argv_tail`` is
+    its command, the destination URI appended."""
     dst = OTHER[src]
-    argv = hosts.nsenter_argv(src) + ["virsh", "-c", "qemu:///system", "migrate", "--live",
-                                      name, f"qemu+tcp://{NODE_NAMES[dst]}/system"]
+    argv = hosts.nsenter_argv(src) + argv_tail + [f"qemu+tcp://{NODE_NAMES[dst]}/system"]
     wall, proc = timed(argv, {"PATH": CLEAN_PATH, "LANG": "C"})
     if proc.returncode != 0:
-        raise SystemExit(f"virsh migrate host{src}->host{dst}: rc {proc.returncode}\n"
-                         f"{proc.stderr}")
-    series.wall_s.append(wall)
-
-
-def hop_python(hosts: TwoHosts, name: str, src: str, series: Series) -> None:
-    dst = OTHER[src]
-    argv = hosts.nsenter_argv(src) + [str(VENV_PYTHON), "-c", RAW_PYTHON, name,
-                                      f"qemu+tcp://{NODE_NAMES[dst]}/system"]
-    wall, proc = timed(argv, {"PATH": CLEAN_PATH, "LANG": "C"})
-    if proc.returncode != 0:
-        raise SystemExit(f"python migrate3 host{src}->host{dst}: rc {proc.returncode}\n"
+        raise SystemExit(f"{label} host{src}->host{dst}: rc {proc.returncode}\n"
                          f"{proc.stderr}")
     series.wall_s.append(wall)
 
@@ -195,9 +186,12 @@ def run(rounds: int, out: Path) -> int:
                     if method == "agent":
                         hop_agent(hosts, name, config, work, where, ours)
                     elif method == "python":
-                        hop_python(hosts, name, where, raw)
+                        hop_client(hosts, where, "python migrate3",
+                                   [str(VENV_PYTHON), "-c", RAW_PYTHON, name], raw)
                     else:
-                        hop_virsh(hosts, name, where, ref)
+                        hop_client(hosts, where, "virsh migrate",
+                                   ["virsh", "-c", "qemu:///system", "migrate", "--live", name],
+                                   ref)
                     where = OTHER[where]
                     check_only_on(hosts, name, where)
                     record_qemu(hosts, name, where, series[method])
