@@ -973,6 +973,13 @@ def primitive_xml(rsc: str, agent: str, params: Mapping[str, str],
             f"</meta_attributes><operations>{op_xml}</operations></primitive>")
 
 
+def create_node_bridge(netns: str, address: str) -> None:
+    """The node's bridge ``BRIDGE`` in ``netns``, up, with the node's ``address``."""
+    _run(["ip", "-n", netns, "link", "add", BRIDGE, "type", "bridge"])
+    _run(["ip", "-n", netns, "addr", "add", f"{address}/{PREFIX}", "dev", BRIDGE])
+    _run(["ip", "-n", netns, "link", "set", BRIDGE, "up"])
+
+
 def container_guest_xml(domain: str, init: Path, guest_dir: Path, remoted: Path,
                         address: str, mac: str | None = None) -> str:
     mac_xml = f"\n      <mac address={quoteattr(mac)}/>" if mac else ""
@@ -1183,10 +1190,7 @@ class Cluster:
     def _create_network(self) -> None:
         for spec in self.layout.nodes:
             create_netns(spec.netns)
-            _run(["ip", "-n", spec.netns, "link", "add", BRIDGE, "type", "bridge"])
-            _run(["ip", "-n", spec.netns, "addr", "add", f"{spec.address}/{PREFIX}", "dev",
-                  BRIDGE])
-            _run(["ip", "-n", spec.netns, "link", "set", BRIDGE, "up"])
+            create_node_bridge(spec.netns, spec.address)
         if len(self.layout.nodes) == 2:
             a, b = self.layout.nodes
             _run(["ip", "link", "add", UPLINK, "netns", a.netns, "type", "veth", "peer",
