@@ -8,7 +8,9 @@ a private mount and UTS namespace, entered through an anchor process.
 * network: a bridge ``pyvdbr0`` with the node's address (10.79.0.1/24 for the one-node cluster,
   10.80.0.1 and 10.80.0.2 for the two nodes, whose bridges a veth pair joins into one segment).
   Corosync's knet ring and libvirt's migration traffic use it; guest nodes attach to it and
-  keep their address wherever they run. No address of the test exists outside the namespaces.
+  keep their address wherever they run. The bridge's MAC address is fixed (02:70: and the
+  node's IPv4 address), so guests coming and going never change it. No address of the test
+  exists outside the namespaces.
 * mounts: a sysfs of the namespace (libvirt finds the bridge under /sys/class/net) with the
   machine's cgroup tree moved over (without the hybrid layout's empty cgroup2 mount, which
   breaks libvirt-lxc); per-node directories bound over ``/run``, ``/var/lib/libvirt``,
@@ -974,8 +976,16 @@ def primitive_xml(rsc: str, agent: str, params: Mapping[str, str],
 
 
 def create_node_bridge(netns: str, address: str) -> None:
-    """The node's bridge ``BRIDGE`` in ``netns``, up, with the node's ``address``."""
-    _run(["ip", "-n", netns, "link", "add", BRIDGE, "type", "bridge"])
+    """The node's bridge ``BRIDGE`` in ``netns``, up, with the node's ``address``.
+
+    Its MAC address is set, as a host's bridge has its NIC's: a bridge whose address
+    nobody set takes the lowest of its ports' and changes as they come and go. Guest taps
+    (fe:54:...) can be lower than the uplink veth's random address; a guest migrating in or
+    out then changed the node's MAC, the peer's ARP entry went stale and corosync lost the
+    link for seconds: both nodes fenced (soak seed 3)."""
+    octets = [int(o) for o in address.split(".")]
+    mac = "02:70:" + ":".join(f"{o:02x}" for o in octets)
+    _run(["ip", "-n", netns, "link", "add", BRIDGE, "address", mac, "type", "bridge"])
     _run(["ip", "-n", netns, "addr", "add", f"{address}/{PREFIX}", "dev", BRIDGE])
     _run(["ip", "-n", netns, "link", "set", BRIDGE, "up"])
 

@@ -345,3 +345,44 @@ def test_full_disk_pauses_with_io_error_and_teardown_leaves_nothing(
         mountinfo = Path(f"/proc/{pid}/mountinfo").read_text()
         assert str(fs.mountpoint) not in mountinfo, mountinfo
     assert not fs.mountpoint.exists()
+
+
+def _link_mac(netns: str, dev: str) -> str:
+    out = subprocess.run(["ip", "-n", netns, "-o", "link", "show", dev], capture_output=True,
+                         text=True, check=True).stdout
+    return out.split("link/ether ", 1)[1].split()[0]
+
+
+def test_cluster_bridge_keeps_its_mac_when_guests_come_and_go() -> None:
+    """A cluster node's bridge keeps one MAC address while ports join and leave. A Linux
+    bridge whose address nobody set takes the lowest MAC of its ports, and libvirt's taps
+    (fe:54:...) are lower than an uplink veth whose random address begins fe:b2: the soak
+    saw a guest's migration to pcmk-2 change pcmk-2's bridge address; pcmk-1's ARP entry
+    went stale, corosync lost the peer for 6 s, and both nodes fenced."""
+    from tests.harness.cluster import BRIDGE, create_node_bridge
+    from tests.harness.nsnode import create_netns, delete_netns
+
+    netns = "pyvd-brtest"
+    delete_netns(netns)
+    create_netns(netns)
+    try:
+        create_node_bridge(netns, "10.99.0.1")
+        # the uplink: a port with a high address, as a random one can be
+        subprocess.run(["ip", "-n", netns, "link", "add", "brt-up", "address",
+                        "fe:ff:33:14:e7:b2", "type", "veth", "peer", "name", "brt-up-p"],
+                       check=True)
+        subprocess.run(["ip", "-n", netns, "link", "set", "brt-up", "master", BRIDGE],
+                       check=True)
+        before = _link_mac(netns, BRIDGE)
+        # a guest's tap comes (the lowest address on the bridge), then goes
+        subprocess.run(["ip", "-n", netns, "link", "add", "brt-tap", "address",
+                        "02:00:00:00:00:01", "type", "veth", "peer", "name", "brt-tap-p"],
+                       check=True)
+        subprocess.run(["ip", "-n", netns, "link", "set", "brt-tap", "master", BRIDGE],
+                       check=True)
+        with_tap = _link_mac(netns, BRIDGE)
+        subprocess.run(["ip", "-n", netns, "link", "del", "brt-tap"], check=True)
+        after = _link_mac(netns, BRIDGE)
+        assert (with_tap, after) == (before, before), (before, with_tap, after)
+    finally:
+        assert delete_netns(netns) is None
