@@ -1023,8 +1023,11 @@ class Soak:
                 self.settle(pending)
                 self.judge_failures(pending)
                 return ev.index
-            self.current_event = ev.index
+            previous, self.current_event = self.current_event, ev.index
             rec = self.fire(ev)
+            if rec.skipped is not None:
+                # what is seen from now on belongs to the last event that did something
+                self.current_event = previous
             self.records.append(rec)
             self.log(f"event {ev.index}: {ev.describe()}"
                      + (f" -> skipped: {rec.skipped}" if rec.skipped else

@@ -485,3 +485,35 @@ def test_a_node_fault_explains_a_migration_to_that_node() -> None:
     # not the monitor on the other node, nor a start there
     assert not explains(freeze, fail("vm-plain", "monitor", "pcmk-2", 7))
     assert not explains(freeze, fail("vm-plain", "start", "pcmk-2", 1))
+
+
+def test_a_violation_belongs_to_the_last_event_that_fired(tmp_path: Path) -> None:
+    """A violation seen after a skipped event is reported against the last event that fired
+    (seed 3's first run reported a failed migrate_to of a standby's migration against the
+    next event, which had been skipped)."""
+    from tests.cluster.soak import Soak, SoakConfig
+    from tests.harness.soakcheck import EventRecord
+
+    sched = make_schedule(3, 3, ("standby", "rsctmp_fill"))
+    sched = dataclasses.replace(sched, events=tuple(dataclasses.replace(e, overlap=False)
+                                                    for e in sched.events))
+    soak = Soak(SoakConfig(seed=3, schedule=sched, out_dir=tmp_path, state_dir=tmp_path,
+                           verbose=False))
+    fired: list[int] = []
+
+    def fire(ev: object) -> EventRecord:
+        index = ev.index  # type: ignore[attr-defined]
+        fired.append(index)
+        return EventRecord(index, "x", skipped="runs nowhere now" if index == 1 else None)
+
+    def judge(pending: list[EventRecord], cleanup: bool = True) -> None:
+        if fired and fired[-1] == 1:
+            soak.violation("unexplained-failure", "migrate_to of vm-guest1 on pcmk-1 rc 1")
+
+    soak.fire = fire  # type: ignore[method-assign]
+    soak.settle = lambda pending: None  # type: ignore[method-assign]
+    soak.judge_failures = judge  # type: ignore[method-assign]
+    soak.sleep = lambda seconds, open_records=None: None  # type: ignore[method-assign]
+    soak._loop(time.monotonic())
+    assert fired == [0, 1, 2]
+    assert [(v.check, v.event) for v in soak.violations] == [("unexplained-failure", 0)]
