@@ -363,23 +363,21 @@ def test_cluster_bridge_keeps_its_mac_when_guests_come_and_go() -> None:
     from tests.harness.nsnode import create_netns, delete_netns
 
     netns = "pyvd-brtest"
+
+    def add_port(name: str, mac: str) -> None:
+        subprocess.run(["ip", "-n", netns, "link", "add", name, "address", mac, "type", "veth",
+                        "peer", "name", f"{name}-p"], check=True)
+        subprocess.run(["ip", "-n", netns, "link", "set", name, "master", BRIDGE], check=True)
+
     delete_netns(netns)
     create_netns(netns)
     try:
         create_node_bridge(netns, "10.99.0.1")
         # the uplink: a port with a high address, as a random one can be
-        subprocess.run(["ip", "-n", netns, "link", "add", "brt-up", "address",
-                        "fe:ff:33:14:e7:b2", "type", "veth", "peer", "name", "brt-up-p"],
-                       check=True)
-        subprocess.run(["ip", "-n", netns, "link", "set", "brt-up", "master", BRIDGE],
-                       check=True)
+        add_port("brt-up", "fe:ff:33:14:e7:b2")
         before = _link_mac(netns, BRIDGE)
         # a guest's tap comes (the lowest address on the bridge), then goes
-        subprocess.run(["ip", "-n", netns, "link", "add", "brt-tap", "address",
-                        "02:00:00:00:00:01", "type", "veth", "peer", "name", "brt-tap-p"],
-                       check=True)
-        subprocess.run(["ip", "-n", netns, "link", "set", "brt-tap", "master", BRIDGE],
-                       check=True)
+        add_port("brt-tap", "02:00:00:00:00:01")
         with_tap = _link_mac(netns, BRIDGE)
         subprocess.run(["ip", "-n", netns, "link", "del", "brt-tap"], check=True)
         after = _link_mac(netns, BRIDGE)
