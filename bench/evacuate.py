@@ -19,6 +19,7 @@ import argparse
 import dataclasses
 import datetime
 import json
+import math
 import os
 import re
 import statistics
@@ -272,14 +273,27 @@ def render(results: list[Evacuation], args: argparse.Namespace, host: dict[str, 
     lines += ["", "Ours as a ratio of VirtualDomain's time (medians over the rounds):", ""]
     for limit in sorted({r.limit for r in results}):
         for n in sorted({r.n for r in results}):
-            ours = [r.total_s for r in results if (r.agent, r.limit, r.n) == ("ours", limit, n)]
-            vd = [r.total_s for r in results if (r.agent, r.limit, r.n) == ("VD", limit, n)]
+            ours, ours_out = _timed(results, "ours", limit, n)
+            vd, vd_out = _timed(results, "VD", limit, n)
+            out = [f"{k} round{'s' if k > 1 else ''} of {a} left out"
+                   for a, k in (("ours", ours_out), ("VD", vd_out)) if k]
+            note = f" ({', '.join(out)}: a guest never seen beating on {DST})" if out else ""
             if ours and vd:
                 lines.append(f"- migration-limit {limit}, N={n}: "
-                             f"{statistics.median(ours) / statistics.median(vd):.2f}x")
+                             f"{statistics.median(ours) / statistics.median(vd):.2f}x{note}")
+            elif out:
+                lines.append(f"- migration-limit {limit}, N={n}: no ratio{note}")
     if by_agent:
         lines += render_phases(by_agent)
     return "\n".join(lines) + "\n"
+
+
+def _timed(results: list[Evacuation], agent: str, limit: str, n: int) -> tuple[list[float], int]:
+    """The cell's times, and how many of its rounds have none (a guest never seen beating on
+    the target: inf)."""
+    cell = [r.total_s for r in results if (r.agent, r.limit, r.n) == (agent, limit, n)]
+    timed = [t for t in cell if math.isfinite(t)]
+    return timed, len(cell) - len(timed)
 
 
 def plot(results: list[Evacuation], path: Path) -> None:
@@ -291,8 +305,8 @@ def plot(results: list[Evacuation], path: Path) -> None:
     fig, ax = plt.subplots(figsize=(6, 4))
     for agent in AGENTS:
         for limit in sorted({r.limit for r in results}):
-            pts = sorted((r.n, r.total_s) for r in results
-                         if r.agent == agent and r.limit == limit)
+            pts = [(n, statistics.median(timed)) for n in sorted({r.n for r in results})
+                   for timed in [_timed(results, agent, limit, n)[0]] if timed]
             if pts:
                 ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o",
                         label=f"{'PyVirtualDomain' if agent == 'ours' else 'VirtualDomain'}, "

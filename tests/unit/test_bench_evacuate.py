@@ -34,3 +34,25 @@ def test_a_migration_is_split_at_the_target_start_and_the_source_stop(tmp_path: 
     assert [round(x, 3) for x in (ph.before[0], ph.moving[0], ph.after[0])] == [0.1, 0.7, 1.5]
     assert [round(g, 3) for g in ph.gap_monitor] == [0.3] and ph.gap_free == []
     assert ph.first_monitor_ms == [190]
+
+
+def test_a_round_without_a_time_is_left_out_of_the_ratio_and_said_so() -> None:
+    """A round where one guest was never seen beating on the target has no time (inf): the
+    ratio is over the rounds that have one, and says what was left out (a full run printed
+    "0.00x" for ours against such a round)."""
+    import argparse
+
+    from bench.evacuate import Evacuation, render
+
+    def ev(agent: str, total: float) -> Evacuation:
+        return Evacuation(agent=agent, limit="1", n=8, total_s=total,
+                          downtime_ms=[100] * 7 + ([-1] if total == float("inf") else [100]),
+                          reboots=0, migrated=8)
+
+    results = [ev("ours", 19.4), ev("VD", float("inf")), ev("ours", 18.5), ev("VD", 21.88)]
+    host = {"when": "now", "node": "vm", "cores": "2", "commit": "x"}
+    text = render(results, argparse.Namespace(rounds=2), host)
+    [line] = [x for x in text.splitlines() if x.startswith("- migration-limit 1, N=8")]
+    assert "0.00x" not in line
+    assert line.startswith(f"- migration-limit 1, N=8: {18.95 / 21.88:.2f}x"), line
+    assert "1 round of VD left out" in line, line
