@@ -107,8 +107,9 @@ man:
 	    --unit-dir $(SYSTEMD_UNIT_DIR) $(AGENTS:%=metadata/%.xml)
 
 install-man: man
-	install -d $(DESTDIR)$(MANDIR)/man7
+	install -d $(DESTDIR)$(MANDIR)/man7 $(DESTDIR)$(MANDIR)/man8
 	install -m 0644 $(MAN_PAGES) $(DESTDIR)$(MANDIR)/man7/
+	install -m 0644 tools/pyvd-switch-agent.8 $(DESTDIR)$(MANDIR)/man8/
 
 install-systemd:
 	install -d $(DESTDIR)$(SYSTEMD_UNIT_DIR)/$(dir $(DROP_IN))
@@ -118,7 +119,7 @@ install-systemd:
 # Undoes `make install` (same variables).
 uninstall:
 	rm -f $(AGENTS:%=$(DESTDIR)$(OCF_DIR)/%) $(AGENTS:%=$(DESTDIR)$(MANDIR)/man7/ocf_custom_%.7)
-	rm -f $(DESTDIR)$(SBIN_DIR)/pyvd-switch-agent
+	rm -f $(DESTDIR)$(SBIN_DIR)/pyvd-switch-agent $(DESTDIR)$(MANDIR)/man8/pyvd-switch-agent.8
 	rm -f $(DESTDIR)$(SYSTEMD_UNIT_DIR)/$(DROP_IN)
 	-rmdir $(DESTDIR)$(OCF_DIR) $(DESTDIR)$(SYSTEMD_UNIT_DIR)/$(dir $(DROP_IN)) 2>/dev/null
 	if [ -z "$(DESTDIR)" ] && [ -d /run/systemd/system ]; then systemctl daemon-reload; fi

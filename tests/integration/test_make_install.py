@@ -22,11 +22,13 @@ pytestmark = pytest.mark.integration
 AGENTS = ("PyVirtualDomain", "PyLXCDomain")
 OCF_DIR = Path("/usr/lib/ocf/resource.d/custom")
 MAN7 = Path("/usr/local/share/man/man7")
+MAN8 = Path("/usr/local/share/man/man8")
 UNIT_DIR = Path("/usr/local/lib/systemd/system")
 DROP_IN = UNIT_DIR / "resource-agents-deps.target.d" / "50-pyvirtualdomain.conf"
-FILES = [*(OCF_DIR / a for a in AGENTS), *(MAN7 / f"ocf_custom_{a}.7" for a in AGENTS), DROP_IN]
+FILES = [*(OCF_DIR / a for a in AGENTS), *(MAN7 / f"ocf_custom_{a}.7" for a in AGENTS), DROP_IN,
+         MAN8 / "pyvd-switch-agent.8"]
 # Directories make install may create, deepest first (removed again if it did).
-DIRS = [DROP_IN.parent, UNIT_DIR, UNIT_DIR.parent, MAN7, OCF_DIR]
+DIRS = [DROP_IN.parent, UNIT_DIR, UNIT_DIR.parent, MAN7, MAN8, OCF_DIR]
 
 
 def _run(argv: list[str], env: dict[str, str] | None = None, timeout_s: float = 300.0,
@@ -89,6 +91,12 @@ def test_make_install_and_uninstall(system_paths: None, venv: Path) -> None:
         # The page names the drop-in where make install put it.
         assert str(DROP_IN) in page.stdout.replace("\n", "").replace(" ", "")
     assert DROP_IN.read_text() == (REPO_ROOT / "systemd" / "50-pyvirtualdomain.conf").read_text()
+    # the switch tool's page (lintian: no-manual-page until 2026-12-05)
+    page = _run(["man", "--warnings", "pyvd-switch-agent"],
+                env={"PATH": CLEAN_PATH, "LC_ALL": "C.UTF-8", "MANWIDTH": "80"})
+    assert page.returncode == 0 and page.stderr == "", page.stderr
+    text = " ".join(page.stdout.split())
+    assert "pyvd-switch-agent - switch a running Pacemaker resource" in text, page.stdout
     origin = _run([str(venv), "-c", "import pyvirtualdomain; print(pyvirtualdomain.__file__)"])
     assert origin.stdout.startswith(str(venv.parent.parent) + "/lib/"), origin.stdout
 

@@ -170,6 +170,7 @@ def test_files_in_debian_places(installed: Installed) -> None:
                     env={"PATH": CLEAN_PATH, "LC_ALL": "C.UTF-8", "MANWIDTH": "80"})
         assert page.returncode == 0 and page.stderr == "", page.stderr
         assert f"ocf_custom_{agent} - " in page.stdout
+    assert Path("/usr/share/man/man8/pyvd-switch-agent.8.gz") in files
     assert SITE / "pyvirtualdomain" / "cli.py" in files
     # Below /usr (merged /usr: Debian 13's lintian rejects /lib paths as aliased-location).
     assert DROP_IN in files, sorted(str(f) for f in files if "systemd" in str(f))
@@ -530,6 +531,7 @@ def test_rpm_layout_and_requires() -> None:
     for path in (*(f"{OCF_DIR}/{a}" for a in AGENTS), f"{sitelib}/pyvirtualdomain/cli.py",
                  *(f"/usr/share/pyvirtualdomain/{a}.xml" for a in AGENTS),
                  *(f"/usr/share/man/man7/ocf_custom_{a}.7" for a in AGENTS),
+                 "/usr/share/man/man8/pyvd-switch-agent.8",
                  "/usr/lib/systemd/system/resource-agents-deps.target.d/50-pyvirtualdomain.conf"):
         assert any(f == path or f.startswith(path + ".") for f in files), path
     requires = _run(["rpm", "-qp", "--requires", str(rpm)]).stdout.split("\n")
