@@ -262,13 +262,18 @@ SEED       ?= 1
 EVENTS     ?= 200
 TIME_LIMIT ?= 0
 SOAK_AGENT ?= ours
-.PHONY: soak soak-virtualdomain
+.PHONY: soak soak-virtualdomain soak-compare
 soak: deps
 	$(PY) -m tests.cluster.soak --seed $(SEED) --events $(EVENTS) --time-limit $(TIME_LIMIT) \
 	    --agent $(SOAK_AGENT)
 
 soak-virtualdomain:
 	$(MAKE) soak SOAK_AGENT=virtualdomain
+
+# build/soak/<SEED>-side-by-side.md from build/soak/<SEED>.json and <SEED>-virtualdomain.json
+soak-compare: deps
+	$(PY) -m tests.cluster.soak --compare build/soak/$(SEED).json \
+	    build/soak/$(SEED)-virtualdomain.json
 
 # See bench/README.md: each row measured against VirtualDomain (or virsh) in the same run.
 bench: deps

@@ -92,6 +92,7 @@ from tests.harness.soakcheck import (
     failures_from_cib_status,
     markdown_summary,
     recovery_table,
+    side_by_side,
     stop_lies,
     twice_claims,
 )
@@ -1173,7 +1174,16 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", type=Path, default=SOAK_OUT)
     ap.add_argument("--print-schedule", action="store_true",
                     help="print the seed's schedule and exit (nothing is started)")
+    ap.add_argument("--compare", nargs=2, type=Path, metavar=("OURS.json", "VD.json"),
+                    help="write <seed>-side-by-side.md from two runs of one seed and exit")
     a = ap.parse_args(argv)
+    if a.compare:
+        ours, theirs = (json.loads(p.read_text()) for p in a.compare)
+        text = side_by_side(ours, theirs)
+        a.out.mkdir(parents=True, exist_ok=True)
+        (a.out / f"{ours['seed']}-side-by-side.md").write_text(text)
+        print(text)
+        return 0
     kinds = tuple(k for k in a.kinds.split(",") if k) or None
     cfg = SoakConfig(seed=a.seed, events=a.events,
                      time_limit_s=a.time_limit or None, agent=a.agent,

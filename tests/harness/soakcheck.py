@@ -314,3 +314,127 @@ def markdown_summary(result: Mapping[str, Any]) -> str:
         lines.append("")
     return "\n".join(lines)
 
+
+
+# -- the same seed, ours and VirtualDomain --------------------------------------------------
+
+def _window(result: Mapping[str, Any], last: int) -> list[Mapping[str, Any]]:
+    return [e for e in result["events"] if e["index"] <= last]
+
+
+def _ops(result: Mapping[str, Any], t_end: float | None, action: str) -> list[Mapping[str, Any]]:
+    return [o for o in result.get("agent_ops", ())
+            if o.get("action") == action and o.get("interval_ms", 0) == 0
+            and (t_end is None or o["t"] <= t_end)]
+
+
+def _ms(values: Sequence[float]) -> str:
+    if not values:
+        return "-"
+    return f"{percentile(values, 50):.0f} / {max(values):.0f}"
+
+
+def side_by_side(ours: Mapping[str, Any], theirs: Mapping[str, Any]) -> str:
+    """The same seed run with our agents and with VirtualDomain, compared over the events
+    both runs reached (a run stopped by its time limit reaches fewer): violations, time the
+    guests were down, recovery by kind, failed operations, stops."""
+    if ours["seed"] != theirs["seed"]:
+        raise ValueError(f"seeds differ: {ours['seed']} and {theirs['seed']}")
+    last = min(max((e["index"] for e in r["events"]), default=-1) for r in (ours, theirs))
+    runs = [("ours", ours), ("VirtualDomain", theirs)]
+    windows = {name: _window(r, last) for name, r in runs}
+    # the end of the window: when its last event settled (or, unsettled, the run's end)
+    t_end: dict[str, float | None] = {}
+    for name, _ in runs:
+        ts = [e.get("t_settled") or e.get("t_undone") or e["t0"] for e in windows[name]]
+        t_end[name] = max(ts) if ts else None
+    guests = sorted({g for _, r in runs for e in r["events"] for g in e.get("guest_down_s", {})})
+
+    def fired(name: str) -> list[Mapping[str, Any]]:
+        return [e for e in windows[name] if e.get("skipped") is None]
+
+    def col(fn: Any) -> str:
+        return " | ".join(str(fn(name, r)) for name, r in runs)
+
+    def violations(name: str, r: Mapping[str, Any]) -> list[Mapping[str, Any]]:
+        return [v for v in r["violations"] if v.get("event") is None or v["event"] <= last]
+
+    def by_check(name: str, r: Mapping[str, Any]) -> str:
+        vs = violations(name, r)
+        if not vs:
+            return "**0**"
+        counts: dict[str, int] = {}
+        for v in vs:
+            counts[v["check"]] = counts.get(v["check"], 0) + 1
+        return f"**{len(vs)}** (" + ", ".join(f"{k} {n}" for k, n in sorted(counts.items())) + ")"
+
+    def down(name: str, r: Mapping[str, Any]) -> str:
+        return " / ".join(f"{sum(e.get('guest_down_s', {}).get(g, 0.0) for e in fired(name)):.0f}"
+                          for g in guests)
+
+    def recovery(name: str, r: Mapping[str, Any]) -> str:
+        ts = [float(e["recovery_s"]) for e in fired(name) if e.get("recovery_s") is not None]
+        if not ts:
+            return "-"
+        return f"{_s(percentile(ts, 50))} / {_s(percentile(ts, 95))} / {_s(max(ts))}"
+
+    def failures(name: str, r: Mapping[str, Any]) -> int:
+        end = t_end[name]
+        return sum(1 for f in r["failures"] if end is None or f["t_effective"] <= end + 5.0)
+
+    def stops(name: str, r: Mapping[str, Any]) -> str:
+        ops = _ops(r, t_end[name], "stop")
+        bad = sum(1 for o in ops if o["rc"] != 0)
+        return f"{len(ops)}, {bad} not 0; {_ms([float(o['ms']) for o in ops])}"
+
+    def migrations(name: str, r: Mapping[str, Any]) -> str:
+        ops = _ops(r, t_end[name], "migrate_to")
+        bad = sum(1 for o in ops if o["rc"] != 0)
+        return f"{len(ops)}, {bad} failed; {_ms([float(o['ms']) for o in ops])}"
+
+    def boots(name: str, r: Mapping[str, Any]) -> str:
+        n = len([e for e in r["events"] if e.get("skipped") is None])
+        parts = []
+        for g in guests:
+            text = r.get("oracles", {}).get(g, "")
+            m = re.search(r"records, runs: (.*)$", text)
+            runs_ = len(m.group(1).split("; ")) if m else 0
+            parts.append(f"{100.0 * runs_ / n:.0f}" if n else "-")
+        return " / ".join(parts)
+
+    lines = [f"# Soak seed {ours['seed']}: ours and VirtualDomain, side by side", "",
+             f"Events 0-{last}, the ones both runs reached (ours: {ours['events_fired']} "
+             f"fired in its run, VirtualDomain: {theirs['events_fired']}).", "",
+             "| | ours | VirtualDomain |", "|---|---|---|",
+             "| events fired (skipped) | "
+             + col(lambda n, r: f"{len(fired(n))} ({len(windows[n]) - len(fired(n))})") + " |",
+             "| violations | " + col(by_check) + " |",
+             f"| guests down, s ({' / '.join(guests)}) | " + col(down) + " |",
+             "| recovery p50 / p95 / max, s | " + col(recovery) + " |",
+             "| failed operations | " + col(failures) + " |",
+             "| stops: count, rc not 0; ms p50 / max | " + col(stops) + " |",
+             "| migrate_to: count, failed; ms p50 / max | " + col(migrations) + " |",
+             f"| boots per 100 events, whole run ({' / '.join(guests)}) | " + col(boots) + " |",
+             "", "| event | fired (ours / VD) | p50 s (ours / VD) | max s (ours / VD) |",
+             "|---|---|---|---|"]
+    tables = {name: {row["kind"]: row for row in recovery_table(windows[name])}
+              for name, _ in runs}
+    for kind in KINDS:
+        a, b = tables["ours"].get(kind), tables["VirtualDomain"].get(kind)
+        if a is None and b is None:
+            continue
+
+        def cell(row: Mapping[str, Any] | None, key: str) -> str:
+            return "-" if row is None else (str(row[key]) if key == "fired" else _s(row[key]))
+        lines.append(f"| {kind} | {cell(a, 'fired')} / {cell(b, 'fired')} | "
+                     f"{cell(a, 'p50')} / {cell(b, 'p50')} | {cell(a, 'max')} / {cell(b, 'max')} |")
+    lines.append("")
+    for name, r in runs:
+        vs = violations(name, r)
+        if vs:
+            lines += [f"## Violations ({name})", ""]
+            lines += [f"- [{v['check']}] {v['detail']}"
+                      + (f" (event {v['event']})" if v.get("event") is not None else "")
+                      for v in vs]
+            lines.append("")
+    return "\n".join(lines)

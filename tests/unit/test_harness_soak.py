@@ -517,3 +517,46 @@ def test_a_violation_belongs_to_the_last_event_that_fired(tmp_path: Path) -> Non
     soak._loop(time.monotonic())
     assert fired == [0, 1, 2]
     assert [(v.check, v.event) for v in soak.violations] == [("unexplained-failure", 0)]
+
+
+def _run(agent: str, events: list[dict], violations: list[dict], stops: list[tuple[int, int]],
+         seed: int = 2) -> dict:
+    return {"seed": seed, "agent": agent, "events_fired": sum(e["skipped"] is None for e in events),
+            "events": events, "violations": violations, "failures": [],
+            "agent_ops": [{"action": "stop", "interval_ms": 0, "rc": rc, "ms": ms, "t": 100.0}
+                          for rc, ms in stops],
+            "oracles": {"guest1": "9 records, runs: a lines 0-4 counters 0-4; "
+                                  "b lines 5-8 counters 0-3"}}
+
+
+def _event(i: int, kind: str, recovery: float, down: float, skipped: str | None = None) -> dict:
+    return {"index": i, "kind": kind, "t0": 100.0 + i, "t_settled": 110.0 + i,
+            "skipped": skipped, "overlapped": False,
+            "recovery_s": None if skipped else recovery,
+            "guest_down_s": {} if skipped else {"guest1": down}}
+
+
+def test_side_by_side_compares_only_the_events_both_runs_reached() -> None:
+    from tests.harness.soakcheck import side_by_side
+    ours = _run("ours", [_event(0, "migrate", 3.0, 0.0), _event(1, "qemu_kill", 10.0, 8.0),
+                         _event(2, "standby", 5.0, 0.0), _event(3, "qemu_kill", 90.0, 80.0)],
+                [{"check": "oracle", "detail": "late", "event": 3}], [(0, 100), (0, 300)])
+    # VirtualDomain's run stopped by its time limit after event 2
+    theirs = _run("virtualdomain",
+                  [_event(0, "migrate", 4.0, 0.0), _event(1, "qemu_kill", 30.0, 25.0),
+                   _event(2, "standby", 0.0, 0.0, skipped="node down")],
+                  [{"check": "recovery", "detail": "vm-plain not back", "event": 1}],
+                  [(1, 30000)])
+    text = side_by_side(ours, theirs)
+    assert "Events 0-2" in text
+    # ours' violation came at event 3, which VirtualDomain's run never reached
+    assert "| violations | **0** | **1** (recovery 1) |" in text
+    assert "| events fired (skipped) | 3 (0) | 2 (1) |" in text
+    assert "| guests down, s (guest1) | 8 | 25 |" in text
+    assert "| stops: count, rc not 0; ms p50 / max | 2, 0 not 0; 100 / 300 | " \
+           "1, 1 not 0; 30000 / 30000 |" in text
+    assert "| qemu_kill | 1 / 1 | 10.0 / 30.0 | 10.0 / 30.0 |" in text
+    assert "- [recovery] vm-plain not back (event 1)" in text
+    assert "[oracle]" not in text
+    with pytest.raises(ValueError):
+        side_by_side(ours, _run("virtualdomain", [], [], [], seed=3))
