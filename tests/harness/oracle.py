@@ -81,6 +81,12 @@ class OracleReport:
         return f"{n} records, runs: {runs or 'none'}"
 
 
+def runs_in_summary(summary: str) -> int:
+    """How many boots an ``OracleReport.summary()`` names (a soak's JSON keeps only that)."""
+    runs = summary.partition("runs: ")[2]
+    return 0 if runs in ("", "none") else len(runs.split("; "))
+
+
 class OracleChecker:
     """The checker, fed one line at a time (``check_lines`` feeds a list; the soak feeds a
     file that grows for hours, reading only what is new). ``start_line``: the line number of

@@ -13,6 +13,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from .oracle import runs_in_summary
 from .soakplan import GUEST_NODES, KINDS
 
 # Pacemaker's scheduler, when a resource is found running in more than one place:
@@ -393,14 +394,9 @@ def side_by_side(ours: Mapping[str, Any], theirs: Mapping[str, Any]) -> str:
         return f"{len(ops)}, {bad} failed; {_ms([float(o['ms']) for o in ops])}"
 
     def boots(name: str, r: Mapping[str, Any]) -> str:
-        n = len([e for e in r["events"] if e.get("skipped") is None])
-        parts = []
-        for g in guests:
-            text = r.get("oracles", {}).get(g, "")
-            m = re.search(r"records, runs: (.*)$", text)
-            runs_ = len(m.group(1).split("; ")) if m else 0
-            parts.append(f"{100.0 * runs_ / n:.0f}" if n else "-")
-        return " / ".join(parts)
+        n = r["events_fired"]
+        return " / ".join(f"{100.0 * runs_in_summary(r.get('oracles', {}).get(g, '')) / n:.0f}"
+                          if n else "-" for g in guests)
 
     lines = [f"# Soak seed {ours['seed']}: ours and VirtualDomain, side by side", "",
              f"Events 0-{last}, the ones both runs reached (ours: {ours['events_fired']} "

@@ -560,3 +560,12 @@ def test_side_by_side_compares_only_the_events_both_runs_reached() -> None:
     assert "[oracle]" not in text
     with pytest.raises(ValueError):
         side_by_side(ours, _run("virtualdomain", [], [], [], seed=3))
+
+
+def test_side_by_side_counts_no_boot_for_a_guest_that_never_ran() -> None:
+    from tests.harness.soakcheck import side_by_side
+    ours = _run("ours", [_event(0, "migrate", 3.0, 0.0)], [], [])
+    theirs = _run("virtualdomain", [_event(0, "migrate", 3.0, 0.0)], [], [])
+    theirs["oracles"] = {"guest1": "0 records, runs: none"}
+    text = side_by_side(ours, theirs)
+    assert "| boots per 100 events, whole run (guest1) | 200 | 0 |" in text, text
