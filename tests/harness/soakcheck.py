@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import re
+from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -288,6 +289,11 @@ def _s(v: float | None) -> str:
     return "-" if v is None else f"{v:.1f}"
 
 
+def _violation_line(v: Mapping[str, Any]) -> str:
+    return (f"- [{v['check']}] {v['detail']}"
+            + (f" (event {v['event']})" if v.get("event") is not None else ""))
+
+
 def markdown_summary(result: Mapping[str, Any]) -> str:
     """The run's summary: events by kind, recovery times, violations."""
     lines = [f"# Soak seed {result['seed']} ({result['agent']})", "",
@@ -308,13 +314,8 @@ def markdown_summary(result: Mapping[str, Any]) -> str:
                      f"{_s(row['max'])} |")
     lines.append("")
     if result["violations"]:
-        lines += ["## Violations", ""]
-        for v in result["violations"]:
-            lines.append(f"- [{v['check']}] {v['detail']}"
-                         + (f" (event {v['event']})" if v.get("event") is not None else ""))
-        lines.append("")
+        lines += ["## Violations", "", *map(_violation_line, result["violations"]), ""]
     return "\n".join(lines)
-
 
 
 # -- the same seed, ours and VirtualDomain --------------------------------------------------
@@ -364,9 +365,7 @@ def side_by_side(ours: Mapping[str, Any], theirs: Mapping[str, Any]) -> str:
         vs = violations(name, r)
         if not vs:
             return "**0**"
-        counts: dict[str, int] = {}
-        for v in vs:
-            counts[v["check"]] = counts.get(v["check"], 0) + 1
+        counts = Counter(v["check"] for v in vs)
         return f"**{len(vs)}** (" + ", ".join(f"{k} {n}" for k, n in sorted(counts.items())) + ")"
 
     def down(name: str, r: Mapping[str, Any]) -> str:
@@ -383,15 +382,12 @@ def side_by_side(ours: Mapping[str, Any], theirs: Mapping[str, Any]) -> str:
         end = t_end[name]
         return sum(1 for f in r["failures"] if end is None or f["t_effective"] <= end + 5.0)
 
-    def stops(name: str, r: Mapping[str, Any]) -> str:
-        ops = _ops(r, t_end[name], "stop")
-        bad = sum(1 for o in ops if o["rc"] != 0)
-        return f"{len(ops)}, {bad} not 0; {_ms([float(o['ms']) for o in ops])}"
-
-    def migrations(name: str, r: Mapping[str, Any]) -> str:
-        ops = _ops(r, t_end[name], "migrate_to")
-        bad = sum(1 for o in ops if o["rc"] != 0)
-        return f"{len(ops)}, {bad} failed; {_ms([float(o['ms']) for o in ops])}"
+    def ops(action: str, bad_word: str) -> Any:
+        def cell(name: str, r: Mapping[str, Any]) -> str:
+            done = _ops(r, t_end[name], action)
+            bad = sum(1 for o in done if o["rc"] != 0)
+            return f"{len(done)}, {bad} {bad_word}; {_ms([float(o['ms']) for o in done])}"
+        return cell
 
     def boots(name: str, r: Mapping[str, Any]) -> str:
         n = r["events_fired"]
@@ -408,29 +404,26 @@ def side_by_side(ours: Mapping[str, Any], theirs: Mapping[str, Any]) -> str:
              f"| guests down, s ({' / '.join(guests)}) | " + col(down) + " |",
              "| recovery p50 / p95 / max, s | " + col(recovery) + " |",
              "| failed operations | " + col(failures) + " |",
-             "| stops: count, rc not 0; ms p50 / max | " + col(stops) + " |",
-             "| migrate_to: count, failed; ms p50 / max | " + col(migrations) + " |",
+             "| stops: count, rc not 0; ms p50 / max | " + col(ops("stop", "not 0")) + " |",
+             "| migrate_to: count, failed; ms p50 / max | " + col(ops("migrate_to", "failed"))
+             + " |",
              f"| boots per 100 events, whole run ({' / '.join(guests)}) | " + col(boots) + " |",
              "", "| event | fired (ours / VD) | p50 s (ours / VD) | max s (ours / VD) |",
              "|---|---|---|---|"]
     tables = {name: {row["kind"]: row for row in recovery_table(windows[name])}
               for name, _ in runs}
+    def cell(row: Mapping[str, Any] | None, key: str) -> str:
+        return "-" if row is None else (str(row[key]) if key == "fired" else _s(row[key]))
+
     for kind in KINDS:
         a, b = tables["ours"].get(kind), tables["VirtualDomain"].get(kind)
         if a is None and b is None:
             continue
-
-        def cell(row: Mapping[str, Any] | None, key: str) -> str:
-            return "-" if row is None else (str(row[key]) if key == "fired" else _s(row[key]))
         lines.append(f"| {kind} | {cell(a, 'fired')} / {cell(b, 'fired')} | "
                      f"{cell(a, 'p50')} / {cell(b, 'p50')} | {cell(a, 'max')} / {cell(b, 'max')} |")
     lines.append("")
     for name, r in runs:
         vs = violations(name, r)
         if vs:
-            lines += [f"## Violations ({name})", ""]
-            lines += [f"- [{v['check']}] {v['detail']}"
-                      + (f" (event {v['event']})" if v.get("event") is not None else "")
-                      for v in vs]
-            lines.append("")
+            lines += [f"## Violations ({name})", "", *map(_violation_line, vs), ""]
     return "\n".join(lines)
