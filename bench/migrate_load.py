@@ -249,6 +249,29 @@ class Bench:
             self.hosts.remove_domain(name)
 
 
+def outcome_summary(runs: list[Run]) -> list[str]:
+    """Per dirty rate and method, how the runs ended as Pacemaker would see them: migrated,
+    or a failed migrate_to (rc not 0, or killed at the timeout), which Pacemaker follows with
+    a stop on both nodes and a start: a restart of the guest, whatever the bench saw."""
+    methods = [m for m in (*METHODS, *EXTRA_METHODS) if any(r.method == m for r in runs)]
+    lines = ["Outcomes by dirty rate, as Pacemaker would act on them (migrated / failed "
+             "migrate_to, which it follows with stop and start / guest lost or on both hosts):",
+             "", "| dirty MiB/s | " + " | ".join(methods) + " |",
+             "|---|" + "---|" * len(methods)]
+    for rate in sorted({r.rate for r in runs}):
+        cells = []
+        for method in methods:
+            mine = [r for r in runs if r.rate == rate and r.method == method]
+            if not mine:
+                cells.append("-")
+                continue
+            bad = sum(r.outcome in ("lost", "two-copies") or r.reboot for r in mine)
+            moved = sum(r.outcome == "migrated" and not r.reboot for r in mine)
+            cells.append(f"{moved} / {len(mine) - moved - bad} / {bad}")
+        lines.append(f"| {rate:g} | " + " | ".join(cells) + " |")
+    return lines
+
+
 def render(runs: list[Run], args: argparse.Namespace, host: dict[str, str]) -> str:
     lines = [f"Measured {host['when']} on {host['node']} ({host['cores']} cores), "
              f"agent at {host['commit']}; busy guest {args.memory} MiB, working set "
@@ -262,6 +285,7 @@ def render(runs: list[Run], args: argparse.Namespace, host: dict[str, str]) -> s
         lines.append(f"| {r.rate:g} | {r.method} | {r.outcome} | {r.rc} | {r.wall_s} | "
                      f"{r.downtime_ms:.0f} | {r.rounds} | {r.moved_mib} | "
                      f"{'yes' if r.reboot else 'no'} |")
+    lines += ["", *outcome_summary(runs)]
     lines += ["", "Ratios against VirtualDomain (median wall time and downtime where both "
               "migrated):", ""]
     for rate in sorted({r.rate for r in runs}):
