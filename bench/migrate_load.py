@@ -1,9 +1,13 @@
 """Benchmark: live migration of a BUSY guest (tests/harness/busyguest.py) between two real
 libvirt hosts (tests/harness/twohosts.py), at dirty rates from 0 to beyond what the link
-carries, with every method under the same op timeout and the same bandwidth cap, in one run:
+carries, with every method under the same op timeout and the same bandwidth cap, in one run.
+The cap (--cap link, the default) is the hosts' link itself, limited by tc: every method then
+migrates at libvirt's own speed, and the last copy (the guest's pause) crosses the same link.
+With --cap qemu each method sets the speed instead (`--bandwidth B`, migration_speed=B), which
+qemu lifts for the last copy: pauses are then those of an unlimited link.
 
-- ``virsh``: `virsh migrate --live --bandwidth B` (libvirt's defaults), killed at the timeout;
-- ``VD``: ocf:heartbeat:VirtualDomain migrate_to (migration_speed=B), killed at the timeout as
+- ``virsh``: `virsh migrate --live` (libvirt's defaults), killed at the timeout;
+- ``VD``: ocf:heartbeat:VirtualDomain migrate_to, killed at the timeout as
   Pacemaker's executor kills it, and ``VD+downtime`` (migration_downtime set);
 - ``ours-abort``, ``ours-downtime``, ``ours-postcopy``: PyVirtualDomain migrate_to with each
   migration_deadline_action (and ``ours-default``: the agent's defaults).
@@ -130,10 +134,16 @@ def _run_cmd(argv: list[str], env: dict[str, str], limit_s: float) -> tuple[int 
 
 class Bench:
     def __init__(self, hosts: TwoHosts, bandwidth: int, timeout_s: float, wss_mib: int,
-                 memory_mib: int, beat_ms: int = 20) -> None:
+                 memory_mib: int, beat_ms: int = 20, cap: str = "link") -> None:
         self.hosts = hosts
         self.beat_ms = beat_ms
         self.bandwidth = bandwidth
+        # "link": the hosts' link carries `bandwidth` MiB/s (tc), every method at libvirt's
+        # own speed; "qemu": each method asks qemu for that rate (virsh --bandwidth,
+        # migration_speed), which qemu lifts at the switch-over: the last copy, the guest's
+        # pause, then goes at the speed of the unlimited link.
+        self.cap = cap
+        hosts.cap_link(bandwidth if cap == "link" else None)
         self.timeout_s = timeout_s
         self.wss = wss_mib
         self.memory = memory_mib
@@ -183,8 +193,9 @@ class Bench:
         t0 = time.monotonic()
         if method == "virsh":
             rc, err = _run_cmd(self.hosts.nsenter_argv("A") + [
-                "virsh", "-c", "qemu:///system", "migrate", "--live", "--bandwidth",
-                str(self.bandwidth), name, self.hosts.tcp_uri("B")],
+                "virsh", "-c", "qemu:///system", "migrate", "--live",
+                *[x for k, v in self._speed("--bandwidth").items() for x in (k, v)],
+                name, self.hosts.tcp_uri("B")],
                 {"PATH": CLEAN_PATH, "LANG": "C"}, self.timeout_s)
             return rc, err.strip().splitlines()[-1] if err.strip() else "", \
                 time.monotonic() - t0
@@ -197,20 +208,24 @@ class Bench:
                    "OCF_RESKEY_CRM_meta_migrate_target": NODE_NAMES["B"],
                    "OCF_RESKEY_config": str(config), "OCF_RESKEY_hypervisor": "qemu:///system",
                    "OCF_RESKEY_migration_transport": "tcp",
-                   "OCF_RESKEY_migration_speed": str(self.bandwidth)}
+                   **self._speed("OCF_RESKEY_migration_speed")}
             if method == "VD+downtime":
                 env["OCF_RESKEY_migration_downtime"] = "1000"
             Path(env["HA_RSCTMP"]).mkdir(exist_ok=True)
             rc, err = _run_cmd(self.hosts.nsenter_argv("A") + [str(VIRTUAL_DOMAIN), "migrate_to"],
                                env, self.timeout_s)
             return rc, exit_reason(err) or "", time.monotonic() - t0
-        params = {"migration_transport": "tcp", "migration_speed": str(self.bandwidth)}
+        params = {"migration_transport": "tcp", **self._speed("migration_speed")}
         if method in EXTRA_METHODS:
             params.update(EXTRA_METHODS[method])
         elif method != "ours-default":
             params["migration_deadline_action"] = method.removeprefix("ours-")
         r = self.agent("A", "migrate_to", name, config, params, timeout_ms)
         return r.rc, r.reason or "", time.monotonic() - t0
+
+    def _speed(self, name: str) -> dict[str, str]:
+        """The method's own speed setting (``name``: its option), when the cap is qemu's."""
+        return {name: str(self.bandwidth)} if self.cap == "qemu" else {}
 
     def one(self, method: str, rate: float) -> Run:
         name, config, reader = self.new_guest(rate)
@@ -273,9 +288,13 @@ def outcome_summary(runs: list[Run]) -> list[str]:
 
 
 def render(runs: list[Run], args: argparse.Namespace, host: dict[str, str]) -> str:
+    cap = (f"link capped at {args.bandwidth} MiB/s (tc on the hosts' veth), every method at "
+           "libvirt's own migration speed" if args.cap == "link" else
+           f"migration speed {args.bandwidth} MiB/s set by every method (qemu's rate limit, "
+           "which qemu lifts for the last copy)")
     lines = [f"Measured {host['when']} on {host['node']} ({host['cores']} cores), "
              f"agent at {host['commit']}; busy guest {args.memory} MiB, working set "
-             f"{args.wss} MiB, link capped at {args.bandwidth} MiB/s for every method, "
+             f"{args.wss} MiB, {cap}, "
              f"op timeout {args.timeout:.0f} s, {args.rounds} round(s) per cell, methods "
              f"interleaved; heartbeat every {args.beat} ms (a downtime is known to within "
              "one beat).", "",
@@ -313,6 +332,9 @@ def main(argv: list[str]) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--rates", default="0,8,16,32,64")
     ap.add_argument("--bandwidth", type=int, default=32)
+    ap.add_argument("--cap", choices=("link", "qemu"), default="link",
+                    help="link: tc caps the hosts' link (every method at libvirt's speed); "
+                         "qemu: each method sets the migration speed (lifted at switch-over)")
     ap.add_argument("--timeout", type=float, default=60.0)
     ap.add_argument("--rounds", type=int, default=1)
     ap.add_argument("--wss", type=int, default=96)
@@ -329,7 +351,8 @@ def main(argv: list[str]) -> int:
     methods = [m for m in args.methods.split(",") if m]
     runs: list[Run] = []
     with SharedHostLock(), TwoHosts() as hosts:
-        bench = Bench(hosts, args.bandwidth, args.timeout, args.wss, args.memory, args.beat)
+        bench = Bench(hosts, args.bandwidth, args.timeout, args.wss, args.memory, args.beat,
+                      args.cap)
         for rate in rates:
             for rnd in range(args.rounds):
                 order = methods[rnd % len(methods):] + methods[:rnd % len(methods)]

@@ -98,6 +98,18 @@ MIG_SUFFIX = "-mig"
 DOMAIN_SUFFIX = ".cluster.test"
 
 
+def link_cap_argv(netns: str, dev: str, mib_s: float | None) -> list[str]:
+    """tc command capping what leaves ``dev`` in ``netns`` at ``mib_s`` MiB/s (a token bucket:
+    the link a migration crosses, which unlike qemu's own rate limit also holds at the
+    switch-over); None removes the cap."""
+    if mib_s is None:
+        return ["tc", "-n", netns, "qdisc", "del", "dev", dev, "root"]
+    rate = int(mib_s * 1024 * 1024)
+    burst = max(64 * 1024, rate // 100)  # at least what one 10 ms timer tick lets through
+    return ["tc", "-n", netns, "qdisc", "replace", "dev", dev, "root", "tbf", "rate",
+            f"{rate}bps", "burst", str(burst), "latency", "50ms"]
+
+
 def hosts_file() -> str:
     lines = ["127.0.0.1 localhost", "::1 localhost ip6-localhost ip6-loopback"]
     for h in HOSTS:
@@ -319,6 +331,12 @@ class TwoHosts:
         if pid is not None:
             os.kill(pid, signal.SIGCONT)
         self._frozen.discard(host)
+
+    def cap_link(self, mib_s: float | None) -> None:
+        """Cap the link between the hosts at ``mib_s`` MiB/s each way (None: uncapped). The
+        cap goes with the namespaces when the hosts stop."""
+        for h in HOSTS:
+            _run(link_cap_argv(h.netns, VETH[h.key], mib_s))
 
     def kill_libvirtd(self, host: str, sig: signal.Signals = signal.SIGKILL) -> None:
         """Signal host X's libvirtd (default SIGKILL) and wait until it is gone."""

@@ -29,3 +29,14 @@ def test_a_failed_or_killed_migrate_to_counts_as_a_restart_and_a_lost_guest_apar
     assert rows["32"] == ["0 / 0 / 1", "1 / 1 / 0", "0 / 2 / 0", "2 / 0 / 0"]
     # a reboot seen by the guest is counted as lost, whatever libvirt said
     assert rows["0"] == ["-", "0 / 0 / 1", "-", "-"]
+
+
+def test_the_link_cap_is_a_token_bucket_in_bytes_per_second_and_can_be_lifted() -> None:
+    from tests.harness.twohosts import link_cap_argv
+
+    argv = link_cap_argv("ns-a", "veth-a", 32)
+    assert argv[:8] == ["tc", "-n", "ns-a", "qdisc", "replace", "dev", "veth-a", "root"]
+    assert argv[8:11] == ["tbf", "rate", f"{32 * 1024 * 1024}bps"]  # tc: "bps" is bytes/s
+    assert int(argv[argv.index("burst") + 1]) >= 32 * 1024 * 1024 // 100
+    assert link_cap_argv("ns-a", "veth-a", None) == ["tc", "-n", "ns-a", "qdisc", "del", "dev",
+                                                     "veth-a", "root"]
