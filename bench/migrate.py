@@ -1,7 +1,10 @@
 """Benchmark: the agent's migrate_to against raw `virsh migrate --live` of the same running
 guest between the same two libvirt hosts (tests/harness/twohosts.py), in the same run, and
 against the least a Python client does (open both hypervisors, look the domain up, migrate3):
-what the agent adds beyond the interpreter and libvirt-python.
+what the agent adds beyond the interpreter and libvirt-python; and against VirtualDomain's
+migrate_to and the same least client with multifd (VIR_MIGRATE_PARALLEL, 2 connections).
+Each hop's client runs with libvirt's client log on: the time from its exec to its first
+virDomainMigrate* call is the client's own share, before libvirt starts migrating.
 
 Hops are interleaved: each round moves the guest A->B->A with each method, the method that goes
 first rotating from round to round. All run inside the source host's
@@ -17,8 +20,10 @@ Run as root under the harness lock (waits for other harness users):
 from __future__ import annotations
 
 import argparse
+import datetime
 import os
 import platform
+import re
 import statistics
 import subprocess
 import sys
@@ -42,16 +47,26 @@ from tests.harness.guest import (  # noqa: E402
 )
 from tests.harness.twohosts import NODE_NAMES, SharedHostLock, TwoHosts  # noqa: E402
 
+from bench.migrate_load import VIRTUAL_DOMAIN  # noqa: E402
+
 OTHER = {"A": "B", "B": "A"}
-METHODS = ("agent", "python", "virsh")
-# The least a Python client does to live-migrate (argv: name, destination URI).
+METHODS = ("agent", "python", "virsh", "VD", "multifd")
+# The least a Python client does to live-migrate (argv: name, [--parallel], destination URI;
+# --parallel: multifd over 2 connections).
 RAW_PYTHON = (
     "import sys, libvirt\n"
     "src = libvirt.open('qemu:///system')\n"
     "dom = src.lookupByName(sys.argv[1])\n"
-    "dst = libvirt.open(sys.argv[2])\n"
-    "dom.migrate3(dst, {}, libvirt.VIR_MIGRATE_LIVE)\n"
+    "dst = libvirt.open(sys.argv[-1])\n"
+    "flags, params = libvirt.VIR_MIGRATE_LIVE, {}\n"
+    "if '--parallel' in sys.argv:\n"
+    "    flags |= libvirt.VIR_MIGRATE_PARALLEL\n"
+    "    params[libvirt.VIR_MIGRATE_PARAM_PARALLEL_CONNECTIONS] = 2\n"
+    "dom.migrate3(dst, params, flags)\n"
     "dst.close(); src.close()\n")
+# A line of libvirt's client log that enters a migration API, and when.
+MIGRATE_CALL = re.compile(r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{3})\+0000: \d+: \w+ : "
+                          r"virDomainMigrate\w*")
 OP_TIMEOUT_MS = 120000
 AGENT_PARAMS = {"migration_transport": "tcp"}
 
@@ -63,12 +78,13 @@ class Series:
     downtime_ms: list[float] = field(default_factory=list)
     moved_mib: list[float] = field(default_factory=list)
     from_s: list[float] = field(default_factory=list)  # agent only: migrate_from
+    pre_ms: list[float] = field(default_factory=list)  # exec -> first migration API call
 
     def row(self, label: str) -> str:
         w = self.wall_s
         return (f"| {label} | {len(w)} | {statistics.median(w):.3f} | {min(w):.3f} | "
-                f"{max(w):.3f} | {_med(self.qemu_ms):.0f} | {_med(self.downtime_ms):.0f} | "
-                f"{_med(self.moved_mib):.0f} |")
+                f"{max(w):.3f} | {_med(self.pre_ms):.0f} | {_med(self.qemu_ms):.0f} | "
+                f"{_med(self.downtime_ms):.0f} | {_med(self.moved_mib):.0f} |")
 
 
 def _med(values: list[float]) -> float:
@@ -99,6 +115,37 @@ def check_only_on(hosts: TwoHosts, name: str, host: str) -> None:
         time.sleep(0.1)
 
 
+def first_migrate_call(log: Path) -> float | None:
+    """When (epoch s) a client entered its first migration API, from libvirt's client log."""
+    try:
+        text = log.read_text(errors="replace")
+    except OSError:
+        return None
+    for line in text.splitlines():
+        m = MIGRATE_CALL.match(line)
+        if m:
+            return datetime.datetime.strptime(m.group(1), "%Y-%m-%d %H:%M:%S.%f").replace(
+                tzinfo=datetime.UTC).timestamp()
+    return None
+
+
+def client_log_env(log: Path) -> dict[str, str]:
+    """libvirt's client library logs its API calls (with their time) to ``log``."""
+    log.unlink(missing_ok=True)
+    return {"LIBVIRT_LOG_FILTERS": "1:libvirt", "LIBVIRT_LOG_OUTPUTS": f"1:file:{log}"}
+
+
+def timed_share(argv: list[str], env: dict[str, str], log: Path, series: Series
+                ) -> tuple[float, subprocess.CompletedProcess[str]]:
+    """``timed``, and the client's share before its migration call into ``series``."""
+    t_exec = time.time()
+    wall, proc = timed(argv, {**env, **client_log_env(log)})
+    called = first_migrate_call(log)
+    if called is not None:
+        series.pre_ms.append((called - t_exec) * 1000)
+    return wall, proc
+
+
 def timed(argv: list[str], env: dict[str, str]) -> tuple[float, subprocess.CompletedProcess[str]]:
     t0 = time.perf_counter()
     proc = subprocess.run(argv, env=env, stdin=subprocess.DEVNULL, capture_output=True,
@@ -117,7 +164,8 @@ def hop_agent(hosts: TwoHosts, name: str, config: Path, workdir: Path, src: str,
                                migrate_source=NODE_NAMES[src], migrate_target=NODE_NAMES[dst])
 
     env = env_for("migrate_to", src)
-    wall, proc = timed(hosts.agent_argv(src, "migrate_to"), env)
+    wall, proc = timed_share(hosts.agent_argv(src, "migrate_to"), env,
+                             workdir / "client.log", series)
     if proc.returncode != 0:
         raise SystemExit(f"agent migrate_to host{src}->host{dst}: rc {proc.returncode}\n"
                          f"{proc.stderr}")
@@ -130,13 +178,33 @@ def hop_agent(hosts: TwoHosts, name: str, config: Path, workdir: Path, src: str,
     series.from_s.append(wall_from)
 
 
+def hop_vd(hosts: TwoHosts, name: str, config: Path, workdir: Path, src: str,
+           series: Series) -> None:
+    """One hop by VirtualDomain's migrate_to, as Pacemaker's executor would run it."""
+    dst = OTHER[src]
+    (workdir / "vd-rsctmp").mkdir(exist_ok=True)
+    env = {"PATH": CLEAN_PATH, "LANG": "C", "OCF_ROOT": "/usr/lib/ocf",
+           "OCF_RESOURCE_INSTANCE": f"vd-{name}", "HA_RSCTMP": str(workdir / "vd-rsctmp"),
+           "OCF_RESKEY_CRM_meta_timeout": str(OP_TIMEOUT_MS),
+           "OCF_RESKEY_CRM_meta_migrate_source": NODE_NAMES[src],
+           "OCF_RESKEY_CRM_meta_migrate_target": NODE_NAMES[dst],
+           "OCF_RESKEY_config": str(config), "OCF_RESKEY_hypervisor": "qemu:///system",
+           "OCF_RESKEY_migration_transport": "tcp"}
+    wall, proc = timed_share(hosts.nsenter_argv(src) + [str(VIRTUAL_DOMAIN), "migrate_to"],
+                             env, workdir / "client.log", series)
+    if proc.returncode != 0:
+        raise SystemExit(f"VirtualDomain migrate_to host{src}->host{dst}: rc "
+                         f"{proc.returncode}\n{proc.stderr}")
+    series.wall_s.append(wall)
+
+
 def hop_client(hosts: TwoHosts, src: str, label: str, argv_tail: list[str],
-               series: Series) -> None:
+               series: Series, log: Path) -> None:
     """One hop by a plain client (virsh, Python) run in the source host: ``argv_tail`` is
     its command, the destination URI appended."""
     dst = OTHER[src]
     argv = hosts.nsenter_argv(src) + argv_tail + [f"qemu+tcp://{NODE_NAMES[dst]}/system"]
-    wall, proc = timed(argv, {"PATH": CLEAN_PATH, "LANG": "C"})
+    wall, proc = timed_share(argv, {"PATH": CLEAN_PATH, "LANG": "C"}, log, series)
     if proc.returncode != 0:
         raise SystemExit(f"{label} host{src}->host{dst}: rc {proc.returncode}\n"
                          f"{proc.stderr}")
@@ -156,8 +224,8 @@ def record_qemu(hosts: TwoHosts, name: str, host: str, series: Series) -> None:
 def run(rounds: int, out: Path) -> int:
     virt = os.environ.get(VIRT_TYPE_ENV, "").strip() or "qemu"
     arts = build_artifacts()
-    ours, ref, raw = Series(), Series(), Series()
-    series = {"agent": ours, "virsh": ref, "python": raw}
+    ours, ref, raw, vd, multifd = Series(), Series(), Series(), Series(), Series()
+    series = {"agent": ours, "virsh": ref, "python": raw, "VD": vd, "multifd": multifd}
     with SharedHostLock(), TwoHosts() as hosts, \
             tempfile.TemporaryDirectory(prefix="pyvd-bench-migrate-") as tmp:
         work = Path(tmp)
@@ -185,21 +253,26 @@ def run(rounds: int, out: Path) -> int:
                 for _ in range(2):  # there and back
                     if method == "agent":
                         hop_agent(hosts, name, config, work, where, ours)
-                    elif method == "python":
-                        hop_client(hosts, where, "python migrate3",
-                                   [str(VENV_PYTHON), "-c", RAW_PYTHON, name], raw)
+                    elif method == "VD":
+                        hop_vd(hosts, name, config, work, where, vd)
+                    elif method in ("python", "multifd"):
+                        hop_client(hosts, where, f"python migrate3 ({method})",
+                                   [str(VENV_PYTHON), "-c", RAW_PYTHON, name,
+                                    *(["--parallel"] if method == "multifd" else [])],
+                                   series[method], work / "client.log")
                     else:
                         hop_client(hosts, where, "virsh migrate",
                                    ["virsh", "-c", "qemu:///system", "migrate", "--live", name],
-                                   ref)
+                                   ref, work / "client.log")
                     where = OTHER[where]
                     check_only_on(hosts, name, where)
                     record_qemu(hosts, name, where, series[method])
                     time.sleep(0.5)
             print(f"round {r + 1}/{rounds}: medians agent {statistics.median(ours.wall_s):.3f}s,"
                   f" python {statistics.median(raw.wall_s):.3f}s,"
-                  f" virsh {statistics.median(ref.wall_s):.3f}s", flush=True)
-    write_report(ours, ref, raw, rounds, virt, out)
+                  f" virsh {statistics.median(ref.wall_s):.3f}s,"
+                  f" VD {statistics.median(vd.wall_s):.3f}s", flush=True)
+    write_report(ours, ref, raw, rounds, virt, out, vd, multifd)
     return 0
 
 
@@ -212,7 +285,7 @@ def _version(argv: list[str]) -> str:
 
 
 def write_report(ours: Series, ref: Series, raw: Series, rounds: int, virt: str,
-                 out: Path) -> None:
+                 out: Path, vd: Series, multifd: Series) -> None:
     ratio = statistics.median(ours.wall_s) / statistics.median(ref.wall_s)
     diff_ms = (statistics.median(ours.wall_s) - statistics.median(ref.wall_s)) * 1000
     raw_ms = (statistics.median(ours.wall_s) - statistics.median(raw.wall_s)) * 1000
@@ -233,13 +306,28 @@ def write_report(ours: Series, ref: Series, raw: Series, rounds: int, virt: str,
         "- virsh: `virsh -c qemu:///system migrate --live NAME qemu+tcp://<target>/system`.",
         "- python: the least a Python client does, with the agent's interpreter: open both",
         "  hypervisors, look the domain up, `migrate3(dest, {}, VIR_MIGRATE_LIVE)`.",
+        "- VD: `ocf:heartbeat:VirtualDomain migrate_to` with `migration_transport=tcp`, the",
+        "  same environment as the agent's.",
+        "- multifd: the python client with `VIR_MIGRATE_PARALLEL` and 2 connections.",
         "",
-        "| method | hops | median s | min s | max s | qemu ms (median) | downtime ms (median) |"
-        " moved MiB (median) |",
-        "|---|---|---|---|---|---|---|---|",
+        "\"exec -> migrate call\" is the client's own share: from its exec to its first",
+        "`virDomainMigrate*` call (libvirt's client log); what follows is libvirt's and qemu's.",
+        "",
+        "| method | hops | median s | min s | max s | exec -> migrate call ms (median) | "
+        "qemu ms (median) | downtime ms (median) | moved MiB (median) |",
+        "|---|---|---|---|---|---|---|---|---|",
         ours.row("agent migrate_to"),
+        vd.row("VirtualDomain migrate_to"),
         raw.row("python migrate3"),
+        multifd.row("python migrate3, multifd"),
         ref.row("virsh migrate --live"),
+        "",
+        f"**Agent/VirtualDomain (medians): "
+        f"{statistics.median(ours.wall_s) / statistics.median(vd.wall_s):.3f}**; before the "
+        f"migration call {_med(ours.pre_ms):.0f} against {_med(vd.pre_ms):.0f} ms. A client "
+        f"that took no time at all there would take "
+        f"{1 - _med(vd.pre_ms) / (statistics.median(vd.wall_s) * 1000):.3f}x "
+        "VirtualDomain's time: the rest is libvirt's and qemu's.",
         "",
         f"**Ratio agent/virsh (medians): {ratio:.3f}** ({diff_ms:+.0f} ms per hop; "
         "target <= 1.05). Agent/python: "
