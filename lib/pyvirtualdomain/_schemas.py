@@ -4,7 +4,7 @@ Do not edit: regenerate after changing the metadata. See metadata.py.
 """
 
 SCHEMAS = {
-    'PyVirtualDomain': (3368498912, 'PyVirtualDomain', (
+    'PyVirtualDomain': (4107623242, 'PyVirtualDomain', (
         ('config', 'string', '', True, 'Domain XML file'),
         ('hypervisor', 'string', '', False, 'Hypervisor URI'),
         ('force_stop', 'boolean', 'false', False, 'Always force stop'),
