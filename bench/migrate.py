@@ -47,7 +47,7 @@ from tests.harness.guest import (  # noqa: E402
 )
 from tests.harness.twohosts import NODE_NAMES, SharedHostLock, TwoHosts  # noqa: E402
 
-from bench.migrate_load import VIRTUAL_DOMAIN  # noqa: E402
+from bench.migrate_load import VIRTUAL_DOMAIN, virtual_domain_env  # noqa: E402
 
 OTHER = {"A": "B", "B": "A"}
 METHODS = ("agent", "python", "virsh", "VD", "multifd")
@@ -183,13 +183,7 @@ def hop_vd(hosts: TwoHosts, name: str, config: Path, workdir: Path, src: str,
     """One hop by VirtualDomain's migrate_to, as Pacemaker's executor would run it."""
     dst = OTHER[src]
     (workdir / "vd-rsctmp").mkdir(exist_ok=True)
-    env = {"PATH": CLEAN_PATH, "LANG": "C", "OCF_ROOT": "/usr/lib/ocf",
-           "OCF_RESOURCE_INSTANCE": f"vd-{name}", "HA_RSCTMP": str(workdir / "vd-rsctmp"),
-           "OCF_RESKEY_CRM_meta_timeout": str(OP_TIMEOUT_MS),
-           "OCF_RESKEY_CRM_meta_migrate_source": NODE_NAMES[src],
-           "OCF_RESKEY_CRM_meta_migrate_target": NODE_NAMES[dst],
-           "OCF_RESKEY_config": str(config), "OCF_RESKEY_hypervisor": "qemu:///system",
-           "OCF_RESKEY_migration_transport": "tcp"}
+    env = virtual_domain_env(name, config, workdir / "vd-rsctmp", OP_TIMEOUT_MS, src, dst)
     wall, proc = timed_share(hosts.nsenter_argv(src) + [str(VIRTUAL_DOMAIN), "migrate_to"],
                              env, workdir / "client.log", series)
     if proc.returncode != 0:

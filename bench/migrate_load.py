@@ -132,6 +132,19 @@ def _run_cmd(argv: list[str], env: dict[str, str], limit_s: float) -> tuple[int 
         return None, err.decode(errors="replace")
 
 
+def virtual_domain_env(name: str, config: Path, rsctmp: Path, timeout_ms: int, src: str,
+                       dst: str) -> dict[str, str]:
+    """VirtualDomain's migrate_to environment from host ``src`` to ``dst``, as Pacemaker's
+    executor gives it (migration over TCP, the hosts' node names)."""
+    return {"PATH": CLEAN_PATH, "LANG": "C", "OCF_ROOT": "/usr/lib/ocf",
+            "OCF_RESOURCE_INSTANCE": f"vd-{name}", "HA_RSCTMP": str(rsctmp),
+            "OCF_RESKEY_CRM_meta_timeout": str(timeout_ms),
+            "OCF_RESKEY_CRM_meta_migrate_source": NODE_NAMES[src],
+            "OCF_RESKEY_CRM_meta_migrate_target": NODE_NAMES[dst],
+            "OCF_RESKEY_config": str(config), "OCF_RESKEY_hypervisor": "qemu:///system",
+            "OCF_RESKEY_migration_transport": "tcp"}
+
+
 class Bench:
     def __init__(self, hosts: TwoHosts, bandwidth: int, timeout_s: float, wss_mib: int,
                  memory_mib: int, beat_ms: int = 20, cap: str = "link") -> None:
@@ -143,7 +156,8 @@ class Bench:
         # migration_speed), which qemu lifts at the switch-over: the last copy, the guest's
         # pause, then goes at the speed of the unlimited link.
         self.cap = cap
-        hosts.cap_link(bandwidth if cap == "link" else None)
+        if cap == "link":
+            hosts.cap_link(bandwidth)
         self.timeout_s = timeout_s
         self.wss = wss_mib
         self.memory = memory_mib
@@ -200,14 +214,8 @@ class Bench:
             return rc, err.strip().splitlines()[-1] if err.strip() else "", \
                 time.monotonic() - t0
         if method.startswith("VD"):
-            env = {"PATH": CLEAN_PATH, "LANG": "C", "OCF_ROOT": "/usr/lib/ocf",
-                   "OCF_RESOURCE_INSTANCE": f"vd-{name}",
-                   "HA_RSCTMP": str(self.work / "vd-rsctmp"),
-                   "OCF_RESKEY_CRM_meta_timeout": str(timeout_ms),
-                   "OCF_RESKEY_CRM_meta_migrate_source": NODE_NAMES["A"],
-                   "OCF_RESKEY_CRM_meta_migrate_target": NODE_NAMES["B"],
-                   "OCF_RESKEY_config": str(config), "OCF_RESKEY_hypervisor": "qemu:///system",
-                   "OCF_RESKEY_migration_transport": "tcp",
+            env = {**virtual_domain_env(name, config, self.work / "vd-rsctmp", timeout_ms,
+                                        "A", "B"),
                    **self._speed("OCF_RESKEY_migration_speed")}
             if method == "VD+downtime":
                 env["OCF_RESKEY_migration_downtime"] = "1000"
