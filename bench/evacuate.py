@@ -17,11 +17,9 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import datetime
 import json
 import math
 import os
-import re
 import statistics
 import sys
 import time
@@ -43,7 +41,7 @@ from tests.harness.cluster import (  # noqa: E402
 from tests.harness.guest import VIRT_TYPE_ENV, GuestArtifacts, build_artifacts  # noqa: E402
 from tests.harness.twohosts import SharedHostLock  # noqa: E402
 
-from bench.measure import run_facts, write_measured  # noqa: E402
+from bench.measure import libvirt_log_lines, run_facts, write_measured  # noqa: E402
 
 AGENTS = {"ours": ("custom", "PyVirtualDomain"), "VD": ("heartbeat", "VirtualDomain")}
 SRC, DST = "pcmk-1", "pcmk-2"
@@ -157,28 +155,16 @@ def run_one(cl: Cluster, agent: str, limit: str, n: int, arts: GuestArtifacts,
                 reader.stop()
 
 
-# libvirt's qemu log of a domain: "<date> <time>+0000: starting up ..." when libvirt starts
-# its emulator (on a migration's target: the prepare step), "shutting down, reason=migrated"
-# when the source's is stopped after the switch-over (the confirm step).
-QEMU_LOG_TIME = re.compile(r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{3})\+0000: (.*)$")
-
-
+# libvirt's qemu log of a domain: "starting up ..." when libvirt starts its emulator (on a
+# migration's target: the prepare step), "shutting down, reason=migrated" when the source's is
+# stopped after the switch-over (the confirm step).
 def qemu_log_events(path: Path) -> list[tuple[float, str]]:
     """(epoch seconds, "start" | "migrated-away") from a domain's qemu log."""
     out: list[tuple[float, str]] = []
-    try:
-        lines = path.read_text(errors="replace").splitlines()
-    except OSError:
-        return out
-    for line in lines:
-        m = QEMU_LOG_TIME.match(line)
-        if not m:
-            continue
-        what = ("start" if m.group(2).startswith("starting up") else "migrated-away"
-                if m.group(2).startswith("shutting down, reason=migrated") else None)
+    for t, rest in libvirt_log_lines(path):
+        what = ("start" if rest.startswith("starting up") else "migrated-away"
+                if rest.startswith("shutting down, reason=migrated") else None)
         if what:
-            t = datetime.datetime.strptime(m.group(1), "%Y-%m-%d %H:%M:%S.%f").replace(
-                tzinfo=datetime.UTC).timestamp()
             out.append((t, what))
     return out
 

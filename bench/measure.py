@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import datetime
 import os
+import re
 import statistics
 import subprocess
 import time
@@ -10,6 +12,25 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from tests.harness.common import CLEAN_PATH
+
+# A line of a libvirt log (libvirtd's, a domain's qemu log, a client library's):
+# "<date> <time>.<ms>+0000: <the rest>".
+LIBVIRT_LOG_LINE = re.compile(r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{3})\+0000: (.*)$")
+
+
+def libvirt_log_lines(path: Path) -> list[tuple[float, str]]:
+    """Each stamped line of a libvirt log as (epoch seconds, the rest); none if unreadable."""
+    try:
+        lines = path.read_text(errors="replace").splitlines()
+    except OSError:
+        return []
+    out = []
+    for line in lines:
+        m = LIBVIRT_LOG_LINE.match(line)
+        if m:
+            out.append((datetime.datetime.strptime(m.group(1), "%Y-%m-%d %H:%M:%S.%f").replace(
+                tzinfo=datetime.UTC).timestamp(), m.group(2)))
+    return out
 
 
 @dataclass

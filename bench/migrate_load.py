@@ -208,7 +208,7 @@ class Bench:
         if method == "virsh":
             rc, err = _run_cmd(self.hosts.nsenter_argv("A") + [
                 "virsh", "-c", "qemu:///system", "migrate", "--live",
-                *[x for k, v in self._speed("--bandwidth").items() for x in (k, v)],
+                *(["--bandwidth", str(self.bandwidth)] if self.cap == "qemu" else []),
                 name, self.hosts.tcp_uri("B")],
                 {"PATH": CLEAN_PATH, "LANG": "C"}, self.timeout_s)
             return rc, err.strip().splitlines()[-1] if err.strip() else "", \
