@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 import re
 from collections import Counter
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -382,7 +382,7 @@ def side_by_side(ours: Mapping[str, Any], theirs: Mapping[str, Any]) -> str:
         end = t_end[name]
         return sum(1 for f in r["failures"] if end is None or f["t_effective"] <= end + 5.0)
 
-    def ops(action: str, bad_word: str) -> Any:
+    def ops(action: str, bad_word: str) -> Callable[[str, Mapping[str, Any]], str]:
         def cell(name: str, r: Mapping[str, Any]) -> str:
             done = _ops(r, t_end[name], action)
             bad = sum(1 for o in done if o["rc"] != 0)
